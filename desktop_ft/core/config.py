@@ -1,0 +1,351 @@
+"""The run configuration: dataclasses whose fields carry their own help text.
+
+One source of truth (as TRL's ``SFTConfig`` is): the wizard builds its widgets and tooltips from
+these fields, the CLI builds ``--help`` and ``--set`` from them, and ``config.yaml`` in every run
+folder is exactly ``RunConfig.to_dict()``. A run designed in the window therefore reruns on a
+server with ``desktop-ft train config.yaml`` unchanged.
+
+Field metadata keys: ``help`` (one plain sentence), optionally ``choices``, ``min``, ``max``
+(a sensible range for the wizard) and ``advanced`` (hidden behind "Advanced" in the window).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from desktop_ft.core.errors import ConfigError
+
+
+def _f(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
+       **meta: Any) -> Any:
+    """A dataclass field with its help text (and optional choices / range) as metadata."""
+    kwargs: dict[str, Any] = {"metadata": {"help": help, **meta}}
+    if default_factory is not dataclasses.MISSING:
+        kwargs["default_factory"] = default_factory
+    else:
+        kwargs["default"] = default
+    return field(**kwargs)
+
+
+@dataclass
+class ModelChoice:
+    """Which base model to fine-tune."""
+
+    name: str = _f("default", help="Model to fine-tune: 'default' (the built-in SmolLM2-135M-Instruct), "
+                   "a Hugging Face id such as 'Qwen/Qwen2.5-0.5B-Instruct', a local folder, or a .gguf file.")
+    revision: str | None = _f(None, help="Hub branch, tag or commit to download (Hugging Face ids only).",
+                              advanced=True)
+    trust_remote_code: bool = _f(False, help="Run Python code shipped with the model. Only for models whose "
+                                 "authors you trust; off by default.", advanced=True)
+
+
+@dataclass
+class DataChoice:
+    """Which examples to train on."""
+
+    path: str = _f("", help="Training data: a .jsonl/.json/.csv/.parquet/.txt file, a saved datasets folder, "
+                   "or a Hugging Face dataset id. Empty means the built-in sample dataset.")
+    validation_path: str | None = _f(None, help="Separate file for validation. If empty, a slice of the "
+                                     "training data is held out instead.", advanced=True)
+    validation_fraction: float = _f(0.05, help="Share of the rows held out to measure eval loss "
+                                    "(0 turns evaluation off).", min=0.0, max=0.5)
+    columns: dict[str, str] = _f(default_factory=dict, help="Explicit column mapping when the format is not "
+                                 "detected, e.g. {prompt: question, completion: answer}.", advanced=True)
+    max_rows: int | None = _f(None, help="Use only the first N rows (handy for a quick test).", min=1,
+                              advanced=True)
+
+
+@dataclass
+class MethodConfig:
+    """How the weights are trained (method) and towards what objective (task)."""
+
+    method: str = _f("lora", help="How weights are trained: 'lora' trains small add-on matrices and keeps "
+                     "the base model frozen.", choices=["lora"])
+    task: str = _f("sft", help="Objective: 'sft' teaches the model to give the answers in your data.",
+                   choices=["sft"])
+    lora_rank: int = _f(16, help="LoRA rank: size of the add-on matrices. Higher learns more but uses more "
+                        "memory; 8-64 is typical.", min=1, max=512)
+    lora_alpha: int = _f(32, help="LoRA alpha: scales the add-on's effect; usually twice the rank.",
+                         min=1, max=1024)
+    lora_dropout: float = _f(0.05, help="Dropout on the LoRA layers: a little randomness that reduces "
+                             "overfitting on small datasets.", min=0.0, max=0.5)
+    target_modules: str = _f("all-linear", help="Which layers get LoRA add-ons: 'all-linear' (best quality) "
+                             "or a comma-separated list such as 'q_proj,v_proj'.", advanced=True)
+    assistant_only_loss: bool = _f(True, help="Learn only from the assistant's replies, not from the user's "
+                                   "questions (recommended for chat data).", advanced=True)
+
+
+@dataclass
+class TrainingConfig:
+    """Hyperparameters of the optimisation loop."""
+
+    max_steps: int = _f(-1, help="Stop after this many optimizer steps (-1 means: train for 'epochs').",
+                        min=-1)
+    epochs: float = _f(1.0, help="How many times to go over the whole dataset.", min=0.01, max=100.0)
+    learning_rate: float = _f(2e-4, help="How big each update is. LoRA likes 1e-4 to 3e-4; full "
+                              "fine-tuning 1e-5 to 5e-5. Too high makes the loss jump or explode.",
+                              min=1e-7, max=1e-2)
+    batch_size: int = _f(4, help="Examples per step on each device. Larger is faster per example but "
+                         "needs more memory.", min=1, max=512)
+    gradient_accumulation_steps: int = _f(1, help="Add up gradients over this many batches before one "
+                                          "update: a bigger effective batch without more memory.",
+                                          min=1, max=512)
+    max_length: int = _f(512, help="Longest example in tokens; longer ones are cut. Memory grows with it.",
+                         min=16, max=131072)
+    warmup_ratio: float = _f(0.03, help="Share of steps spent slowly raising the learning rate at the start.",
+                             min=0.0, max=0.5, advanced=True)
+    lr_scheduler: str = _f("cosine", help="How the learning rate changes over the run.",
+                           choices=["cosine", "linear", "constant", "constant_with_warmup"], advanced=True)
+    weight_decay: float = _f(0.0, help="Pulls weights slightly towards zero each step; a mild regulariser.",
+                             min=0.0, max=1.0, advanced=True)
+    max_grad_norm: float = _f(1.0, help="Clip gradients to this norm so one bad batch cannot wreck the run.",
+                              min=0.0, advanced=True)
+    optimizer: str = _f("adamw_torch", help="Optimizer. 'adamw_torch' is the safe default.",
+                        choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd"], advanced=True)
+    precision: str = _f("auto", help="Number format for training: 'auto' picks bf16 on GPUs that support it "
+                        "and fp32 on the CPU.", choices=["auto", "fp32", "fp16", "bf16"], advanced=True)
+    gradient_checkpointing: bool = _f(False, help="Recompute activations instead of storing them: less "
+                                      "memory, about 30% slower.", advanced=True)
+    packing: bool = _f(False, help="Pack several short examples into one sequence: faster on short data.",
+                       advanced=True)
+    seed: int = _f(42, help="Random seed, so the same config gives the same run.", advanced=True)
+    logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, advanced=True)
+    eval_steps: int = _f(50, help="Measure validation loss every N steps.", min=1, advanced=True)
+    save_steps: int = _f(50, help="Save a checkpoint every N steps (a stopped or crashed run resumes "
+                         "from the last one).", min=1, advanced=True)
+    save_total_limit: int = _f(3, help="Keep at most this many checkpoints; older ones are deleted.",
+                               min=1, advanced=True)
+
+
+@dataclass
+class OutputConfig:
+    """Where the run folder goes."""
+
+    output_dir: str | None = _f(None, help="Run folder. Empty means a new folder under the runs directory.")
+    run_name: str | None = _f(None, help="A short name for the run (used for the folder name and the Runs "
+                              "list).")
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; ``config.yaml`` in a run folder is this, resolved."""
+
+    model: ModelChoice = field(default_factory=ModelChoice)
+    data: DataChoice = field(default_factory=DataChoice)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    # -- (de)serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, source: str | Path | None = None) -> RunConfig:
+        """Build a config from nested dicts; unknown keys and wrong types are a ``ConfigError``."""
+        return _build(cls, data or {}, prefix="", source=source)
+
+    def replace(self, dotted: dict[str, Any], *, source: str | Path | None = None) -> RunConfig:
+        """A copy with ``{"training.learning_rate": 1e-4, ...}`` applied (values coerced to field types)."""
+        data = self.to_dict()
+        for key, value in dotted.items():
+            section, _, name = key.partition(".")
+            sections = {f.name: f.type for f in dataclasses.fields(self)}
+            if section not in sections or not name:
+                raise ConfigError(f"unknown setting '{key}'", path=source, field=key,
+                                  hint=_did_you_mean(key, all_dotted_keys()))
+            if name not in data[section]:
+                raise ConfigError(f"unknown setting '{key}'", path=source, field=key,
+                                  hint=_did_you_mean(key, all_dotted_keys()))
+            data[section][name] = value
+        return RunConfig.from_dict(data, source=source)
+
+
+# -- YAML ---------------------------------------------------------------------------------------
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a ``config.yaml``; errors name the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path,
+                          hint="Check the path, or run without a config file.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path, line=line) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError("must be a mapping of sections (model, data, method, training, output)", path=path)
+    return RunConfig.from_dict(data, source=path)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write ``config.yaml`` atomically, with a header saying how to rerun it."""
+    header = "# Desktop FT run configuration. Rerun with: desktop-ft train config.yaml\n"
+    text = header + yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+    write_text_atomic(Path(path), text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- introspection for the CLI and the wizard ------------------------------------------------------
+
+def section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(RunConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
+
+
+def all_dotted_keys() -> list[str]:
+    """Every setting as ``section.name``, as ``--set`` and the YAML file use them."""
+    keys = []
+    for section, typ in section_types().items():
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(typ)]
+    return keys
+
+
+def field_info(dotted: str) -> dataclasses.Field:
+    section, _, name = dotted.partition(".")
+    typ = section_types()[section]
+    return next(f for f in dataclasses.fields(typ) if f.name == name)
+
+
+def parse_cli_value(dotted: str, text: str) -> Any:
+    """Turn the text of ``--set key=value`` into the field's type (YAML rules: 1e-4, true, null)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+# -- internals ---------------------------------------------------------------------------------------
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    if close:
+        return f"Did you mean '{close[0]}'?"
+    return "Valid keys: " + ", ".join(candidates) + "."
+
+
+def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"must be a mapping, got {type(data).__name__}", path=source,
+                          field=prefix.rstrip(".") or None)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            dotted = f"{prefix}{key}"
+            candidates = [f"{prefix}{n}" for n in fields] if prefix else list(fields) + all_dotted_keys()
+            raise ConfigError(f"unknown key '{dotted}'", path=source, field=dotted,
+                              hint=_did_you_mean(dotted, candidates))
+    kwargs = {}
+    for name, value in data.items():
+        typ = hints[name]
+        dotted = f"{prefix}{name}"
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, value if value is not None else {}, prefix=f"{dotted}.", source=source)
+        else:
+            kwargs[name] = _coerce(value, typ, dotted, source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, typ: Any, dotted: str, source: str | Path | None) -> Any:
+    """Check ``value`` against a simple type hint, converting where YAML is loose (1 → 1.0)."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, dotted, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(dotted, value, "a mapping", source)
+        return {str(k): str(v) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(dotted, value, "a list", source)
+        return list(value)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise _type_error(dotted, value, "true or false", source)
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise _type_error(dotted, value, "a whole number", source)
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _type_error(dotted, value, "a number", source)
+    if typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _type_error(dotted, value, "text", source)
+    return value
+
+
+def _type_error(dotted: str, value: Any, expected: str, source: str | Path | None) -> ConfigError:
+    return ConfigError(f"'{dotted}' must be {expected}, got {value!r}", path=source, field=dotted)
+
+
+def validate(config: RunConfig) -> None:
+    """Check choices and ranges from the field metadata; raise ``ConfigError`` on the first problem."""
+    for section, typ in section_types().items():
+        obj = getattr(config, section)
+        for f in dataclasses.fields(typ):
+            value = getattr(obj, f.name)
+            meta = f.metadata
+            dotted = f"{section}.{f.name}"
+            if value is None or isinstance(value, (dict, list, bool)):
+                continue
+            if "choices" in meta and value not in meta["choices"]:
+                raise ConfigError(f"'{dotted}' is {value!r}; choose one of: " + ", ".join(map(str, meta["choices"])),
+                                  field=dotted)
+            if isinstance(value, (int, float)):
+                if "min" in meta and value < meta["min"]:
+                    raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)
+                if "max" in meta and value > meta["max"]:
+                    raise ConfigError(f"'{dotted}' is {value}, above its maximum {meta['max']}", field=dotted)

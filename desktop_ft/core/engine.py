@@ -1,0 +1,365 @@
+"""Run one training run: RunConfig in, run folder out, events along the way.
+
+A plain function (Orange3's ``run(data, state)`` habit): it takes an ``on_event`` callable and a
+stop flag and knows nothing about who listens — the CLI's progress bar, the window's worker, or a
+test. The heavy lifting is TRL's ``SFTTrainer`` with a peft LoRA adapter; our part is choosing
+settings that work on the machine at hand, turning the Trainer's logs into events and
+``metrics.jsonl``, and keeping the run folder truthful whatever happens (finish, Stop, crash).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from desktop_ft.core import datasets as ds
+from desktop_ft.core.config import RunConfig, validate
+from desktop_ft.core.errors import UserError
+from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
+                                    RunStarted, StepLogged)
+from desktop_ft.core.models import resolve_model
+from desktop_ft.core.runs import FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, new_run_folder, now_iso
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What the machine at hand gets: device name and the dtype flags for TrainingArguments."""
+
+    device: str
+    bf16: bool
+    fp16: bool
+    dtype_name: str
+
+
+def pick_device(precision: str = "auto") -> DeviceSettings:
+    """CUDA with bf16 where supported, else fp16 on CUDA; fp32 on the CPU (bf16 is very slow there)."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if precision == "auto":
+            precision = "bf16" if bf16_ok else "fp16"
+        return DeviceSettings("cuda", precision == "bf16", precision == "fp16",
+                              {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32"))
+    if precision in ("auto", "fp16"):
+        precision = "fp32"
+    return DeviceSettings("cpu", precision == "bf16", False, "bfloat16" if precision == "bf16" else "float32")
+
+
+def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCallback | None = None,
+          stop: threading.Event | None = None, resume: bool = False) -> RunFinished:
+    """Train ``config`` into a run folder and return how it ended.
+
+    ``stop`` is cooperative: when set, the Trainer finishes the current step, saves a checkpoint and
+    the run ends as ``stopped`` (resumable). ``resume=True`` continues ``run`` from its last
+    complete checkpoint and appends to its ``metrics.jsonl``. A ``UserError`` is re-raised after the
+    run folder says ``failed``; so is any other exception (a bug, an out-of-memory error).
+    """
+    validate(config)
+    stop = stop or threading.Event()
+    listener = on_event or (lambda _e: None)
+    if run is None:
+        run = new_run_folder(config)
+    status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(),
+                       max_steps=max(config.training.max_steps, 0))
+    if resume:
+        previous = run.read_status()
+        status.started_at = previous.started_at or status.started_at
+    run.write_status(status)
+
+    def emit(event: Event) -> None:
+        if isinstance(event, StepLogged):
+            run.append_metric({"type": "train", **_metric_fields(event), "time": time.time()})
+            status.step, status.max_steps = event.step, event.max_steps
+            status.final_loss = event.loss
+            run.write_status(status)
+        elif isinstance(event, EvalLogged):
+            run.append_metric({"type": "eval", "step": event.step, "epoch": event.epoch,
+                               "eval_loss": event.eval_loss, "time": time.time()})
+        elif isinstance(event, Progress):
+            run.log(event.message)
+        listener(event)
+
+    try:
+        if not resume:
+            run.write_config(_resolved(config))
+        outcome = _train(config, run, emit, stop, status, resume)
+    except BaseException as exc:  # the run folder must say what happened, whatever it was
+        status.state = FAILED
+        status.error = describe_error(exc)
+        status.ended_at = now_iso()
+        status.peak_memory_bytes = peak_memory_bytes(status.device)
+        run.write_status(status)
+        run.log("FAILED: " + status.error)
+        if not isinstance(exc, UserError):
+            run.log(traceback.format_exc())
+        run.close()
+        listener(RunFinished(FAILED, status.step, error=status.error, run_dir=str(run.path)))
+        raise
+    run.close()
+    listener(outcome)
+    return outcome
+
+
+def describe_error(exc: BaseException) -> str:
+    """One sentence for status.json and the window."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "Interrupted. Resume continues from the last checkpoint."
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+        return ("Out of memory: " + text[:200] + ". Lower the batch size or max length, turn on gradient "
+                "checkpointing, or use QLoRA.")
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def peak_memory_bytes(device: str | None) -> int | None:
+    """CUDA max allocated on a GPU run, peak resident set size of this process on the CPU."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    try:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss if sys.platform == "darwin" else rss * 1024)
+    except ImportError:  # Windows
+        import psutil
+
+        return int(psutil.Process().memory_info().peak_wset)
+
+
+# -- internals -----------------------------------------------------------------------------------
+
+def _resolved(config: RunConfig) -> RunConfig:
+    """The config as written to the run folder: the sample dataset spelled out, so it reruns anywhere."""
+    if not config.data.path:
+        return config.replace({"data.path": str(ds.sample_dataset_path())})
+    return config
+
+
+def _metric_fields(event: StepLogged) -> dict[str, Any]:
+    return {"step": event.step, "epoch": event.epoch, "loss": event.loss, "learning_rate": event.learning_rate,
+            "grad_norm": event.grad_norm, "tokens_per_second": event.tokens_per_second}
+
+
+def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
+           status: RunStatus, resume: bool) -> RunFinished:
+    model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
+    emit(Progress("data", "Reading the dataset…"))
+    data = ds.load_dataset(config.data.path, max_rows=config.data.max_rows)
+    for err in data.errors[:20]:
+        run.log(f"skipped {data.path} line {err.line}: {err.message}")
+    if data.errors:
+        emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
+                              f"see train.log."))
+    train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
+    if config.data.validation_path:
+        val_rows = ds.load_dataset(config.data.validation_path).rows
+
+    emit(Progress("load", "Loading the model…"))
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from datasets.utils.logging import disable_progress_bar
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    disable_progress_bar()  # tokenising bars would interleave with ours; Progress events say the same
+
+    settings = pick_device(config.training.precision)
+    status.device = settings.device
+    torch.manual_seed(config.training.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise UserError("this model has no chat template, so chat data cannot be formatted for it",
+                        path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, settings.dtype_name),
+                                                 trust_remote_code=config.model.trust_remote_code)
+    model.config.use_cache = False
+
+    shape = ds.to_prompt_completion if config.method.assistant_only_loss else (lambda r: r)
+    train_set = Dataset.from_list([shape(r) for r in train_rows])
+    eval_set = Dataset.from_list([shape(r) for r in val_rows]) if val_rows else None
+
+    t = config.training
+    targets: str | list[str] = t_modules(config.method.target_modules)
+    peft_config = LoraConfig(r=config.method.lora_rank, lora_alpha=config.method.lora_alpha,
+                             lora_dropout=config.method.lora_dropout, target_modules=targets,
+                             task_type="CAUSAL_LM")
+    args = SFTConfig(
+        output_dir=str(run.checkpoints_dir),
+        max_steps=t.max_steps,
+        num_train_epochs=t.epochs,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_length=t.max_length,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer,
+        bf16=settings.bf16,
+        fp16=settings.fp16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        packing=t.packing,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if eval_set is not None else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to="none",
+        use_cpu=settings.device == "cpu",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=settings.device == "cuda",
+        disable_tqdm=True,
+        completion_only_loss=True if config.method.assistant_only_loss else None,
+        dataset_num_proc=None,
+    )
+    callback = _EventCallback(emit, stop, run, config)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                         processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+    trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
+    _check_labels(trainer, len(train_set), emit)
+
+    checkpoint = run.last_checkpoint() if resume else None
+    start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+    if resume:
+        run.truncate_metrics_after(start_step)
+        emit(Progress("resume", f"Resuming from step {start_step}." if checkpoint else
+                      "No checkpoint yet; starting from the beginning."))
+    callback.start_step = start_step
+    emit(Progress("train", f"Training on {len(train_set)} examples ({settings.device}, {settings.dtype_name})."))
+    if stop.is_set():
+        raise KeyboardInterrupt
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    step = trainer.state.global_step
+    stopped = stop.is_set() and step < trainer.state.max_steps
+    if eval_set is not None and not stopped and callback.last_eval_step != step:
+        trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
+    trainer.save_model(str(run.adapter_dir))
+    status.state = STOPPED if stopped else FINISHED
+    status.step = step
+    status.max_steps = trainer.state.max_steps
+    status.ended_at = now_iso()
+    status.peak_memory_bytes = peak_memory_bytes(settings.device)
+    run.write_status(status)
+    run.log(f"{status.state} at step {step}; adapter saved to {run.adapter_dir}")
+    return RunFinished(status.state, step, adapter_dir=str(run.adapter_dir), run_dir=str(run.path))
+
+
+def t_modules(spec: str) -> str | list[str]:
+    """'all-linear' stays as peft's keyword; 'q_proj, v_proj' becomes a list."""
+    spec = (spec or "all-linear").strip()
+    if spec == "all-linear":
+        return spec
+    return [m.strip() for m in spec.split(",") if m.strip()]
+
+
+def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
+    """Refuse a run that would train on nothing; say how many rows lost their answer to truncation.
+
+    TRL drops examples whose every label token is masked (the answer lies past ``max_length``).
+    If that leaves nothing, training would crash deep inside the sampler; we say why instead.
+    """
+    max_len = trainer.args.max_length
+    kept = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
+    if kept == 0:
+        raise UserError(f"every answer is cut off at max length {max_len}, so the model would learn nothing",
+                        field="training.max_length",
+                        hint="Raise training.max_length or use shorter examples.")
+    if kept < rows_before:
+        emit(Progress("data", f"{rows_before - kept} of {rows_before} examples have no answer left within "
+                              f"max length {max_len} and were skipped."))
+
+
+class _EventCallback:
+    """Turns the Trainer's logs into our events and checks the stop flag after every step.
+
+    Built lazily as a ``TrainerCallback`` subclass so that importing this module stays light.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from transformers import TrainerCallback
+
+        class EventCallback(TrainerCallback):
+            def __init__(self, emit: EventCallback, stop: threading.Event, run: RunFolder,
+                         config: RunConfig) -> None:
+                self.emit, self.stop, self.run, self.config = emit, stop, run, config
+                self.start_step = 0
+                self._t0: float | None = None
+                self._last_tokens: tuple[float, float] | None = None
+                self.last_eval_step = -1
+
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+                self._t0 = time.monotonic()
+                self.start_step = state.global_step or self.start_step
+                self.emit(RunStarted(str(self.run.path), state.max_steps, resumed_from_step=self.start_step))
+
+            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+                return self._check_stop(control)
+
+            def _check_stop(self, control):  # noqa: ANN001
+                # Checked after the step and again after its log line, so a Stop asked for while a
+                # step's events are being shown saves *that* step (the Trainer saves after logging).
+                if self.stop.is_set():
+                    control.should_training_stop = True
+                    control.should_save = True
+                return control
+
+            def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+                path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                self.emit(CheckpointSaved(state.global_step, str(path)))
+
+            def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+                logs = logs or {}
+                now = time.monotonic()
+                if "eval_loss" in logs:
+                    self.last_eval_step = state.global_step
+                    self.emit(EvalLogged(state.global_step, float(logs.get("epoch", state.epoch or 0)),
+                                         float(logs["eval_loss"])))
+                    return
+                if "loss" not in logs:
+                    return
+                tps = None
+                if "num_tokens" in logs:
+                    tokens = float(logs["num_tokens"])
+                    if self._last_tokens is not None and now > self._last_tokens[1]:
+                        tps = (tokens - self._last_tokens[0]) / (now - self._last_tokens[1])
+                    elif self._t0 is not None and now > self._t0:
+                        tps = tokens / (now - self._t0)
+                    self._last_tokens = (tokens, now)
+                done = state.global_step - self.start_step
+                eta = None
+                if self._t0 is not None and done > 0:
+                    eta = (now - self._t0) / done * max(state.max_steps - state.global_step, 0)
+                self.emit(StepLogged(step=state.global_step, max_steps=state.max_steps,
+                                     epoch=float(logs.get("epoch", state.epoch or 0.0)),
+                                     loss=float(logs["loss"]), learning_rate=_opt(logs.get("learning_rate")),
+                                     grad_norm=_opt(logs.get("grad_norm")), tokens_per_second=tps,
+                                     eta_seconds=eta))
+                return self._check_stop(control)
+
+        return EventCallback(*args, **kwargs)
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+

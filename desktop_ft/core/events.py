@@ -1,0 +1,80 @@
+"""Small frozen events that a training run emits.
+
+The same objects feed the live plot, the CLI progress bar, the JSON-lines stream that the window
+reads from the training child process, and ``metrics.jsonl``. ``to_dict`` / ``event_from_dict``
+make that round trip lossless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: str
+    max_steps: int
+    resumed_from_step: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Work before training proper (model conversion, tokenising); fraction is None when unknown."""
+
+    stage: str
+    message: str
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    step: int
+    max_steps: int
+    epoch: float
+    loss: float
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalLogged:
+    step: int
+    epoch: float
+    eval_loss: float
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    state: str  # finished | stopped | failed
+    step: int
+    error: str | None = None
+    adapter_dir: str | None = None
+    run_dir: str | None = None
+
+
+Event = Union[RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved, RunFinished]
+EventCallback = Callable[[Event], None]
+
+_TYPES: dict[str, type] = {cls.__name__: cls for cls in
+                           (RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved, RunFinished)}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """``{"event": "StepLogged", "step": 3, ...}`` — one JSON line in the event stream."""
+    return {"event": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    cls = _TYPES[data["event"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

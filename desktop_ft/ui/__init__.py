@@ -1,0 +1,1 @@
+"""Thin Qt views over desktop_ft.core: render state, forward intent, never block."""
