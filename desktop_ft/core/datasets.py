@@ -153,6 +153,17 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[
     return train, val
 
 
+def sft_rows(data: LoadedDataset, rows: list[dict[str, Any]], *, assistant_only_loss: bool) -> list[dict[str, Any]]:
+    """Rows of ``data`` (already normalised) in the shape TRL's SFTTrainer takes for its kind.
+
+    conversation → conversational prompt/completion (loss on the last assistant reply) when
+    ``assistant_only_loss``, else ``messages`` as they are; prompt_completion and text pass through.
+    """
+    if data.kind == "conversation" and assistant_only_loss:
+        return [to_prompt_completion(r) for r in rows]
+    return list(rows)
+
+
 def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
     """Conversation → conversational prompt/completion, so the loss falls on the last assistant reply.
 

@@ -188,9 +188,9 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
                                                  trust_remote_code=config.model.trust_remote_code)
     model.config.use_cache = False
 
-    shape = ds.to_prompt_completion if config.method.assistant_only_loss else (lambda r: r)
-    train_set = Dataset.from_list([shape(r) for r in train_rows])
-    eval_set = Dataset.from_list([shape(r) for r in val_rows]) if val_rows else None
+    only_answers = config.method.assistant_only_loss
+    train_set = Dataset.from_list(ds.sft_rows(data, train_rows, assistant_only_loss=only_answers))
+    eval_set = Dataset.from_list(ds.sft_rows(data, val_rows, assistant_only_loss=only_answers)) if val_rows else None
 
     t = config.training
     targets: str | list[str] = t_modules(config.method.target_modules)
