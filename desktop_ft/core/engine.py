@@ -164,6 +164,9 @@ def _extras(logs: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
 
 def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
            status: RunStatus, resume: bool) -> RunFinished:
+    settings = pick_device(config.training.precision)
+    status.device = settings.device
+    _check_hardware(methods.METHODS[config.method.method], settings)  # before any download or conversion
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, max_rows=config.data.max_rows)
@@ -190,9 +193,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
 
     disable_progress_bar()  # tokenising bars would interleave with ours; Progress events say the same
 
-    settings = pick_device(config.training.precision)
-    status.device = settings.device
-    _check_hardware(method, settings)
+    for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
+        emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
     model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=data.kind == "conversation")
     peft_config = method.build_peft(config, model) if method.build_peft else None
@@ -247,12 +249,12 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
 def _check_hardware(method: methods.MethodSpec, settings: DeviceSettings) -> None:
     """QLoRA and 8-bit LoRA need CUDA and bitsandbytes: say so before loading anything."""
     if method.needs_cuda and settings.device != "cuda":
-        raise UserError(f"{method.title} needs an NVIDIA GPU with CUDA, and none was found",
-                        field="method.method",
+        raise UserError(f"'method.method' is '{method.name}', and {method.title} needs an NVIDIA GPU with CUDA, "
+                        "but none was found", field="method.method",
                         hint="Use --method lora here (same quality, more memory), or run on a CUDA machine.")
     if method.quantized_bits and not methods.bitsandbytes_installed():
-        raise UserError(f"{method.title} needs the bitsandbytes package, which is not installed",
-                        field="method.method", hint="Install it with: pip install bitsandbytes")
+        raise UserError(f"'method.method' is '{method.name}', and {method.title} needs the bitsandbytes "
+                        "package, which is not installed", field="method.method", hint="Install it with: pip install bitsandbytes")
 
 
 def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec, settings: DeviceSettings, *,

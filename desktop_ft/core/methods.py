@@ -489,7 +489,7 @@ def preset_key(name: str) -> str:
     key = name.strip().lower().replace(" ", "_").replace("-", "_")
     if key not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'", field="preset",
-                          hint="Choose one of: " + ", ".join(p.title for p in PRESETS.values()) + ".")
+                          hint="Choose one of: " + ", ".join(f"{k} ({p.title})" for k, p in PRESETS.items()) + ".")
     return key
 
 
