@@ -189,7 +189,11 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
             if p in names:
                 fields["prompt"] = names[p]
                 break
-        return Format("preference" if "prompt" in fields else "preference_implicit_prompt", "preference", fields)
+        if "prompt" in fields:
+            return Format("preference", "preference", fields)
+        hh = [v for v in values(fields["chosen"])[:20] if isinstance(v, str)]
+        name = "anthropic_hh" if hh and all(_is_hh(v) for v in hh) else "preference_implicit_prompt"
+        return Format(name, "preference", fields)
     label = {"label": names["label"]} if "label" in names else {}
     if "instruction" in names and "output" in names:
         extra = {"context": names["input"]} if "input" in names else {}

@@ -161,7 +161,7 @@ def _json_problem(exc: Exception, text: str = "") -> str:
             hint = " JSON needs double quotes around names and text."
         elif exc.msg.startswith("Unterminated string") or exc.msg.startswith("Expecting"):
             hint = " The line may be cut off or hold a raw line break."
-        return f"is not valid JSON ({exc.msg} at column {exc.colno}).{hint}"
+        return f"is not valid JSON ({_msg(exc)} at column {exc.colno}).{hint}"
     return "is not valid JSON (nested too deeply)."
 
 
@@ -200,7 +200,7 @@ class _Scanner:
             try:
                 value, end = self.decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
-                yield RowError(self.line_at(exc.pos), _broken_here(exc))
+                yield RowError(line, _broken_here(exc))
                 return
             except RecursionError:
                 yield RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
@@ -235,9 +235,13 @@ class _Scanner:
         return starts
 
 
+def _msg(exc: json.JSONDecodeError) -> str:
+    return re.sub(r" (starting )?at$", "", exc.msg)
+
+
 def _broken_here(exc: json.JSONDecodeError) -> str:
-    return (f"the JSON breaks here ({exc.msg} at column {exc.colno}); rows after this line were not read. "
-            "Fix this spot, or save one object per line as .jsonl so one bad row cannot hide the rest.")
+    return (f"this row is not valid JSON ({_msg(exc)} at line {exc.lineno}, column {exc.colno}); rows after it "
+            "were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
 
 
 def read_json(path: Path, raw: bytes) -> Source:
@@ -253,7 +257,7 @@ def read_json(path: Path, raw: bytes) -> Source:
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # one object per line, named .json
             return read_jsonl(path, raw)
-        raise DatasetError(f"is not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=exc.lineno,
+        raise DatasetError(f"is not valid JSON ({_msg(exc)} at column {exc.colno})", path=path, line=exc.lineno,
                            hint="Fix the JSON there, or save one object per line as .jsonl.") from None
     except RecursionError:
         raise DatasetError("is not valid JSON (nested too deeply)", path=path) from None
