@@ -169,7 +169,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     _check_hardware(methods.METHODS[config.method.method], settings)  # before any download or conversion
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
-    data = ds.load_dataset(config.data.path, max_rows=config.data.max_rows)
+    data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     for err in data.errors[:20]:
         run.log(f"skipped {data.path} line {err.line}: {err.message}")
     if data.errors:
@@ -184,7 +184,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     method, task = methods.METHODS[config.method.method], methods.TASKS[task_name]
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     if config.data.validation_path:
-        val_rows = ds.load_dataset(config.data.validation_path).rows
+        val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
 
     emit(Progress("load", "Loading the model…"))
     import torch
@@ -196,7 +196,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
         emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
-    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=data.kind == "conversation")
+    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=_needs_chat(data.kind, task_name, data.rows))
     peft_config = method.build_peft(config, model) if method.build_peft else None
     ref_model = None
     if task.needs_reference and not method.trains_adapter:
@@ -244,6 +244,13 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     run.log(f"{status.state} at step {step}; {'adapter' if method.trains_adapter else 'model'} saved to {out_dir}")
     return RunFinished(status.state, step, adapter_dir=str(out_dir) if method.trains_adapter else None,
                        run_dir=str(run.path), model_dir=None if method.trains_adapter else str(out_dir))
+
+
+def _needs_chat(kind: str, task: str, rows: list[dict[str, Any]]) -> bool:
+    """SFT renders every kind but raw text as a chat; preference tasks only when the rows hold messages."""
+    if kind == "text":
+        return False
+    return task == "sft" or methods.is_conversational(rows)
 
 
 def _check_hardware(method: methods.MethodSpec, settings: DeviceSettings) -> None:

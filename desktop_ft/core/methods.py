@@ -250,7 +250,8 @@ def bitsandbytes_installed() -> bool:
 
 # -- tasks: each builds its TRL trainer -----------------------------------------------------------------
 
-def _conversational(rows: list[dict[str, Any]]) -> bool:
+def is_conversational(rows: list[dict[str, Any]]) -> bool:
+    """Whether the rows hold message lists (rendered with the chat template) rather than plain strings."""
     return bool(rows) and any(isinstance(v, list) for v in rows[0].values())
 
 
@@ -300,9 +301,8 @@ def _build_sft(p: TrainerParts) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     m = p.config.method
-    loaded = ds.LoadedDataset(path="", format="", kind=p.data_kind, rows=[])
-    train_rows = ds.sft_rows(loaded, p.train_rows, assistant_only_loss=m.assistant_only_loss)
-    eval_rows = ds.sft_rows(loaded, p.eval_rows, assistant_only_loss=m.assistant_only_loss)
+    train_rows = [ds.sft_row(p.data_kind, r, assistant_only_loss=m.assistant_only_loss) for r in p.train_rows]
+    eval_rows = [ds.sft_row(p.data_kind, r, assistant_only_loss=m.assistant_only_loss) for r in p.eval_rows]
     completion_only = m.assistant_only_loss and bool(train_rows) and "completion" in train_rows[0]
     args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
                      completion_only_loss=True if completion_only else False, dataset_num_proc=None)
@@ -409,7 +409,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in [
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
     TaskSpec("sft", "Supervised fine-tuning",
              "Teaches the model to give the answers in your data.",
-             data_kinds=("conversation", "prompt_completion", "text"), keys=("method.assistant_only_loss",),
+             data_kinds=("conversation", "prompt_completion", "text", "preference"),
+             keys=("method.assistant_only_loss",),
              build_trainer=_build_sft),
     TaskSpec("dpo", "DPO (preferences)",
              "Teaches the model to prefer the 'chosen' answer over the 'rejected' one, staying close to "
