@@ -367,18 +367,24 @@ def _trainer_args(config: RunConfig, run: RunFolder, settings: DeviceSettings, *
 def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
     """Refuse a run that would train on nothing; say how many rows lost their answer to truncation.
 
-    TRL drops examples whose every label token is masked (the answer lies past ``max_length``).
-    If that leaves nothing, training would crash deep inside the sampler; we say why instead.
+    SFT: TRL drops examples whose every label token is masked (the answer lies past ``max_length``).
+    Preference tasks keep such rows but learn nothing from them: a prompt that fills
+    ``max_length`` leaves no chosen or rejected token. If nothing is left, training would crash
+    deep inside the sampler or silently learn nothing; we say why instead.
     """
     max_len = trainer.args.max_length
-    kept = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
+    dataset = trainer.train_dataset
+    kept = len(dataset) if dataset is not None else 0
+    if kept and max_len and "prompt_ids" in dataset.column_names:
+        kept = sum(1 for ids in dataset["prompt_ids"] if len(ids) < max_len)
+        rows_before = max(rows_before, len(dataset))
     if kept == 0:
         raise UserError(f"every answer is cut off at max length {max_len}, so the model would learn nothing",
                         field="training.max_length",
                         hint="Raise training.max_length or use shorter examples.")
     if kept < rows_before:
         emit(Progress("data", f"{rows_before - kept} of {rows_before} examples have no answer left within "
-                              f"max length {max_len} and were skipped."))
+                              f"max length {max_len}, so they teach nothing."))
 
 
 class _EventCallback:
