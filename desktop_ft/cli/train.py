@@ -82,8 +82,17 @@ def run(args: argparse.Namespace) -> int:
     config = config.replace(overrides)
     if args.preset:
         # the preset picks the learning rate for the method and task chosen above; explicit flags still win
-        config = apply_preset(config, args.preset).replace(overrides)
+        config = apply_preset(config, args.preset, _data_kind(config)).replace(overrides)
     return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
+
+
+def _data_kind(config: RunConfig) -> str | None:
+    """The dataset's kind, read early so a preset can pick the learning rate for 'task: auto'."""
+    if config.method.task != "auto":
+        return None
+    from desktop_ft.core import datasets as ds
+
+    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
 
 
 def _print_methods() -> None:

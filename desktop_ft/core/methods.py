@@ -501,10 +501,13 @@ def recommended_learning_rate(method: str, task: str) -> float:
     return spec.learning_rate * factor
 
 
-def apply_preset(config: RunConfig, name: str) -> RunConfig:
-    """``config`` with the preset's settings and the learning rate recommended for its method and task."""
+def apply_preset(config: RunConfig, name: str, data_kind: str | None = None) -> RunConfig:
+    """``config`` with the preset's settings and the learning rate recommended for its method and task.
+
+    ``data_kind`` resolves ``method.task: auto`` (preference data → DPO's lower learning rate).
+    """
     preset = PRESETS[preset_key(name)]
-    task = config.method.task if config.method.task in TASKS else "sft"
+    task = resolve_task(config.method.task, data_kind)
     lr = recommended_learning_rate(config.method.method, task)
     return config.replace({**preset.overrides, "training.learning_rate": lr})
 
