@@ -296,16 +296,90 @@ def _dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list(rows) if rows else None
 
 
+#: ChatML with ``{% generation %}`` markers around each assistant reply (and its end-of-turn token)
+CHATML_TRAINING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def training_chat_template(tokenizer: Any, rows: list[dict[str, Any]]) -> str | None:
+    """A chat template that marks every assistant reply for the loss, or None when none is known.
+
+    The model's own template if it has ``{% generation %}`` markers; TRL's patched version for the
+    templates it knows (Qwen, Llama 3, Gemma, Phi-3, ...); our ChatML one when it renders these
+    rows exactly as the model's template does (SmolLM2 and other ChatML models). Never a template
+    that would render differently from what the model sees at inference.
+    """
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    own = tokenizer.chat_template
+    if not isinstance(own, str):
+        return None
+    if has_generation_markers(own):
+        return own
+    try:
+        patched = get_training_chat_template(tokenizer)
+        if patched:
+            return patched
+    except (ValueError, TypeError):
+        pass
+    try:
+        for row in rows[:8]:
+            a = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+            b = tokenizer.apply_chat_template(row["messages"], tokenize=False, chat_template=CHATML_TRAINING_TEMPLATE)
+            if a != b:
+                return None
+    except Exception:  # a template that cannot render these rows is not ours to judge
+        return None
+    return CHATML_TRAINING_TEMPLATE if rows else None
+
+
+def per_turn_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A conversation → one conversational prompt/completion per assistant reply (all earlier turns as prompt)."""
+    messages = row["messages"]
+    return [{"prompt": messages[:i], "completion": [m]} for i, m in enumerate(messages)
+            if m["role"] == "assistant" and i > 0]
+
+
+def _multi_turn(rows: list[dict[str, Any]]) -> bool:
+    return any(sum(m["role"] == "assistant" for m in r.get("messages", [])) > 1 for r in rows)
+
+
 def _build_sft(p: TrainerParts) -> Any:
     from desktop_ft.core import datasets as ds
     from trl import SFTConfig, SFTTrainer
 
     m = p.config.method
-    train_rows = [ds.sft_row(p.data_kind, r, assistant_only_loss=m.assistant_only_loss) for r in p.train_rows]
-    eval_rows = [ds.sft_row(p.data_kind, r, assistant_only_loss=m.assistant_only_loss) for r in p.eval_rows]
-    completion_only = m.assistant_only_loss and bool(train_rows) and "completion" in train_rows[0]
-    args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
-                     completion_only_loss=True if completion_only else False, dataset_num_proc=None)
+    template = None
+    multi_turn = p.data_kind == "conversation" and m.assistant_only_loss and _multi_turn(p.train_rows)
+    if multi_turn:
+        # every assistant reply counts, not just the last one, when the template can mark them
+        template = training_chat_template(p.tokenizer, p.train_rows)
+    if multi_turn and not template:
+        # no loss markers for this template: one prompt/completion example per assistant reply
+        train_rows = [r for row in p.train_rows for r in per_turn_rows(row)]
+        eval_rows = [r for row in p.eval_rows for r in per_turn_rows(row)]
+        args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
+                         completion_only_loss=True, dataset_num_proc=None)
+    elif template:
+        p.tokenizer.chat_template = template  # renders the same text; only adds the loss markers
+        train_rows = [{"messages": r["messages"]} for r in p.train_rows]
+        eval_rows = [{"messages": r["messages"]} for r in p.eval_rows]
+        args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
+                         assistant_only_loss=True, completion_only_loss=False, dataset_num_proc=None)
+    else:
+        # loss on the last assistant reply (conversation) or the completion (prompt/completion)
+        train_rows = [ds.sft_row(p.data_kind, r, assistant_only_loss=m.assistant_only_loss) for r in p.train_rows]
+        eval_rows = [ds.sft_row(p.data_kind, r, assistant_only_loss=m.assistant_only_loss) for r in p.eval_rows]
+        completion_only = m.assistant_only_loss and bool(train_rows) and "completion" in train_rows[0]
+        args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
+                         completion_only_loss=True if completion_only else False, dataset_num_proc=None)
     return SFTTrainer(model=p.model, args=args, train_dataset=_dataset(train_rows), eval_dataset=_dataset(eval_rows),
                       processing_class=p.tokenizer, peft_config=p.peft_config, callbacks=p.callbacks)
 

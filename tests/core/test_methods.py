@@ -231,3 +231,48 @@ def test_task_for_the_wrong_data_fails_before_loading_the_model(tiny_model: Path
                                                                 tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--task sft"):
         train(_config(tiny_model, toy_chat, tmp_path / "run", "lora", "dpo"))
+
+
+# -- assistant-only loss on multi-turn chats ------------------------------------------------------------
+
+MULTI_TURN = {"messages": [{"role": "user", "content": "First question?"},
+                           {"role": "assistant", "content": "Alpha answer."},
+                           {"role": "user", "content": "Second question?"},
+                           {"role": "assistant", "content": "Beta answer."}]}
+
+
+def _sft_trainer(tiny_model: Path, tmp_path: Path, template: str | None = None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    if template:
+        tokenizer.chat_template = template
+    config = _config(tiny_model, tmp_path / "unused.jsonl", tmp_path / "run", "lora")
+    args = dict(output_dir=str(tmp_path / "ckpt"), max_steps=1, per_device_train_batch_size=1, report_to="none",
+                use_cpu=True, bf16=False, gradient_checkpointing=False)
+    parts = methods.TrainerParts(config=config, model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                                 tokenizer=tokenizer, peft_config=None, train_rows=[MULTI_TURN], eval_rows=[],
+                                 args=args, callbacks=[], data_kind="conversation")
+    return TASKS["sft"].build_trainer(parts), tokenizer
+
+
+def _learned_text(trainer, tokenizer) -> list[str]:
+    return [tokenizer.decode([t for t in row["labels"] if t != -100]) if "labels" in row else
+            tokenizer.decode([t for t, keep in zip(row["input_ids"], row["completion_mask"]) if keep])
+            for row in trainer.train_dataset]
+
+
+def test_every_assistant_reply_is_learned_with_a_chatml_template(tiny_model: Path, tmp_path: Path) -> None:
+    trainer, tokenizer = _sft_trainer(tiny_model, tmp_path)
+    assert trainer.args.assistant_only_loss
+    [learned] = _learned_text(trainer, tokenizer)
+    assert "Alpha answer." in learned and "Beta answer." in learned and "question" not in learned
+
+
+def test_an_unknown_template_learns_every_reply_one_example_each(tiny_model: Path, tmp_path: Path) -> None:
+    plain = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    trainer, tokenizer = _sft_trainer(tiny_model, tmp_path, plain)
+    learned = _learned_text(trainer, tokenizer)
+    assert len(learned) == 2
+    assert "Alpha answer." in learned[0] and "Beta answer." in learned[1]
+    assert not any("question" in text for text in learned)
