@@ -52,6 +52,8 @@ def test_resume_after_kill_9_continues_steps_and_metrics(tiny_model: Path, chat_
     assert [m["step"] for m in metrics if m["type"] == "train"] == list(range(1, 11))  # none doubled, none lost
     final = json.loads((out / "status.json").read_text())
     assert final["state"] == "finished" and final["step"] == 10
+    kept = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").iterdir())
+    assert kept[-1] == 10 and len(kept) <= 3  # training.save_total_limit (3) caps the checkpoints kept
 
 
 def test_task_defaults_from_preference_data_and_preset_flags_win(tiny_model: Path, tmp_path: Path) -> None:
