@@ -200,7 +200,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     peft_config = method.build_peft(config, model) if method.build_peft else None
     ref_model = None
     if task.needs_reference and not method.trains_adapter:
-        ref_model = _frozen_copy(model)  # full fine-tuning: the reference is the model as it started
+        ref_model = _frozen_copy(model, settings)  # full fine-tuning: the reference is the model as it started
 
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
@@ -279,8 +279,10 @@ def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec,
                         path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
     model_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
     apply_rope_scaling(model_config, config.method.rope_scaling, config.method.rope_factor)
-    kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust,
-                              "dtype": getattr(torch, settings.dtype_name)}
+    # Full fine-tuning keeps fp32 master weights (the Trainer's bf16/fp16 autocast does the maths):
+    # updates of lr × gradient are often below what a bf16 weight can represent, and would be lost.
+    dtype = torch.float32 if not method.trains_adapter else getattr(torch, settings.dtype_name)
+    kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust, "dtype": dtype}
     if method.quantized_bits:
         quant = methods.quantization_config(config, method, settings.bf16)
         kwargs["quantization_config"] = quant
@@ -318,11 +320,18 @@ def apply_rope_scaling(model_config: Any, kind: str, factor: float) -> None:
         model_config.max_position_embeddings = int(original * factor)
 
 
-def _frozen_copy(model: Any) -> Any:
-    """The reference model for preference training with full fine-tuning: the start, frozen."""
+def _frozen_copy(model: Any, settings: DeviceSettings) -> Any:
+    """The reference model for preference training with full fine-tuning: the start, frozen.
+
+    It only runs forward passes, so on a GPU it is kept in the compute dtype (half the memory).
+    """
     import copy
 
+    import torch
+
     ref = copy.deepcopy(model)
+    if settings.device == "cuda":
+        ref = ref.to(getattr(torch, settings.dtype_name))
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)

@@ -276,3 +276,23 @@ def test_an_unknown_template_learns_every_reply_one_example_each(tiny_model: Pat
     assert len(learned) == 2
     assert "Alpha answer." in learned[0] and "Beta answer." in learned[1]
     assert not any("question" in text for text in learned)
+
+
+def test_full_dpo_stops_and_resumes_with_its_metrics(tiny_model: Path, toy_preference: Path, tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+
+    def on_event(event):
+        if isinstance(event, StepLogged) and event.step == 2:
+            stop.set()
+
+    config = _config(tiny_model, toy_preference, tmp_path / "run", "full", "dpo", **{"training.max_steps": 4})
+    assert train(config, on_event=on_event, stop=stop).state == "stopped"
+    run = RunFolder(tmp_path / "run")
+    assert run.last_checkpoint().name == "checkpoint-2"
+    resumed = train(run.read_config(), run=run, resume=True)
+    assert resumed.state == "finished" and resumed.step == 4
+    rows = [m for m in run.read_metrics() if m["type"] == "train"]
+    assert [m["step"] for m in rows] == [1, 2, 3, 4]
+    assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
