@@ -296,3 +296,17 @@ def test_full_dpo_stops_and_resumes_with_its_metrics(tiny_model: Path, toy_prefe
     rows = [m for m in run.read_metrics() if m["type"] == "train"]
     assert [m["step"] for m in rows] == [1, 2, 3, 4]
     assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
+
+
+@pytest.mark.slow
+def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()[:32]]
+    data = _write(tmp_path / "pref.jsonl", [{"prompt": r["messages"][0]["content"],
+                                             "chosen": r["messages"][-1]["content"],
+                                             "rejected": "I am not sure, sorry."} for r in rows])
+    config = methods.apply_preset(RunConfig(), "quick_test", "preference").replace({
+        "data.path": str(data), "output.output_dir": str(tmp_path / "run"), "training.max_steps": 6,
+        "training.learning_rate": 5e-4, "training.save_steps": 100, "data.validation_fraction": 0.0})
+    assert train(config).state == "finished"
+    margins = [m["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["type"] == "train"]
+    assert margins[-1] > margins[0] and margins[-1] > 0, margins
