@@ -1,0 +1,99 @@
+"""Inspection and loss segments, with the tiny model's real tokenizer and chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from desktop_ft.core import datasets as ds
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def test_counts_duplicates_and_plain_preview_without_a_tokenizer(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    row = '{"prompt": "a", "completion": "b"}'
+    path.write_text("\n".join([row, '{"prompt": "c", "completion": "d"}', row, "oops", row]) + "\n")
+    report = ds.inspect_dataset(ds.load_dataset(path), validation_fraction=0.25, seed=1)
+    assert report.counts == {"rows": 4, "errors": 1, "duplicates": 2, "train": 3, "validation": 1}
+    assert report.duplicate_lines == [3, 5]
+    assert report.token_lengths is None
+    assert report.preview[0] == "user: a\nassistant: b"
+
+
+def test_token_lengths_match_the_chat_template_and_count_truncation(tokenizer) -> None:
+    data = ds.load_dataset(DATA / "openai_messages.jsonl")
+    lengths = sorted(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+                     for r in data.rows)
+    report = ds.inspect_dataset(data, tokenizer, max_length=lengths[1])
+    t = report.token_lengths
+    assert (t["min"], t["median"], t["max"]) == (lengths[0], lengths[1], lengths[2])
+    assert t["truncated"] == 1 and t["max_length"] == lengths[1]
+    assert report.preview[0].startswith("<|im_start|>system\nYou answer in one word.<|im_end|>")
+    assert report.preview[0].endswith("<|im_start|>assistant\nParis<|im_end|>\n")
+
+
+def test_raw_text_is_counted_with_the_end_of_text_token(tokenizer) -> None:
+    data = ds.load_dataset(DATA / "text.jsonl")
+    report = ds.inspect_dataset(data, tokenizer)
+    expected = len(tokenizer(text="The end." + tokenizer.eos_token)["input_ids"])
+    assert report.token_lengths["min"] == expected
+    assert report.preview[1] == "The end."
+
+
+def test_loss_segments_of_a_conversation_mark_only_the_last_reply(tokenizer) -> None:
+    row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[1]  # two exchanges
+    segments = ds.loss_segments(row, tokenizer, "conversation")
+    assert [flag for _, flag in segments] == [False, True]
+    assert segments[1][0] == "6<|im_end|>\n"
+    full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+    assert "".join(text for text, _ in segments) == full
+    assert "4<|im_end|>" in segments[0][0]  # the earlier reply is context, not learned
+
+
+def test_loss_segments_without_assistant_only_loss_learn_everything(tokenizer) -> None:
+    row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[0]
+    segments = ds.loss_segments(row, tokenizer, "conversation", assistant_only_loss=False)
+    assert len(segments) == 1 and segments[0][1] is True
+
+
+def test_loss_segments_of_prompt_completion_and_preference(tokenizer) -> None:
+    pc = ds.load_dataset(DATA / "alpaca.json").rows[1]
+    segments = ds.loss_segments(pc, tokenizer, "prompt_completion")
+    assert segments == [("<|im_start|>user\nTranslate to French.\n\nGood morning<|im_end|>\n<|im_start|>assistant\n",
+                         False), ("Bonjour.<|im_end|>\n", True)]
+    pref = ds.load_dataset(DATA / "anthropic_hh.jsonl").rows[1]
+    segments = ds.loss_segments(pref, tokenizer, "preference")
+    assert segments[-1] == ("Hello! How can I help?<|im_end|>\n", True)
+
+
+@pytest.mark.parametrize("name", ["openai_messages.jsonl", "alpaca.json", "text.jsonl"])
+def test_loss_segments_agree_with_what_sft_trainer_trains_on(name: str, tokenizer, tiny_model: Path,
+                                                            tmp_path: Path) -> None:
+    """What the window highlights is what SFTTrainer learns: the same tokens, row by row."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    data = ds.load_dataset(DATA / name)
+    train = Dataset.from_list(ds.sft_rows(data, data.rows, assistant_only_loss=True))
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", completion_only_loss=True, max_length=512,
+                     use_cpu=True, max_steps=1)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args, train_dataset=train,
+                         processing_class=tokenizer)
+    for row, processed in zip(data.rows, trainer.train_dataset):
+        ids = processed["input_ids"]
+        assert "labels" in processed or data.kind == "text"
+        mask = [label != -100 for label in processed["labels"]] if "labels" in processed else [1] * len(ids)
+        learned = tokenizer.decode([t for t, m in zip(ids, mask) if m])
+        segments = ds.loss_segments(row, tokenizer, data.kind)
+        assert "".join(t for t, flag in segments if flag) == learned
+        assert tokenizer.decode(ids) == "".join(t for t, _ in segments)
