@@ -28,6 +28,7 @@ DETECTED = {
     "preference.jsonl": ("preference", "preference", [1, 2]),
     "preference_chat.jsonl": ("preference", "preference", [1]),
     "anthropic_hh.jsonl": ("anthropic_hh", "preference", [1, 2]),
+    "sharegpt_preference.json": ("sharegpt_preference", "preference", [2, 18]),
     "text.jsonl": ("text", "text", [1, 2]),
     "plain.txt": ("text", "text", [1]),
     "notes.md": ("text", "text", [1, 5]),
@@ -76,6 +77,13 @@ def test_preference_shapes_follow_trl() -> None:
     ultra = ds.load_dataset(DATA / "preference_chat.jsonl").rows[0]
     assert ultra == {"prompt": [U("Tell me a joke")], "chosen": [A("Why did the chicken cross the road?")],
                      "rejected": [A("No.")]}
+
+
+def test_llama_factory_sharegpt_preference_uses_conversations_as_the_prompt() -> None:
+    row = ds.load_dataset(DATA / "sharegpt_preference.json").rows[1]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["chosen"] == [A("So, the part-of-speech tag for the word '.' is: '.'")]
+    assert row["rejected"][0]["role"] == "assistant"
 
 
 def test_anthropic_hh_dialogues_are_split_into_the_shared_prompt_and_the_two_replies() -> None:

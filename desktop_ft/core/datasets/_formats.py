@@ -173,27 +173,28 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
         return [r.get(col) for r in sample if isinstance(r, dict) and r.get(col) is not None]
 
     system = {"system": names["system"]} if "system" in names else {}
+    if "chosen" in names and "rejected" in names:
+        fields = {"chosen": names["chosen"], "rejected": names["rejected"]}
+        for p in ("prompt", "question", "instruction", "query", "input") + CONVERSATION_COLUMNS:
+            if p in names:
+                fields["prompt"] = names[p]
+                break
+        if "prompt" in fields and fields["prompt"].strip().lower() in CONVERSATION_COLUMNS:
+            sharegpt = _is_sharegpt(values(fields["prompt"]))
+            return Format("sharegpt_preference" if sharegpt else "messages_preference", "preference", fields)
+        if "prompt" in fields:
+            return Format("preference", "preference", fields)
+        hh = [v for v in values(fields["chosen"])[:20] if isinstance(v, str)]
+        name = "anthropic_hh" if hh and all(_is_hh(v) for v in hh) else "preference_implicit_prompt"
+        return Format(name, "preference", fields)
     for name in CONVERSATION_COLUMNS:
         if name in names:
             col = names[name]
             vals = values(col)
             if vals and not any(_is_chatlike(v) for v in vals[:20]):
                 continue
-            first = next((v for v in vals if _is_chatlike(v)), None)
-            msgs = json.loads(first) if isinstance(first, str) else first
-            sharegpt = bool(msgs) and isinstance(msgs[0], dict) and "from" in msgs[0]
-            return Format("sharegpt" if sharegpt else "messages", "conversation", {"messages": col, **system})
-    if "chosen" in names and "rejected" in names:
-        fields = {"chosen": names["chosen"], "rejected": names["rejected"]}
-        for p in ("prompt", "question", "instruction", "query", "input"):
-            if p in names:
-                fields["prompt"] = names[p]
-                break
-        if "prompt" in fields:
-            return Format("preference", "preference", fields)
-        hh = [v for v in values(fields["chosen"])[:20] if isinstance(v, str)]
-        name = "anthropic_hh" if hh and all(_is_hh(v) for v in hh) else "preference_implicit_prompt"
-        return Format(name, "preference", fields)
+            return Format("sharegpt" if _is_sharegpt(vals) else "messages", "conversation",
+                          {"messages": col, **system})
     label = {"label": names["label"]} if "label" in names else {}
     if "instruction" in names and "output" in names:
         extra = {"context": names["input"]} if "input" in names else {}
@@ -224,6 +225,21 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
         if t in names:
             return Format("text", "text", {"text": names[t]})
     return None
+
+
+def _is_sharegpt(values: list[Any]) -> bool:
+    """True when the first message list among ``values`` uses ShareGPT's from/value keys."""
+    for value in values[:20]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                continue
+        if isinstance(value, dict):
+            value = [value]
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return "from" in value[0]
+    return False
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -273,6 +289,8 @@ def text_value(record: dict[str, Any], col: str, *, required: bool = True) -> st
 def _is_chatlike(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return True
+    if isinstance(value, dict):  # one message, as in LLaMA-Factory's ShareGPT preference files
+        return any(k in value for k in ("role", "from"))
     return isinstance(value, str) and value.lstrip().startswith("[{")
 
 
@@ -292,6 +310,8 @@ def as_messages(value: Any, col: str) -> list[dict[str, str]]:
             raise RowProblem(f"'{col}' holds text that is not a valid JSON list of messages.") from None
     if isinstance(value, tuple):
         value = list(value)
+    if isinstance(value, dict) and any(k in value for k in ("role", "from")):
+        value = [value]
     if not isinstance(value, list):
         raise RowProblem(f"'{col}' must be a list of messages, got {_type_name(value)}.")
     if not value:
