@@ -171,3 +171,17 @@ def test_a_mapping_naming_a_missing_column_says_which_exist() -> None:
 def test_max_rows_counts_valid_rows() -> None:
     data = ds.load_dataset(DATA / "no_assistant.jsonl", max_rows=1)
     assert len(data.rows) == 1 and data.lines == [1]
+
+
+@pytest.mark.parametrize("orient", ["records", "columns", "split", "index"])
+def test_every_pandas_to_json_layout_is_read(orient: str, tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"instruction": ["Say hi", "Add 2+2", "x"], "input": ["", None, ""],
+                          "output": ["hi", "4", None]})
+    path = tmp_path / "frame.json"
+    frame.to_json(path, orient=orient)
+    data = ds.load_dataset(path)
+    assert data.format == "alpaca"
+    assert data.rows == [{"prompt": "Say hi", "completion": "hi"}, {"prompt": "Add 2+2", "completion": "4"}]
+    assert len(data.errors) == 1 and "'output' is empty" in data.errors[0].message

@@ -264,6 +264,20 @@ def read_json(path: Path, raw: bytes) -> Source:
     if not isinstance(top, dict):
         raise DatasetError(f"holds a single {type(top).__name__}, not rows", path=path,
                            hint="Use a list of objects, or one object per line (.jsonl).")
+    pandas_rows = _pandas_layout(top)
+    if pandas_rows is not None:  # DataFrame.to_json() as 'columns' or 'split': no per-row lines to name
+        source = Source("json", _numbered(pandas_rows), columns=[str(c) for c in pandas_rows[0]] if pandas_rows
+                        else None, unit="row")
+        source.notes.append("a pandas DataFrame saved with to_json(); rows are numbered from 1")
+        return source
+    from desktop_ft.core.datasets._formats import looks_like_a_row
+
+    if top and all(isinstance(v, dict) for v in top.values()) and not looks_like_a_row(top) \
+            and looks_like_a_row(next(iter(top.values()))):  # {"id1": {row}, "id2": {row}} (orient='index')
+        starts = scan.object_values(start)
+        source = Source("json", iter([(scan.line_at(starts[k]), v) for k, v in top.items()]))
+        source.notes.append("rows read from an object keyed by id")
+        return source
     key = _list_key(top)
     if key is None:
         return Source("json", iter([(scan.line_at(start), top)]))
@@ -275,6 +289,20 @@ def read_json(path: Path, raw: bytes) -> Source:
         source = Source("json", iter(list(zip(lines, _columnar_rows(top)))))
         source.notes.append("columns stored as lists, one entry per row")
     return source
+
+
+def _pandas_layout(top: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Rows of ``DataFrame.to_json()`` (orient 'columns': {col: {index: value}}) or orient 'split'."""
+    if set(top) >= {"columns", "data"} and isinstance(top["columns"], list) and isinstance(top["data"], list) \
+            and top["data"] and all(isinstance(r, list) for r in top["data"]):
+        cols = [str(c) for c in top["columns"]]
+        return [dict(zip(cols, r)) for r in top["data"]]
+    values = list(top.values())
+    if values and all(isinstance(v, dict) and v for v in values):
+        index = list(values[0])
+        if all(str(i).lstrip("-").isdigit() for i in index) and all(list(v) == index for v in values):
+            return [{col: top[col][i] for col in top} for i in index]
+    return None
 
 
 def _ok(items: Iterator[tuple[int, Any] | RowError]) -> Iterator[tuple[int, Any]]:
