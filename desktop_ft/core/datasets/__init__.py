@@ -220,7 +220,11 @@ def sft_rows(data: LoadedDataset, rows: list[dict[str, Any]], *, assistant_only_
 
 
 def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dict[str, Any]:
-    """One normalised row in the shape the engine hands to SFTTrainer (see ``sft_rows``)."""
+    """One normalised row in the shape the engine hands to SFTTrainer (see ``sft_rows``).
+
+    The row's own keys win over ``kind``, so a validation file of another kind still works.
+    """
+    kind = row_kind(row) or kind
     if kind == "text":
         return {"text": row["text"]}
     if kind == "prompt_completion":
@@ -234,6 +238,19 @@ def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dic
     if assistant_only_loss:
         return to_prompt_completion(row)
     return {"messages": row["messages"]}
+
+
+def row_kind(row: dict[str, Any]) -> str | None:
+    """The kind a normalised row has, from its keys."""
+    if "messages" in row:
+        return "conversation"
+    if "chosen" in row and "rejected" in row:
+        return "preference"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
+    if "text" in row:
+        return "text"
+    return None
 
 
 def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:

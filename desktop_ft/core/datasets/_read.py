@@ -347,6 +347,7 @@ def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> Source:
     text = decode_text(path, raw)
     if delimiter is None:
         delimiter = _guess_delimiter(text)
+    csv.field_size_limit(2**31 - 1)  # whole documents in one cell are normal in training data
     stream = io.StringIO(text, newline="")
     reader = csv.reader(stream, delimiter=delimiter)
     header: list[str] = []
