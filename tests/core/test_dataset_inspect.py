@@ -97,3 +97,18 @@ def test_loss_segments_agree_with_what_sft_trainer_trains_on(name: str, tokenize
         segments = ds.loss_segments(row, tokenizer, data.kind)
         assert "".join(t for t, flag in segments if flag) == learned
         assert tokenizer.decode(ids) == "".join(t for t, _ in segments)
+
+
+def test_token_lengths_on_a_seeded_sample_of_a_large_dataset(tokenizer) -> None:
+    data = ds.load_dataset(DATA / "openai_messages.jsonl")
+    report = ds.inspect_dataset(data, tokenizer, token_sample=2)
+    assert report.token_lengths["counted"] == 2 and report.counts["rows"] == 3
+    assert ds.inspect_dataset(data, tokenizer, token_sample=2).token_lengths == report.token_lengths
+
+
+def test_a_validation_file_of_another_kind_still_becomes_sft_rows() -> None:
+    data = ds.load_dataset(DATA / "openai_messages.jsonl")
+    other = ds.load_dataset(DATA / "alpaca.json").rows
+    rows = ds.sft_rows(data, other, assistant_only_loss=True)
+    assert rows[0] == {"prompt": [{"role": "user", "content": "Give a synonym for happy."}],
+                       "completion": [{"role": "assistant", "content": "Joyful."}]}
