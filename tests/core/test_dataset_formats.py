@@ -185,3 +185,16 @@ def test_every_pandas_to_json_layout_is_read(orient: str, tmp_path: Path) -> Non
     assert data.format == "alpaca"
     assert data.rows == [{"prompt": "Say hi", "completion": "hi"}, {"prompt": "Add 2+2", "completion": "4"}]
     assert len(data.errors) == 1 and "'output' is empty" in data.errors[0].message
+
+
+def test_a_jsonl_file_that_holds_an_array_or_pretty_printed_objects(tmp_path: Path) -> None:
+    import json
+
+    rows = [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}]
+    (tmp_path / "array.jsonl").write_text(json.dumps(rows, indent=2))
+    (tmp_path / "pretty.jsonl").write_text("\n".join(json.dumps(r, indent=2) for r in rows))
+    assert ds.load_dataset(tmp_path / "array.jsonl").lines == [2, 6]
+    assert ds.load_dataset(tmp_path / "pretty.jsonl").lines == [1, 5]
+    (tmp_path / "first_broken.jsonl").write_text('{"prompt": "x",\n' + "\n".join(json.dumps(r) for r in rows))
+    data = ds.load_dataset(tmp_path / "first_broken.jsonl")  # still one row per line: the rest survive
+    assert data.lines == [2, 3] and data.errors[0].line == 1

@@ -79,7 +79,7 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     if suffix in JSON_SUFFIXES:
         return p, read_json(p, raw)
     if suffix in JSONL_SUFFIXES:
-        return p, read_jsonl(p, raw)
+        return p, read_jsonl(p, raw) if _is_line_per_row(raw) else read_json(p, raw)
     if suffix in TEXT_SUFFIXES:
         if _looks_like_jsonl(raw):
             return p, read_jsonl(p, raw)
@@ -120,6 +120,29 @@ def decode_text(path: Path, raw: bytes) -> str:
                                 "encoding UTF-8).") from None
 
 
+def _is_line_per_row(raw: bytes) -> bool:
+    """False for a .jsonl file that really holds one JSON array or pretty-printed objects.
+
+    One object per line when the first line is a whole object, or when at least two of the first five
+    lines are (so one broken first line does not turn the whole file into a different format).
+    """
+    lines = [ln.strip() for ln in raw[:100000].split(b"\n") if ln.strip()][:5]
+    if not lines:
+        return True
+    lines[0] = lines[0].lstrip(b"\xef\xbb\xbf")
+    if lines[0].startswith(b"["):
+        return False
+    whole = [_is_object(ln) for ln in lines]
+    return whole[0] or sum(whole) >= 2 or not lines[0].startswith(b"{")
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
 def _looks_like_jsonl(raw: bytes) -> bool:
     lines = [ln for ln in raw[:20000].splitlines() if ln.strip()][:5]
     if not lines:
@@ -156,11 +179,12 @@ def read_jsonl(path: Path, raw: bytes) -> Source:
 
 def _json_problem(exc: Exception, text: str = "") -> str:
     if isinstance(exc, json.JSONDecodeError):
-        hint = ""
-        if exc.msg.startswith("Expecting property name enclosed in double quotes") or "'" in text[:2]:
-            hint = " JSON needs double quotes around names and text."
-        elif exc.msg.startswith("Unterminated string") or exc.msg.startswith("Expecting"):
-            hint = " The line may be cut off or hold a raw line break."
+        if exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string"):
+            hint = " The line ends too early: it may be cut off, or one object may be spread over several lines."
+        elif exc.msg.startswith("Expecting property name") and "'" in text:
+            hint = " JSON needs double quotes (\") around names and text, not single quotes."
+        else:
+            hint = ""
         return f"is not valid JSON ({_msg(exc)} at column {exc.colno}).{hint}"
     return "is not valid JSON (nested too deeply)."
 
@@ -218,6 +242,23 @@ class _Scanner:
                                   "this line were not read.")
             return
 
+    def stream(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
+        """Values written one after another (pretty-printed objects in a .jsonl file)."""
+        text = self.text
+        pos = self.skip(pos)
+        while pos < len(text):
+            line = self.line_at(pos)
+            try:
+                value, end = self.decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                yield RowError(line, _broken_here(exc))
+                return
+            except RecursionError:
+                yield RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
+                return
+            yield line, value
+            pos = self.skip(end)
+
     def object_values(self, pos: int) -> dict[str, int]:
         """Start position of each value in the object at ``pos`` (which is known to be valid JSON)."""
         text = self.text
@@ -255,8 +296,8 @@ def read_json(path: Path, raw: bytes) -> Source:
     try:
         top = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # one object per line, named .json
-            return read_jsonl(path, raw)
+        if exc.msg == "Extra data":  # several objects one after another: one per line, or pretty-printed
+            return Source("json", scan.stream(start)) if not _is_line_per_row(raw) else read_jsonl(path, raw)
         raise DatasetError(f"is not valid JSON ({_msg(exc)} at column {exc.colno})", path=path, line=exc.lineno,
                            hint="Fix the JSON there, or save one object per line as .jsonl.") from None
     except RecursionError:
