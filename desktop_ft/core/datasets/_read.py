@@ -281,8 +281,11 @@ def _msg(exc: json.JSONDecodeError) -> str:
 
 
 def _broken_here(exc: json.JSONDecodeError) -> str:
-    return (f"this row is not valid JSON ({_msg(exc)} at line {exc.lineno}, column {exc.colno}); rows after it "
-            "were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
+    found = exc.doc[exc.pos:exc.pos + 1]
+    why = {"]": " (JSON allows no comma before ']')", "}": " (JSON allows no comma before '}')",
+           "/": " (JSON allows no comments)", "#": " (JSON allows no comments)"}.get(found, "")
+    return (f"the JSON is broken here ({_msg(exc)}{why} at line {exc.lineno}, column {exc.colno}); rows after "
+            "it were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
 
 
 def read_json(path: Path, raw: bytes) -> Source:
@@ -298,8 +301,13 @@ def read_json(path: Path, raw: bytes) -> Source:
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # several objects one after another: one per line, or pretty-printed
             return Source("json", scan.stream(start)) if not _is_line_per_row(raw) else read_jsonl(path, raw)
-        raise DatasetError(f"is not valid JSON ({_msg(exc)} at column {exc.colno})", path=path, line=exc.lineno,
-                           hint="Fix the JSON there, or save one object per line as .jsonl.") from None
+        bad_line = text.split("\n")[exc.lineno - 1] if exc.lineno - 1 < text.count("\n") + 1 else ""
+        problem = _json_problem(json.JSONDecodeError(exc.msg, bad_line, exc.colno - 1), bad_line)
+        found = bad_line[exc.colno - 1:exc.colno]
+        if found in ("]", "}", "/", "#"):
+            problem = f"is not valid JSON at column {exc.colno}: JSON allows no " + \
+                ("comments" if found in "/#" else f"comma before '{found}'")
+        raise DatasetError(problem.removesuffix("."), path=path, line=exc.lineno) from None
     except RecursionError:
         raise DatasetError("is not valid JSON (nested too deeply)", path=path) from None
     if not isinstance(top, dict):
