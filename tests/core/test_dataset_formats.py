@@ -198,3 +198,15 @@ def test_a_jsonl_file_that_holds_an_array_or_pretty_printed_objects(tmp_path: Pa
     (tmp_path / "first_broken.jsonl").write_text('{"prompt": "x",\n' + "\n".join(json.dumps(r) for r in rows))
     data = ds.load_dataset(tmp_path / "first_broken.jsonl")  # still one row per line: the rest survive
     assert data.lines == [2, 3] and data.errors[0].line == 1
+
+
+def test_kto_labels_are_kept_and_sft_leaves_out_the_undesirable_rows(tmp_path: Path) -> None:
+    path = tmp_path / "kto.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], '
+                    '"label": true}\n{"prompt": "x", "completion": "y"}\n'
+                    '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no"}], '
+                    '"label": false}\n')
+    data = ds.load_dataset(path)
+    assert [r["label"] for r in data.rows] == [True, False] and len(data.errors) == 1
+    sft = ds.sft_rows(data, data.rows, assistant_only_loss=True)
+    assert sft == [{"prompt": [U("hi")], "completion": [A("yo")]}]

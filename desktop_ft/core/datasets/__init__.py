@@ -215,8 +215,11 @@ def sft_rows(data: LoadedDataset, rows: list[dict[str, Any]], *, assistant_only_
       later also frames what it learns;
     - preference → its prompt and the chosen reply (SFT on the preferred answers);
     - text → ``{"text"}`` as it is (plain language modelling, no chat template).
+
+    Rows a KTO file marks undesirable (``label: false``) are left out: SFT would teach them.
     """
-    return [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in rows]
+    return [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in rows
+            if r.get("label") is not False]
 
 
 def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dict[str, Any]:

@@ -6,7 +6,8 @@ raises ``RowProblem`` with a sentence saying what is wrong with it.
 
 Normalised rows:
 - conversation: ``{"messages": [{"role", "content"}, ...]}``
-- prompt_completion: ``{"prompt": str, "completion": str}`` (plus ``label`` where the file has one)
+- prompt_completion: ``{"prompt": str, "completion": str}``
+  (both keep KTO's boolean ``label`` where the file has one)
 - preference: ``{"prompt", "chosen", "rejected"}``, all strings or all message lists (TRL's DPO shapes)
 - text: ``{"text": str}``
 """
@@ -75,7 +76,7 @@ class Format:
         problem = validate_messages(messages)
         if problem:
             raise RowProblem(problem)
-        return {"messages": messages}
+        return {"messages": messages, **_label(record, f)}
 
     def _prompt_completion(self, record: dict[str, Any]) -> dict[str, Any]:
         f = self.fields
@@ -84,13 +85,7 @@ class Format:
             extra = text_value(record, f["context"], required=False)
             if extra.strip():
                 prompt = f"{prompt}\n\n{extra}"
-        row: dict[str, Any] = {"prompt": prompt, "completion": text_value(record, f["completion"])}
-        label = record.get(f["label"]) if "label" in f else None
-        if isinstance(label, bool):
-            row["label"] = label
-        elif isinstance(label, str) and label.strip().lower() in ("true", "false"):
-            row["label"] = label.strip().lower() == "true"
-        return row
+        return {"prompt": prompt, "completion": text_value(record, f["completion"]), **_label(record, f)}
 
     def _preference(self, record: dict[str, Any]) -> dict[str, Any]:
         f = self.fields
@@ -120,6 +115,16 @@ class Format:
         pm = as_messages(prompt, f["prompt"]) if _is_chatlike(prompt) else \
             [{"role": "user", "content": text_value(record, f["prompt"])}]
         return _checked_preference(pm, cm, rm)
+
+
+def _label(record: dict[str, Any], fields: dict[str, str]) -> dict[str, bool]:
+    """KTO's thumbs up/down ('label': true/false), kept beside the row when the file has one."""
+    label = record.get(fields["label"]) if "label" in fields else None
+    if isinstance(label, bool):
+        return {"label": label}
+    if isinstance(label, str) and label.strip().lower() in ("true", "false"):
+        return {"label": label.strip().lower() == "true"}
+    return {}
 
 
 def looks_like_a_row(obj: dict[str, Any]) -> bool:
@@ -173,6 +178,7 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
         return [r.get(col) for r in sample if isinstance(r, dict) and r.get(col) is not None]
 
     system = {"system": names["system"]} if "system" in names else {}
+    label = {"label": names["label"]} if "label" in names else {}
     if "chosen" in names and "rejected" in names:
         fields = {"chosen": names["chosen"], "rejected": names["rejected"]}
         for p in ("prompt", "question", "instruction", "query", "input") + CONVERSATION_COLUMNS:
@@ -194,8 +200,7 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
             if vals and not any(_is_chatlike(v) for v in vals[:20]):
                 continue
             return Format("sharegpt" if _is_sharegpt(vals) else "messages", "conversation",
-                          {"messages": col, **system})
-    label = {"label": names["label"]} if "label" in names else {}
+                          {"messages": col, **system, **label})
     if "instruction" in names and "output" in names:
         extra = {"context": names["input"]} if "input" in names else {}
         return Format("alpaca", "prompt_completion",
@@ -208,7 +213,7 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
     if "prompt" in names and "completion" in names:
         fields = {"prompt": names["prompt"], "completion": names["completion"]}
         if any(_is_chatlike(v) for v in values(names["prompt"])[:20] + values(names["completion"])[:20]):
-            return Format("prompt_completion_chat", "conversation", {**fields, **system})
+            return Format("prompt_completion_chat", "conversation", {**fields, **system, **label})
         extra = {"context": names["context"]} if "context" in names else {}
         return Format("prompt_completion", "prompt_completion", {**fields, **extra, **label})
     for p in PROMPT_COLUMNS:
