@@ -117,7 +117,9 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
     if fmt is None:
         raise DatasetError(f"has no format Desktop FT recognises (columns found: {', '.join(found) or 'none'})",
                            path=where, hint=f"Expected {EXPECTED}. Or say which column is which, e.g. "
-                           "--columns prompt=COLUMN,completion=COLUMN (data.columns in a config).")
+                           "--columns prompt=COLUMN,completion=COLUMN (data.columns in a config)."
+                           + (" The first line is read as the column names: add a header line if it holds "
+                              "data." if source.kind == "csv" else ""))
 
     rows: list[dict[str, Any]] = []
     lines: list[int] = []

@@ -576,18 +576,64 @@ def read_saved(path: Path) -> Source:
 
 def read_hub(name: str) -> Source:
     repo, _, split = name.partition(":")
+    offline = not _hub_reachable()
     try:
         from datasets import load_dataset as hf_load
 
-        loaded = hf_load(repo, split=split or "train")
+        with _offline_mode(offline):
+            loaded = hf_load(repo, split=split or "train")
     except Exception as exc:  # offline, unknown id, gated, no such split: all say the same to a user
         text = _first_line(exc)
-        offline = any(w in text.lower() for w in ("offline", "connection", "resolve", "network", "internet"))
-        raise DatasetError(f"is not a file here and could not be loaded from the Hugging Face Hub ({text})",
-                           path=name, hint="Check the name and your internet connection, or download the data "
-                           "and pick the file." if offline else "Check the path or the dataset id "
-                           "(owner/name, optionally owner/name:split).") from None
+        offline = offline or any(w in text.lower() for w in ("offline", "connection", "couldn't reach", "network"))
+        where = "is not a file here, and the Hugging Face Hub cannot be reached to look for it" if offline else \
+            "is not a file here and could not be loaded from the Hugging Face Hub"
+        raise DatasetError(f"{where} ({text})", path=name,
+                           hint="Check your internet connection, or download the data and pick the file."
+                           if offline else "Check the path or the dataset id (owner/name, optionally "
+                           "owner/name:split).") from None
     return Source("hub", _numbered(_iter_dataset(loaded)), columns=list(loaded.column_names), unit="row")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick connect to the Hub, so an offline machine gets an answer now rather than after retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class _offline_mode:
+    """Hack: flip huggingface_hub's and datasets' offline switches for one call (they read the environment
+    once, at import), so a cached dataset still loads and nothing retries against an unreachable Hub."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        self.saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> None:
+        if not self.on:
+            return
+        import datasets.config
+        import huggingface_hub.constants
+
+        for module, attr in ((huggingface_hub.constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+                             (datasets.config, "HF_DATASETS_OFFLINE")):
+            if hasattr(module, attr):
+                self.saved.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, True)
+
+    def __exit__(self, *exc: Any) -> None:
+        for module, attr, value in self.saved:
+            setattr(module, attr, value)
 
 
 def _iter_dataset(dataset: Any) -> Iterator[dict[str, Any]]:
