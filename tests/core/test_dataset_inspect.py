@@ -112,3 +112,12 @@ def test_a_validation_file_of_another_kind_still_becomes_sft_rows() -> None:
     rows = ds.sft_rows(data, other, assistant_only_loss=True)
     assert rows[0] == {"prompt": [{"role": "user", "content": "Give a synonym for happy."}],
                        "completion": [{"role": "assistant", "content": "Joyful."}]}
+
+
+def test_loss_segments_past_max_length_are_not_learned(tokenizer) -> None:
+    row = ds.load_dataset(DATA / "alpaca.json").rows[1]
+    full = ds.loss_segments(row, tokenizer, "prompt_completion")
+    prompt_tokens = len(tokenizer(full[0][0], add_special_tokens=False)["input_ids"])
+    cut = ds.loss_segments(row, tokenizer, "prompt_completion", max_length=prompt_tokens + 1)
+    assert [flag for _, flag in cut] == [False, True, False]
+    assert "".join(t for t, _ in cut) == "".join(t for t, _ in full)

@@ -101,14 +101,15 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     return report
 
 
-def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *,
-                  assistant_only_loss: bool = True) -> list[tuple[str, bool]]:
+def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *, assistant_only_loss: bool = True,
+                  max_length: int | None = None) -> list[tuple[str, bool]]:
     """One normalised row as the model sees it, in pieces flagged True where they count toward the loss.
 
     Mirrors TRL's SFTTrainer tokenisation of the row the engine builds (``sft_row``): with
     assistant-only loss the prompt (everything up to the last assistant reply, rendered with the
     generation prompt) is not learned and the reply is; the completion starts where the tokenised
     prompt and prompt+reply first differ, as in TRL. Without it, and for raw text, everything counts.
+    With ``max_length``, tokens past it are cut by training, so they are flagged False too.
     Joined together, the pieces are the full training text.
     """
     from desktop_ft.core.datasets import sft_row
@@ -127,6 +128,8 @@ def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *,
     else:
         ids = _example_ids(example, tokenizer)
         mask = [True] * len(ids)
+    if max_length is not None:
+        mask = [m and i < max_length for i, m in enumerate(mask)]
     segments: list[tuple[str, bool]] = []
     start = 0
     for i in range(1, len(ids) + 1):
