@@ -121,3 +121,12 @@ def test_loss_segments_past_max_length_are_not_learned(tokenizer) -> None:
     cut = ds.loss_segments(row, tokenizer, "prompt_completion", max_length=prompt_tokens + 1)
     assert [flag for _, flag in cut] == [False, True, False]
     assert "".join(t for t, _ in cut) == "".join(t for t, _ in full)
+
+
+def test_every_reply_marks_each_assistant_turn_as_its_own_example_would(tokenizer) -> None:
+    row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[1]  # user, assistant "4", user, assistant "6"
+    segments = ds.loss_segments(row, tokenizer, "conversation", every_reply=True)
+    assert [t for t, flag in segments if flag] == ["4<|im_end|>\n", "6<|im_end|>\n"]
+    assert "".join(t for t, _ in segments) == tokenizer.apply_chat_template(row["messages"], tokenize=False)
+    first_turn = {"messages": row["messages"][:2]}  # the example a per-reply split makes for "4"
+    assert ds.loss_segments(first_turn, tokenizer, "conversation")[-1] == ("4<|im_end|>\n", True)

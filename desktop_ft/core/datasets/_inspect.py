@@ -102,27 +102,27 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
 
 
 def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *, assistant_only_loss: bool = True,
-                  max_length: int | None = None) -> list[tuple[str, bool]]:
+                  max_length: int | None = None, every_reply: bool = False) -> list[tuple[str, bool]]:
     """One normalised row as the model sees it, in pieces flagged True where they count toward the loss.
 
     Mirrors TRL's SFTTrainer tokenisation of the row the engine builds (``sft_row``): with
     assistant-only loss the prompt (everything up to the last assistant reply, rendered with the
     generation prompt) is not learned and the reply is; the completion starts where the tokenised
     prompt and prompt+reply first differ, as in TRL. Without it, and for raw text, everything counts.
-    With ``max_length``, tokens past it are cut by training, so they are flagged False too.
+    With ``every_reply`` (multi-turn training that learns every assistant reply, each after the
+    turns before it) every reply of a conversation is flagged, not just the last. With
+    ``max_length``, tokens past it are cut by training, so they are flagged False too.
     Joined together, the pieces are the full training text.
     """
     from desktop_ft.core.datasets import sft_row
 
     example = sft_row(kind, row, assistant_only_loss=assistant_only_loss)
-    if "prompt" in example:
+    if every_reply and assistant_only_loss and "messages" in row:
+        ids, mask = _every_reply_mask(row["messages"], tokenizer)
+    elif "prompt" in example:
         prompt_ids = _chat_ids(tokenizer, example["prompt"], add_generation_prompt=True)
         full_ids = _chat_ids(tokenizer, example["prompt"] + example["completion"])
-        n = 0
-        for a, b in zip(prompt_ids, full_ids):
-            if a != b:
-                break
-            n += 1
+        n = _common_prefix(prompt_ids, full_ids)
         mask = [False] * n + [True] * (len(full_ids) - n)
         ids = full_ids
     else:
@@ -148,6 +148,30 @@ def render_plain(example: dict[str, Any]) -> str:
 
 
 # -- internals ---------------------------------------------------------------------------------------
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _every_reply_mask(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:
+    """Each assistant reply learned as the completion of the turns before it (one example per reply)."""
+    full = _chat_ids(tokenizer, messages)
+    mask = [False] * len(full)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or i == 0:
+            continue
+        upto = _chat_ids(tokenizer, messages[:i + 1])
+        if full[:len(upto)] != upto:  # the template renders earlier turns differently later on
+            continue
+        start = _common_prefix(_chat_ids(tokenizer, messages[:i], add_generation_prompt=True), upto)
+        for j in range(start, len(upto)):
+            mask[j] = True
+    return full, mask
 
 def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
