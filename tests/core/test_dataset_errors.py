@@ -116,3 +116,10 @@ def test_common_json_slips_are_named(tmp_path: Path) -> None:
     (tmp_path / "comment.json").write_text('[\n {"prompt": "a", "completion": "b"}, // first\n {"prompt": "c"}\n]')
     data = ds.load_dataset(tmp_path / "comment.json")
     assert data.lines == [2] and "no comments" in data.errors[0].message and data.errors[0].line == 2
+
+
+def test_jsonl_files_joined_together_keep_their_byte_order_marks_out_of_the_way(tmp_path: Path) -> None:
+    row = b'{"prompt": "a", "completion": "b"}'
+    path = tmp_path / "joined.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + row + b"\r\n\xef\xbb\xbf" + row + b"\r\n")
+    assert ds.load_dataset(path).lines == [1, 2]

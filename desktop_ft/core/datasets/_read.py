@@ -160,7 +160,7 @@ def read_jsonl(path: Path, raw: bytes) -> Source:
     def records() -> Iterator[tuple[int, Any] | RowError]:
         for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
             try:
-                text = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+                text = raw_line.decode("utf-8").lstrip("\ufeff").strip()  # a BOM on any line: files joined with cat
             except UnicodeDecodeError as exc:
                 yield RowError(lineno, f"is not valid UTF-8 (byte 0x{raw_line[exc.start]:02x} at column "
                                        f"{exc.start + 1}); save the file as UTF-8.")
