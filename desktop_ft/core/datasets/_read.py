@@ -1,7 +1,7 @@
 """Readers: one file type in, ``(line, record)`` pairs out, with the line an editor shows.
 
-Every reader yields ``Record``s (a dict of columns, or a plain string) or ``RowError``s, so a broken
-line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
+Every reader yields ``(line, record)`` pairs (a record is a dict of columns, or a plain string) or
+``RowError``s, so a broken line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
 unreadable, not the type its name says) raise ``DatasetError``. Nothing here knows about formats.
 """
 
@@ -72,6 +72,8 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
         raise DatasetError("is a spreadsheet workbook, which Desktop FT does not read directly", path=p,
                            hint="Save it as 'CSV UTF-8 (comma delimited)' and pick the .csv file.")
     raw = _read_bytes(p)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
+        raw = decode_text(p, raw).encode("utf-8")
     if suffix in TSV_SUFFIXES:
         return p, read_csv(p, raw, delimiter="\t")
     if suffix in CSV_SUFFIXES:
