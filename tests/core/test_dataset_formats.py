@@ -82,7 +82,7 @@ def test_preference_shapes_follow_trl() -> None:
 def test_llama_factory_sharegpt_preference_uses_conversations_as_the_prompt() -> None:
     row = ds.load_dataset(DATA / "sharegpt_preference.json").rows[1]
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
-    assert row["chosen"] == [A("So, the part-of-speech tag for the word '.' is: '.'")]
+    assert row["chosen"] == [A("7 x 8 = 56, because 7 x 8 is 7 x 4 doubled: 28 x 2 = 56.")]
     assert row["rejected"][0]["role"] == "assistant"
 
 
@@ -210,3 +210,17 @@ def test_kto_labels_are_kept_and_sft_leaves_out_the_undesirable_rows(tmp_path: P
     assert [r["label"] for r in data.rows] == [True, False] and len(data.errors) == 1
     sft = ds.sft_rows(data, data.rows, assistant_only_loss=True)
     assert sft == [{"prompt": [U("hi")], "completion": [A("yo")]}]
+
+
+def test_a_bare_list_of_messages_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "chats.jsonl"
+    path.write_text('[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]\n'
+                    '[{"role": "user", "content": "Hi"}]\n')
+    data = ds.load_dataset(path)
+    assert data.rows == [{"messages": [U("2+2?"), A("4")]}] and data.errors[0].line == 2
+
+
+def test_preference_pairs_under_other_common_names(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "Joke?", "pos": "A cat walks into a bar.", "neg": "No."}\n')
+    assert ds.load_dataset(path).rows == [{"prompt": "Joke?", "chosen": "A cat walks into a bar.", "rejected": "No."}]

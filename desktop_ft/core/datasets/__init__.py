@@ -94,6 +94,9 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
         line, record = item
         if isinstance(record, str):
             record = {"text": record}
+        elif isinstance(record, list) and record and all(isinstance(m, dict) and ("role" in m or "from" in m)
+                                                         for m in record):
+            record = {"messages": record}  # a bare list of messages per line
         if not isinstance(record, dict):
             what = {list: "a list", int: "a number", float: "a number", bool: "true/false"}.get(type(record), "null")
             errors.append(RowError(line, f"must be an object with named fields, got {what}."))

@@ -29,6 +29,10 @@ CONVERSATION_COLUMNS = ("messages", "conversations", "conversation", "chat", "di
 PROMPT_COLUMNS = ("question", "query", "prompt", "instruction", "input", "user", "human", "source")
 COMPLETION_COLUMNS = ("answer", "response", "output", "completion", "target", "assistant", "gpt", "reply")
 TEXT_COLUMNS = ("text", "content", "document", "body", "passage", "article")
+#: names of the preferred and the rejected answer, in pairs
+PREFERENCE_COLUMNS = (("chosen", "rejected"), ("pos", "neg"), ("positive", "negative"),
+                      ("preferred", "dispreferred"), ("accepted", "rejected"), ("better", "worse"),
+                      ("chosen_response", "rejected_response"), ("response_chosen", "response_rejected"))
 #: names a ``columns:`` mapping may use on its left side
 TARGETS = ("messages", "prompt", "completion", "chosen", "rejected", "text", "system", "context")
 EXPECTED = ("messages (OpenAI chat), conversations with from/value (ShareGPT), instruction/input/output "
@@ -179,8 +183,9 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
 
     system = {"system": names["system"]} if "system" in names else {}
     label = {"label": names["label"]} if "label" in names else {}
-    if "chosen" in names and "rejected" in names:
-        fields = {"chosen": names["chosen"], "rejected": names["rejected"]}
+    good_bad = next(((g, b) for g, b in PREFERENCE_COLUMNS if g in names and b in names), None)
+    if good_bad:
+        fields = {"chosen": names[good_bad[0]], "rejected": names[good_bad[1]]}
         for p in ("prompt", "question", "instruction", "query", "input") + CONVERSATION_COLUMNS:
             if p in names:
                 fields["prompt"] = names[p]

@@ -125,24 +125,29 @@ def decode_text(path: Path, raw: bytes) -> str:
 def _is_line_per_row(raw: bytes) -> bool:
     """False for a .jsonl file that really holds one JSON array or pretty-printed objects.
 
-    One object per line when the first line is a whole object, or when at least two of the first five
-    lines are (so one broken first line does not turn the whole file into a different format).
+    One row per line when the first line is a whole object (or a whole list of messages), or when
+    at least two of the first five lines are objects (so one broken first line does not turn the
+    whole file into a different format).
     """
     lines = [ln.strip() for ln in raw[:100000].split(b"\n") if ln.strip()][:5]
     if not lines:
         return True
     lines[0] = lines[0].lstrip(b"\xef\xbb\xbf")
     if lines[0].startswith(b"["):
-        return False
-    whole = [_is_object(ln) for ln in lines]
-    return whole[0] or sum(whole) >= 2 or not lines[0].startswith(b"{")
+        first = _parse(lines[0])
+        return isinstance(first, list) and bool(first) and all(
+            isinstance(m, dict) and ("role" in m or "from" in m) for m in first)
+    if lines[0].startswith(b"{"):
+        return sum(isinstance(_parse(ln), dict) for ln in lines) >= min(2, len(lines)) or \
+            isinstance(_parse(lines[0]), dict)
+    return True
 
 
-def _is_object(line: bytes) -> bool:
+def _parse(line: bytes) -> Any:
     try:
-        return isinstance(json.loads(line.decode("utf-8")), dict)
+        return json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return False
+        return None
 
 
 def _looks_like_jsonl(raw: bytes) -> bool:
