@@ -78,14 +78,25 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(model: str, kind: str) -> Any:
+    """The model's tokenizer, or None with a warning: the data is still worth reporting without it."""
+    from desktop_ft.core.errors import UserError
     from desktop_ft.core.models import resolve_model
 
-    path = resolve_model(model)
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    try:
+        path = resolve_model(model)
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+        hf_logging.set_verbosity_error()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except UserError as exc:
+        print(f"warning: no token lengths: {exc}", file=sys.stderr)
+        return None
+    except (OSError, ValueError) as exc:  # transformers' "cannot find/load this tokenizer"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"warning: no token lengths: the tokenizer of {model} cannot be loaded ({first[:200]})",
+              file=sys.stderr)
+        return None
     if not tokenizer.chat_template and kind != "text":
         print(f"warning: {model} has no chat template, so token lengths of chat rows cannot be counted",
               file=sys.stderr)

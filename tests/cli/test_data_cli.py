@@ -71,3 +71,11 @@ def test_train_columns_flag_sets_data_columns() -> None:
 
     args = build_parser().parse_args(["train", "--columns", "prompt=frage,completion=antwort"])
     assert collect_overrides(args)["data.columns"] == {"prompt": "frage", "completion": "antwort"}
+
+
+def test_a_model_that_cannot_be_loaded_still_reports_the_data(tmp_path: Path) -> None:
+    result = cli("data", "inspect", str(DATA / "dolly.jsonl"), "--json", "--model", str(tmp_path / "no-model"))
+    assert result.returncode == 0
+    out = json.loads(result.stdout)
+    assert out["rows"] == 2 and "token_lengths" not in out
+    assert "warning: no token lengths" in result.stderr and "Traceback" not in result.stderr
