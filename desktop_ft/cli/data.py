@@ -112,6 +112,7 @@ def _print_table(data: Any, report: Any, validation: Any = None) -> None:
     print(f"rows:      {c['rows']} usable, {c['errors']} skipped, {c['duplicates']} duplicate"
           + ("" if not c["validation"] else f"; split {c['train']} train / {c['validation']} validation"))
     print(f"columns:   {', '.join(data.columns)}")
+    print("uses:      " + ", ".join(f"{part} ← {col}" for part, col in data.fields.items()))
     for note in data.notes:
         print(f"note:      {note}")
     t = report.token_lengths

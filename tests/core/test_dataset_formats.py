@@ -67,6 +67,7 @@ def test_dolly_context_is_part_of_the_prompt() -> None:
 def test_excel_csv_with_bom_crlf_quoted_comma_and_newline() -> None:
     data = ds.load_dataset(DATA / "question_answer.csv")
     assert data.columns == ["Question", "Answer"]  # no BOM glued to the first name
+    assert data.fields == {"prompt": "Question", "completion": "Answer"}
     assert data.rows[0] == {"prompt": "Hello, who are you?", "completion": "I am a tutor."}
     assert data.rows[1]["completion"] == "Step 1: read.\nStep 2: think."
     assert data.rows[2]["completion"] == "4"

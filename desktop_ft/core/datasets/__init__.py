@@ -54,6 +54,7 @@ class LoadedDataset:
     lines: list[int] = field(default_factory=list)  # source line (or row number) of each kept row
     unit: str = "line"                              # 'line' in text files; 'row' in parquet/saved/hub data
     notes: list[str] = field(default_factory=list)  # e.g. "rows read from the list under 'data'"
+    fields: dict[str, str] = field(default_factory=dict)  # part → column used, e.g. {"prompt": "question"}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -149,7 +150,7 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
         _raise_nothing_usable(where, errors, unit, fmt)
     errors.sort(key=lambda e: e.line)
     return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=rows, columns=list(seen_columns),
-                         errors=errors, lines=lines, unit=unit, notes=list(source.notes))
+                         errors=errors, lines=lines, unit=unit, notes=list(source.notes), fields=dict(fmt.fields))
 
 
 def _raise_nothing_usable(where: Any, errors: list[RowError], unit: str, fmt: Format | None = None) -> None:
