@@ -15,7 +15,7 @@ from desktop_ft.core.errors import DatasetError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SUFFIXES = [".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".parquet", ".dat"]
-FIXTURES = sorted(p.name for p in DATA.iterdir() if p.is_file() and p.suffix != ".parquet")
+FIXTURES = sorted(p.name for p in DATA.iterdir() if p.is_file())
 SHAPES = {"conversation": {"messages"}, "prompt_completion": {"prompt", "completion"},
           "preference": {"prompt", "chosen", "rejected"}, "text": {"text"}}
 #: DFT_HYPOTHESIS_EXAMPLES=5000 for a long hunt; the default keeps the suite fast

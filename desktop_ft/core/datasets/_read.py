@@ -548,11 +548,21 @@ def read_parquet(path: Path) -> Source:
     try:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        columns = list(parquet.schema_arrow.names)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DatasetError(f"cannot be read as Parquet ({_first_line(exc)})", path=path,
                            hint="Check that the file is a complete .parquet file.") from None
-    return Source("parquet", _numbered(table.to_pylist()), columns=list(table.column_names), unit="row")
+
+    def rows() -> Iterator[dict[str, Any]]:  # in batches, so max_rows reads only what it needs
+        try:
+            for batch in parquet.iter_batches(batch_size=1000):
+                yield from batch.to_pylist()
+        except Exception as exc:
+            raise DatasetError(f"cannot be read as Parquet past its first rows ({_first_line(exc)})", path=path,
+                               hint="The file may be cut off; export it again.") from None
+
+    return Source("parquet", _numbered(rows()), columns=columns, unit="row")
 
 
 def read_saved(path: Path) -> Source:
