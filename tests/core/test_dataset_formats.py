@@ -225,3 +225,14 @@ def test_preference_pairs_under_other_common_names(tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"prompt": "Joke?", "pos": "A cat walks into a bar.", "neg": "No."}\n')
     assert ds.load_dataset(path).rows == [{"prompt": "Joke?", "chosen": "A cat walks into a bar.", "rejected": "No."}]
+
+
+def test_a_few_odd_rows_do_not_decide_the_format_for_all(tmp_path: Path) -> None:
+    import json
+
+    rows = [{"instruction": f"Say {i}", "output": str(i)} for i in range(9)]
+    rows.insert(4, {"messages": [U("stray"), A("row")], "instruction": "x"})
+    path = tmp_path / "mostly_alpaca.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = ds.load_dataset(path)
+    assert data.format == "alpaca" and len(data.rows) == 9 and [e.line for e in data.errors] == [5]

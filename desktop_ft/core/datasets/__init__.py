@@ -117,7 +117,7 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
         _raise_nothing_usable(where, errors, unit)
     found = list(seen_columns)
     mapping = resolve_mapping(columns, found)
-    fmt = detect_format(found, [r for _, r in pending], mapping)
+    fmt = _vote(pending, mapping) or detect_format(found, [r for _, r in pending], mapping)
     if fmt is None:
         raise DatasetError(f"has no format Desktop FT recognises (columns found: {', '.join(found) or 'none'})",
                            path=where, hint=f"Expected {EXPECTED}. Or say which column is which, e.g. "
@@ -151,6 +151,28 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
     errors.sort(key=lambda e: e.line)
     return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=rows, columns=list(seen_columns),
                          errors=errors, lines=lines, unit=unit, notes=list(source.notes), fields=dict(fmt.fields))
+
+
+def _vote(pending: list[tuple[int, dict[str, Any]]], mapping: dict[str, str]) -> Format | None:
+    """The format most of the first rows have on their own, so a few odd rows cannot decide for all.
+
+    Its columns are then taken from every row of that format (optional ones such as Alpaca's
+    'input' may be missing from some rows).
+    """
+    from collections import Counter
+
+    names: Counter[str] = Counter()
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for _, record in pending:
+        found = detect_format(list(record), [record], mapping)
+        if found is not None:
+            names[found.name] += 1
+            by_name.setdefault(found.name, []).append(record)
+    if not names:
+        return None
+    winners = by_name[names.most_common(1)[0][0]]
+    columns = list(dict.fromkeys(key for record in winners for key in record))
+    return detect_format(columns, winners, mapping)
 
 
 def _raise_nothing_usable(where: Any, errors: list[RowError], unit: str, fmt: Format | None = None) -> None:
