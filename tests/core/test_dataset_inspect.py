@@ -37,6 +37,7 @@ def test_token_lengths_match_the_chat_template_and_count_truncation(tokenizer) -
     t = report.token_lengths
     assert (t["min"], t["median"], t["max"]) == (lengths[0], lengths[1], lengths[2])
     assert t["truncated"] == 1 and t["max_length"] == lengths[1]
+    assert sorted(report.lengths) == lengths
     assert report.preview[0].startswith("<|im_start|>system\nYou answer in one word.<|im_end|>")
     assert report.preview[0].endswith("<|im_start|>assistant\nParis<|im_end|>\n")
 

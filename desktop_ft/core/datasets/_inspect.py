@@ -29,6 +29,7 @@ class DatasetReport:
     duplicates: int = 0                                 # rows identical to an earlier row
     duplicate_lines: list[int] = field(default_factory=list)  # the first few of them
     template_errors: list[dict[str, Any]] = field(default_factory=list)  # rows the chat template rejects
+    lengths: list[int | None] = field(default_factory=list)  # tokens per row (None: not counted), for a histogram
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +71,7 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
         return report
 
     texts: list[str] = []
+    counted: list[int] = []
     chosen = range(len(examples))
     if token_sample and len(examples) > token_sample:
         import random
@@ -79,6 +81,7 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
         example = examples[i]
         try:
             texts.append(_training_text(example, tokenizer))
+            counted.append(i)
         except Exception as exc:  # a template that rejects this conversation (roles must alternate, ...)
             line = data.lines[i] if i < len(data.lines) else i + 1
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -89,6 +92,9 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     for start in range(0, len(texts), 1000):
         batch = tokenizer(texts[start:start + 1000], add_special_tokens=data.kind == "text")["input_ids"]
         lengths.extend(len(ids) for ids in batch)
+    report.lengths = [None] * len(examples)
+    for i, n in zip(counted, lengths):
+        report.lengths[i] = n
     report.preview = [_render(e, tokenizer) for e in examples[:PREVIEW_ROWS]]
     if lengths:
         ordered = sorted(lengths)
