@@ -236,3 +236,14 @@ def test_a_few_odd_rows_do_not_decide_the_format_for_all(tmp_path: Path) -> None
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     data = ds.load_dataset(path)
     assert data.format == "alpaca" and len(data.rows) == 9 and [e.line for e in data.errors] == [5]
+
+
+def test_message_lists_in_csv_cells_as_json_or_as_pandas_wrote_them(tmp_path: Path) -> None:
+    import pandas as pd
+
+    messages = [{"role": "user", "content": 'Hi, "you"'}, {"role": "assistant", "content": "It's me"}]
+    pd.DataFrame({"messages": [messages]}).to_csv(tmp_path / "repr.csv", index=False)  # Python repr in the cell
+    (tmp_path / "json.csv").write_text('messages\n"[{""role"": ""user"", ""content"": ""Hi, \\""you\\""""}, '
+                                       '{""role"": ""assistant"", ""content"": ""It\'s me""}]"\n')
+    assert ds.load_dataset(tmp_path / "repr.csv").rows == [{"messages": messages}]
+    assert ds.load_dataset(tmp_path / "json.csv").rows == [{"messages": messages}]

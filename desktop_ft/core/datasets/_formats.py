@@ -317,7 +317,9 @@ def as_messages(value: Any, col: str) -> list[dict[str, str]]:
         try:
             value = json.loads(text)
         except (ValueError, RecursionError):
-            raise RowProblem(f"'{col}' holds text that is not a valid JSON list of messages.") from None
+            value = _python_literal(text)  # pandas' to_csv writes lists as Python reprs, single quotes
+            if value is None:
+                raise RowProblem(f"'{col}' holds text that is not a valid JSON list of messages.") from None
     if isinstance(value, tuple):
         value = list(value)
     if isinstance(value, dict) and any(k in value for k in ("role", "from")):
@@ -345,6 +347,17 @@ def as_messages(value: Any, col: str) -> list[dict[str, str]]:
                              "(ShareGPT: system, human, gpt).")
         out.append({"role": role, "content": _content(msg[content_key], i)})
     return out
+
+
+def _python_literal(text: str) -> Any:
+    """A Python list literal (only literals: ``ast.literal_eval`` runs no code), or None."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+    return value if isinstance(value, list) else None
 
 
 def _content(content: Any, i: int) -> str:
