@@ -131,3 +131,28 @@ def test_every_reply_marks_each_assistant_turn_as_its_own_example_would(tokenize
     assert "".join(t for t, _ in segments) == tokenizer.apply_chat_template(row["messages"], tokenize=False)
     first_turn = {"messages": row["messages"][:2]}  # the example a per-reply split makes for "4"
     assert ds.loss_segments(first_turn, tokenizer, "conversation")[-1] == ("4<|im_end|>\n", True)
+
+
+def test_multi_turn_segments_agree_with_the_methods_engine(tokenizer, tiny_model: Path, tmp_path: Path) -> None:
+    """Where the engine learns every reply (desktop_ft.core.methods), the highlighted replies are its labels."""
+    methods = pytest.importorskip("desktop_ft.core.methods")
+    if not hasattr(methods, "training_chat_template"):
+        pytest.skip("this engine learns only the last reply")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rows = ds.load_dataset(DATA / "openai_messages.jsonl").rows
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    template = methods.training_chat_template(tok, rows)
+    assert template, "the tiny model's ChatML template is one the methods engine can mark"
+    tok.chat_template = template
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", assistant_only_loss=True,
+                     completion_only_loss=False, max_length=512, use_cpu=True, max_steps=1)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
+                         train_dataset=Dataset.from_list(rows), processing_class=tok)
+    row, processed = rows[1], trainer.train_dataset[1]  # two assistant replies
+    learned = tokenizer.decode([t for t, label in zip(processed["input_ids"], processed["labels"]) if label != -100])
+    segments = ds.loss_segments(row, tokenizer, "conversation")
+    assert "".join(t for t, flag in segments if flag) == learned
+    assert [t for t, flag in segments if flag] == ["4<|im_end|>", "6<|im_end|>"]

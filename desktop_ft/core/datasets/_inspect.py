@@ -108,23 +108,36 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
 
 
 def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *, assistant_only_loss: bool = True,
-                  max_length: int | None = None, every_reply: bool = False) -> list[tuple[str, bool]]:
+                  max_length: int | None = None, every_reply: bool | None = None) -> list[tuple[str, bool]]:
     """One normalised row as the model sees it, in pieces flagged True where they count toward the loss.
 
     Mirrors TRL's SFTTrainer tokenisation of the row the engine builds (``sft_row``): with
     assistant-only loss the prompt (everything up to the last assistant reply, rendered with the
     generation prompt) is not learned and the reply is; the completion starts where the tokenised
     prompt and prompt+reply first differ, as in TRL. Without it, and for raw text, everything counts.
-    With ``every_reply`` (multi-turn training that learns every assistant reply, each after the
-    turns before it) every reply of a conversation is flagged, not just the last. With
-    ``max_length``, tokens past it are cut by training, so they are flagged False too.
+    With ``every_reply`` (multi-turn training that learns every assistant reply) every reply of a
+    conversation is flagged, not just the last; None follows the engine (``desktop_ft.core.methods``
+    learns every reply when it is installed). The replies are marked as training marks them: by the
+    chat template's ``{% generation %}`` markers where the engine uses such a template, else each
+    reply as the completion of the turns before it. With ``max_length``, tokens past it are cut by
+    training, so they are flagged False too.
     Joined together, the pieces are the full training text.
     """
     from desktop_ft.core.datasets import sft_row
 
     example = sft_row(kind, row, assistant_only_loss=assistant_only_loss)
-    if every_reply and assistant_only_loss and "messages" in row:
-        ids, mask = _every_reply_mask(row["messages"], tokenizer)
+    methods = _methods()
+    if every_reply is None:
+        every_reply = methods is not None and hasattr(methods, "per_turn_rows")
+    multi_turn = "messages" in row and sum(m["role"] == "assistant" for m in row["messages"]) > 1
+    if every_reply and assistant_only_loss and multi_turn:
+        template = _training_template(methods, tokenizer, row)
+        if template:
+            out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                return_assistant_tokens_mask=True, chat_template=template)
+            ids, mask = list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
+        else:
+            ids, mask = _every_reply_mask(row["messages"], tokenizer)
     elif "prompt" in example:
         prompt_ids = _chat_ids(tokenizer, example["prompt"], add_generation_prompt=True)
         full_ids = _chat_ids(tokenizer, example["prompt"] + example["completion"])
@@ -162,6 +175,25 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _methods() -> Any:
+    """The methods module where this build has it (it decides how multi-turn chats are learned)."""
+    try:
+        from desktop_ft.core import methods  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return methods
+
+
+def _training_template(methods: Any, tokenizer: Any, row: dict[str, Any]) -> str | None:
+    choose = getattr(methods, "training_chat_template", None) if methods is not None else None
+    if choose is None:
+        return None
+    try:
+        return choose(tokenizer, [row])
+    except Exception:
+        return None
 
 
 def _every_reply_mask(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:
