@@ -52,7 +52,7 @@ def test_raw_text_is_counted_with_the_end_of_text_token(tokenizer) -> None:
 
 def test_loss_segments_of_a_conversation_mark_only_the_last_reply(tokenizer) -> None:
     row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[1]  # two exchanges
-    segments = ds.loss_segments(row, tokenizer, "conversation")
+    segments = ds.loss_segments(row, tokenizer, "conversation", every_reply=False)
     assert [flag for _, flag in segments] == [False, True]
     assert segments[1][0] == "6<|im_end|>\n"
     full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
@@ -95,7 +95,7 @@ def test_loss_segments_agree_with_what_sft_trainer_trains_on(name: str, tokenize
         assert "labels" in processed or data.kind == "text"
         mask = [label != -100 for label in processed["labels"]] if "labels" in processed else [1] * len(ids)
         learned = tokenizer.decode([t for t, m in zip(ids, mask) if m])
-        segments = ds.loss_segments(row, tokenizer, data.kind)
+        segments = ds.loss_segments(row, tokenizer, data.kind, every_reply=False)  # as sft_rows builds them
         assert "".join(t for t, flag in segments if flag) == learned
         assert tokenizer.decode(ids) == "".join(t for t, _ in segments)
 
@@ -124,11 +124,21 @@ def test_loss_segments_past_max_length_are_not_learned(tokenizer) -> None:
     assert "".join(t for t, _ in cut) == "".join(t for t, _ in full)
 
 
-def test_every_reply_marks_each_assistant_turn_as_its_own_example_would(tokenizer) -> None:
+def test_per_reply_marks_each_assistant_turn_as_its_own_example_would(tokenizer) -> None:
+    """The fallback for templates without loss markers: one prompt/completion example per reply."""
+    from desktop_ft.core.datasets._inspect import _every_reply_mask
+
     row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[1]  # user, assistant "4", user, assistant "6"
-    segments = ds.loss_segments(row, tokenizer, "conversation", every_reply=True)
-    assert [t for t, flag in segments if flag] == ["4<|im_end|>\n", "6<|im_end|>\n"]
-    assert "".join(t for t, _ in segments) == tokenizer.apply_chat_template(row["messages"], tokenize=False)
+    ids, mask = _every_reply_mask(row["messages"], tokenizer)
+    runs, current = [], []
+    for token, flag in zip(ids, mask):
+        if flag:
+            current.append(token)
+        elif current:
+            runs, current = runs + [tokenizer.decode(current)], []
+    runs += [tokenizer.decode(current)] if current else []
+    assert runs == ["4<|im_end|>\n", "6<|im_end|>\n"]
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(row["messages"], tokenize=False)
     first_turn = {"messages": row["messages"][:2]}  # the example a per-reply split makes for "4"
     assert ds.loss_segments(first_turn, tokenizer, "conversation")[-1] == ("4<|im_end|>\n", True)
 
