@@ -21,6 +21,8 @@ from desktop_ft.core.errors import UserError
 COMMANDS = {
     "train": "train",
     "demo": "demo",
+    "estimate": "estimate",
+    "models": "models",
 }
 
 

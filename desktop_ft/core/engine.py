@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.core import datasets as ds
+from desktop_ft.core import memwatch
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -121,20 +122,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 def peak_memory_bytes(device: str | None) -> int | None:
-    """CUDA max allocated on a GPU run, peak resident set size of this process on the CPU."""
-    if device == "cuda":
-        import torch
-
-        return int(torch.cuda.max_memory_allocated())
-    try:
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(rss if sys.platform == "darwin" else rss * 1024)
-    except ImportError:  # Windows
-        import psutil
-
-        return int(psutil.Process().memory_info().peak_wset)
+    """CUDA max allocated on a GPU run, peak resident set size on the CPU, both since training began
+    (``memwatch.start``), so a GGUF conversion earlier in the same process does not count."""
+    return memwatch.peak_bytes(device)
 
 
 # -- internals -----------------------------------------------------------------------------------
@@ -177,6 +167,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
 
     settings = pick_device(config.training.precision)
     status.device = settings.device
+    status.estimated_memory_bytes = _estimated_memory(config, settings.device)
+    memwatch.start(settings.device)
     torch.manual_seed(config.training.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
     if tokenizer.pad_token is None:
@@ -262,6 +254,16 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     run.write_status(status)
     run.log(f"{status.state} at step {step}; adapter saved to {run.adapter_dir}")
     return RunFinished(status.state, step, adapter_dir=str(run.adapter_dir), run_dir=str(run.path))
+
+
+def _estimated_memory(config: RunConfig, device: str) -> int | None:
+    """The pre-run estimate for status.json; an estimate that fails must never stop training."""
+    try:
+        from desktop_ft.core import vram
+
+        return vram.estimate_for_config(config, device=device, suggest=False).total_bytes
+    except Exception:
+        return None
 
 
 def t_modules(spec: str) -> str | list[str]:
