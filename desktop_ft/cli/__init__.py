@@ -22,6 +22,8 @@ COMMANDS = {
     "train": "train",
     "demo": "demo",
     "data": "data",
+    "estimate": "estimate",
+    "models": "models",
 }
 
 
