@@ -21,6 +21,9 @@ from desktop_ft.core.errors import UserError
 COMMANDS = {
     "train": "train",
     "demo": "demo",
+    "chat": "chat",
+    "compare": "compare",
+    "export": "export",
 }
 
 
