@@ -24,6 +24,9 @@ COMMANDS = {
     "data": "data",
     "estimate": "estimate",
     "models": "models",
+    "chat": "chat",
+    "compare": "compare",
+    "export": "export",
 }
 
 
