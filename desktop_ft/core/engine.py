@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import methods
+from desktop_ft.core import memwatch, methods
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -122,20 +122,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 def peak_memory_bytes(device: str | None) -> int | None:
-    """CUDA max allocated on a GPU run, peak resident set size of this process on the CPU."""
-    if device == "cuda":
-        import torch
-
-        return int(torch.cuda.max_memory_allocated())
-    try:
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(rss if sys.platform == "darwin" else rss * 1024)
-    except ImportError:  # Windows
-        import psutil
-
-        return int(psutil.Process().memory_info().peak_wset)
+    """CUDA max allocated on a GPU run, peak resident set size on the CPU, both since training began
+    (``memwatch.start``), so a GGUF conversion earlier in the same process does not count."""
+    return memwatch.peak_bytes(device)
 
 
 # -- internals -----------------------------------------------------------------------------------
@@ -193,6 +182,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
 
     disable_progress_bar()  # tokenising bars would interleave with ours; Progress events say the same
 
+    status.estimated_memory_bytes = _estimated_memory(config, settings.device)
+    memwatch.start(settings.device)
     for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
         emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
@@ -371,6 +362,16 @@ def _trainer_args(config: RunConfig, run: RunFolder, settings: DeviceSettings, *
         dataloader_pin_memory=settings.device == "cuda",
         disable_tqdm=True,
     )
+
+
+def _estimated_memory(config: RunConfig, device: str) -> int | None:
+    """The pre-run estimate for status.json; an estimate that fails must never stop training."""
+    try:
+        from desktop_ft.core import vram
+
+        return vram.estimate_for_config(config, device=device, suggest=False).total_bytes
+    except Exception:
+        return None
 
 
 def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
