@@ -310,3 +310,14 @@ def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) ->
     assert train(config).state == "finished"
     margins = [m["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["type"] == "train"]
     assert margins[-1] > margins[0] and margins[-1] > 0, margins
+
+
+def test_warnings_read_the_hardware_the_estimate_detects() -> None:
+    from desktop_ft.core.hardware import Gpu, Hardware
+
+    gpu = Hardware(gpus=[Gpu("RTX 4090", 24 * 2**30, 23 * 2**30, (8, 9))], bf16=True, bitsandbytes=True)
+    full_7b = RunConfig().replace({"method.method": "full", "model.name": "mistralai/Mistral-7B-v0.3",
+                                   "training.learning_rate": 2e-5})
+    assert any("24 GiB" in w for w in warnings_for(full_7b, gpu))
+    assert warnings_for(RunConfig().replace({"method.method": "qlora"}), gpu) == []
+    assert any("NVIDIA" in w for w in warnings_for(RunConfig().replace({"method.method": "qlora"}), Hardware()))
