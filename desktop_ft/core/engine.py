@@ -171,6 +171,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         if not resume:
             run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
     method, task = methods.METHODS[config.method.method], methods.TASKS[task_name]
+    if task.check:
+        task.check(config)
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     if config.data.validation_path:
         val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows

@@ -135,6 +135,7 @@ class TaskSpec:
     learning_rate_factor: float = 1.0  # multiplies the method's learning rate
     needs_reference: bool = False  # keeps a reference model (frozen copy for full fine-tuning)
     build_trainer: Callable[[TrainerParts], Any] | None = None
+    check: Callable[[RunConfig], None] | None = None  # raises ConfigError for settings it cannot train with
 
 
 @dataclass(frozen=True)
@@ -422,6 +423,16 @@ def _build_kto(p: TrainerParts) -> Any:
                       processing_class=p.tokenizer, peft_config=p.peft_config, callbacks=p.callbacks)
 
 
+def _check_kto(config: RunConfig) -> None:
+    from desktop_ft.core.errors import ConfigError
+
+    if config.training.batch_size < 2:
+        raise ConfigError("KTO needs at least 2 examples per batch (it estimates its KL term from the other "
+                          f"examples in the batch); 'training.batch_size' is {config.training.batch_size}",
+                          field="training.batch_size",
+                          hint="Set training.batch_size to 2 or more (lower gradient_accumulation_steps to match).")
+
+
 def _build_orpo(p: TrainerParts) -> Any:
     import warnings
 
@@ -499,7 +510,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
              "good and one bad example.",
              data_kinds=("preference",), settings=KtoSettings, section="kto",
              keys=("method.kto.beta", "method.kto.desirable_weight", "method.kto.undesirable_weight"),
-             learning_rate_factor=0.25, needs_reference=True, build_trainer=_build_kto),
+             learning_rate_factor=0.25, needs_reference=True, build_trainer=_build_kto, check=_check_kto),
     TaskSpec("pretrain", "Continued pre-training",
              "Keeps training the model on raw text so it picks up your domain's words and facts; it does not "
              "teach it to answer.",
@@ -681,6 +692,8 @@ def warnings_for(config: RunConfig, hardware: Any = None) -> list[str]:
         out.append("Packing only applies to SFT and pre-training; it is ignored for preference tasks.")
     if t.optimizer in ("adamw_8bit", "paged_adamw_8bit") and not bnb:
         out.append(f"Optimizer '{t.optimizer}' needs bitsandbytes; use 'auto' or 'adamw_torch'.")
+    if m.task == "kto" and t.batch_size < 2:
+        out.append("KTO needs a batch size of at least 2; raise training.batch_size.")
     if t.max_steps == -1 and t.epochs > 10:
         out.append(f"{t.epochs:g} epochs will likely memorise the data; 1-3 is typical.")
     return out

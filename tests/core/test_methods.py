@@ -321,3 +321,12 @@ def test_warnings_read_the_hardware_the_estimate_detects() -> None:
     assert any("24 GiB" in w for w in warnings_for(full_7b, gpu))
     assert warnings_for(RunConfig().replace({"method.method": "qlora"}), gpu) == []
     assert any("NVIDIA" in w for w in warnings_for(RunConfig().replace({"method.method": "qlora"}), Hardware()))
+
+
+def test_kto_with_one_example_per_batch_is_refused_before_loading(tiny_model: Path, toy_preference: Path,
+                                                                  tmp_path: Path) -> None:
+    config = _config(tiny_model, toy_preference, tmp_path / "run", "lora", "kto", **{"training.batch_size": 1})
+    assert any("KTO" in w for w in warnings_for(config, {"cuda": False}))
+    with pytest.raises(ConfigError, match="at least 2") as info:
+        train(config)
+    assert info.value.field == "training.batch_size"
