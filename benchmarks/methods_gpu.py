@@ -80,15 +80,28 @@ def build_model(folder: Path, *, tiny: bool) -> Path:
 
 
 def write_data(folder: Path, n: int) -> tuple[Path, Path]:
-    """The sample chats, and preference pairs made from them (chosen: the real answer; rejected: another's)."""
+    """The sample chats, and preference pairs made from them: a format preference.
+
+    chosen: the tutor's answer ("Step 1: … Done in three steps!"); rejected: the same advice as
+    one paragraph, without the steps or the closing line. (Rejecting another row's answer, as an
+    earlier version did, is not learnable by a random-init model in 10 steps: both answers are
+    equally likely to it, and the margin only wanders around 0.)
+    """
+    import re
+
     rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()[:n]]
     chat = folder / "chat.jsonl"
     chat.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def plain(answer: str) -> str:
+        text = re.sub(r"Step \d+:\s*", "", answer).replace("Done in three steps!", "")
+        return " ".join(text.split())
+
     pref = folder / "pref.jsonl"
     pref.write_text("".join(json.dumps({"prompt": r["messages"][0]["content"],
                                         "chosen": r["messages"][-1]["content"],
-                                        "rejected": rows[(i + 7) % len(rows)]["messages"][-1]["content"]}) + "\n"
-                            for i, r in enumerate(rows)), encoding="utf-8")
+                                        "rejected": plain(r["messages"][-1]["content"])}) + "\n"
+                            for r in rows), encoding="utf-8")
     return chat, pref
 
 
