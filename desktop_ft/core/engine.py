@@ -189,7 +189,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
         emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
-    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=_needs_chat(data.kind, task_name, data.rows))
+    needs_chat = _needs_chat(data.kind, task_name, data.rows)
+    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=needs_chat)
     peft_config = method.build_peft(config, model) if method.build_peft else None
     ref_model = None
     if task.needs_reference and not method.trains_adapter:
@@ -254,7 +255,8 @@ def _check_hardware(method: methods.MethodSpec, settings: DeviceSettings) -> Non
                         hint="Use --method lora here (same quality, more memory), or run on a CUDA machine.")
     if method.quantized_bits and not methods.bitsandbytes_installed():
         raise UserError(f"'method.method' is '{method.name}', and {method.title} needs the bitsandbytes "
-                        "package, which is not installed", field="method.method", hint="Install it with: pip install bitsandbytes")
+                        "package, which is not installed", field="method.method",
+                        hint="Install it with: pip install bitsandbytes")
 
 
 def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec, settings: DeviceSettings, *,
