@@ -330,3 +330,14 @@ def test_kto_with_one_example_per_batch_is_refused_before_loading(tiny_model: Pa
     with pytest.raises(ConfigError, match="at least 2") as info:
         train(config)
     assert info.value.field == "training.batch_size"
+
+
+def test_every_number_the_wizard_shows_has_a_sensible_range() -> None:
+    import typing
+
+    for key in all_dotted_keys():
+        f = field_info(key)
+        if key in ("training.seed",) or typing.get_origin(f.type) is not None:
+            continue
+        if f.type in ("int", "float", int, float):
+            assert "min" in f.metadata and "max" in f.metadata, key
