@@ -247,3 +247,14 @@ def test_message_lists_in_csv_cells_as_json_or_as_pandas_wrote_them(tmp_path: Pa
                                        '{""role"": ""assistant"", ""content"": ""It\'s me""}]"\n')
     assert ds.load_dataset(tmp_path / "repr.csv").rows == [{"messages": messages}]
     assert ds.load_dataset(tmp_path / "json.csv").rows == [{"messages": messages}]
+
+
+def test_arrow_files_from_the_datasets_cache_and_feather(tmp_path: Path) -> None:
+    import pandas as pd
+    from datasets import Dataset
+
+    Dataset.from_list([{"question": "q", "answer": "a"}]).save_to_disk(str(tmp_path / "saved"))
+    cache_file = next((tmp_path / "saved").glob("*.arrow"))
+    assert ds.load_dataset(cache_file).rows == [{"prompt": "q", "completion": "a"}]
+    pd.DataFrame({"text": ["doc one", "doc two"]}).to_feather(tmp_path / "t.feather")
+    assert ds.load_dataset(tmp_path / "t.feather").rows == [{"text": "doc one"}, {"text": "doc two"}]
