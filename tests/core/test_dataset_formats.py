@@ -164,7 +164,8 @@ def test_mapping_overrides_what_detection_would_pick(tmp_path: Path) -> None:
 def test_a_mapping_naming_a_missing_column_says_which_exist() -> None:
     with pytest.raises(DatasetError) as info:
         ds.load_dataset(DATA / "custom_columns.csv", columns={"prompt": "question"})
-    assert "question" in str(info.value) and "frage, antwort" in str(info.value)
+    assert "custom_columns.csv" in str(info.value) and "question" in str(info.value)
+    assert "frage, antwort" in str(info.value)
     with pytest.raises(DatasetError, match="not a part"):
         ds.load_dataset(DATA / "custom_columns.csv", columns={"answer": "antwort2"})
 
