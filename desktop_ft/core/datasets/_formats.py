@@ -150,11 +150,13 @@ def resolve_mapping(mapping: dict[str, str] | None, columns: list[str]) -> dict[
         elif value in TARGETS and key in columns:
             resolved[value] = key
         elif key in TARGETS:
-            raise DatasetError(f"the column mapping names '{value}', which the file does not have",
+            raise DatasetError(f"the column mapping (--columns, data.columns) names '{value}', which the file "
+                               "does not have",
                                field="data.columns",
                                hint=f"Columns found: {', '.join(columns) or 'none'}.")
         else:
-            raise DatasetError(f"the column mapping uses '{key}', which is not a part Desktop FT knows",
+            raise DatasetError(f"the column mapping (--columns, data.columns) uses '{key}', which is not a part "
+                               "Desktop FT knows",
                                field="data.columns",
                                hint=f"Map these parts to your columns: {', '.join(TARGETS)}; "
                                     "e.g. prompt=question,completion=answer.")
