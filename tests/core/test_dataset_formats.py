@@ -259,3 +259,14 @@ def test_arrow_files_from_the_datasets_cache_and_feather(tmp_path: Path) -> None
     assert ds.load_dataset(cache_file).rows == [{"prompt": "q", "completion": "a"}]
     pd.DataFrame({"text": ["doc one", "doc two"]}).to_feather(tmp_path / "t.feather")
     assert ds.load_dataset(tmp_path / "t.feather").rows == [{"text": "doc one"}, {"text": "doc two"}]
+
+
+def test_alpaca_with_history_becomes_a_conversation(tmp_path: Path) -> None:
+    path = tmp_path / "history.json"
+    path.write_text('[{"instruction": "And 3 + 3?", "input": "", "output": "6", "system": "Be brief.", '
+                    '"history": [["2 + 2?", "4"]]},\n {"instruction": "Hi", "input": "", "output": "Hello", '
+                    '"history": []}]')
+    data = ds.load_dataset(path)
+    assert (data.format, data.kind) == ("alpaca_history", "conversation")
+    assert data.rows[0] == {"messages": [S("Be brief."), U("2 + 2?"), A("4"), U("And 3 + 3?"), A("6")]}
+    assert data.rows[1] == {"messages": [U("Hi"), A("Hello")]}
