@@ -160,7 +160,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     for err in data.errors[:20]:
-        run.log(f"skipped {data.path} line {err.line}: {err.message}")
+        run.log(f"skipped {data.path} {data.unit} {err.line}: {err.message}")
     if data.errors:
         emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
                               f"see train.log."))
