@@ -57,7 +57,7 @@ CUDA_CONTEXT_BYTES = 512 * MiB
 CUDA_ALLOCATOR_SHARE = 0.08
 #: a Python process that has imported torch, transformers, peft, TRL and datasets, with a Trainer
 #: set up (measured on Linux x86-64 CPU wheels; see docs/memory.md)
-CPU_RUNTIME_BYTES = 880 * MiB
+CPU_RUNTIME_BYTES = 480 * MiB
 #: glibc keeps freed blocks (per-thread arenas, raised mmap threshold), so from the second step on
 #: the resident peak sits about 30% above the live tensors of a step (measured, docs/memory.md)
 CPU_ALLOCATOR_SHARE = 0.30
@@ -261,7 +261,7 @@ def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_byte
             total += sum((d + mask) * fan_in for fan_in, _ in targets.values())
         else:  # the same input tensor is saved by every adapter reading it: count distinct inputs
             total += d * sum(set(fan_in for fan_in, _ in targets.values()))
-        total += sum(2 * d * s.lora_rank for _ in targets)  # A's output, B's input
+        total += sum(d * s.lora_rank for _ in targets)  # A's output, saved as B's input
     return total
 
 
@@ -270,7 +270,7 @@ def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device:
     plus one layer recomputed during backward."""
     tokens = tokens_per_batch(s)
     per_layer = layer_activation_bytes_per_token(arch, s, dtype_bytes, device)
-    final_norm = 4 * arch.hidden_size + dtype_bytes * arch.hidden_size
+    final_norm = 4 * arch.hidden_size
     if s.gradient_checkpointing:
         per_token = arch.num_layers * dtype_bytes * arch.hidden_size + per_layer + final_norm
     else:
