@@ -192,15 +192,14 @@ def trainable_parameters(arch: Architecture, s: Settings) -> int:
 
 
 def weights_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
-    """The model as loaded: compute dtype, or 4-bit/8-bit linear layers with the rest in the compute dtype."""
+    """The model as loaded: compute dtype; or 4-bit/8-bit linear layers with everything else
+    (embeddings, output layer, norms) in fp32, because the engine runs peft's
+    ``prepare_model_for_kbit_training``, which upcasts every non-quantised parameter."""
     total = arch.parameters()
-    if s.method in QUANTIZED_4BIT:
+    if s.method in QUANTIZED_4BIT | QUANTIZED_8BIT:
         quantized = arch.quantizable_parameters()
-        per = NF4_DQ_BYTES if s.double_quant else NF4_BYTES
-        return int(quantized * per + (total - quantized) * dtype_bytes)
-    if s.method in QUANTIZED_8BIT:
-        quantized = arch.quantizable_parameters()
-        return int(quantized * INT8_BYTES + (total - quantized) * dtype_bytes)
+        per = INT8_BYTES if s.method in QUANTIZED_8BIT else (NF4_DQ_BYTES if s.double_quant else NF4_BYTES)
+        return int(quantized * per + (total - quantized) * 4)
     return total * dtype_bytes
 
 
