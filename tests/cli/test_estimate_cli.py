@@ -40,7 +40,8 @@ def test_flags_change_the_estimate(capsys) -> None:
     qlora = _json(capsys, ["estimate", "llama-3.2-1b", "--device", "cuda", "--method", "qlora", "--json"])
     dpo = _json(capsys, ["estimate", "llama-3.2-1b", "--device", "cuda", "--task", "dpo", "--json"])
     assert ckpt["total_bytes"] < base["total_bytes"] < dpo["total_bytes"]
-    assert qlora["breakdown"]["weights"] < base["breakdown"]["weights"] / 2
+    # 4-bit decoder layers; the tied 128k-token embedding stays (fp32) and dominates on a 1B model
+    assert qlora["breakdown"]["weights"] < 0.7 * base["breakdown"]["weights"]
 
 
 def test_config_file_and_flag_override(capsys, tmp_path: Path, tiny_model: Path) -> None:
