@@ -137,3 +137,10 @@ def test_download_progress_reports_fractions() -> None:
 def test_model_info_of_the_built_in_model() -> None:
     info = models.model_info("default")
     assert info.parameters == 134_515_008 and info.has_chat_template and info.licence == "apache-2.0"
+
+
+def test_catalog_short_names_resolve_to_their_hub_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    monkeypatch.setattr(models, "download_model", lambda repo, **_k: asked.append(repo) or Path("/x"))
+    models.resolve_model("qwen2.5-0.5b")
+    assert asked == ["Qwen/Qwen2.5-0.5B-Instruct"]
