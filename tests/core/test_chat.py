@@ -141,3 +141,36 @@ def test_settings_fields_carry_help() -> None:
         assert f.metadata["help"]
     assert GenerationSettings().greedy
     assert GenerationSettings.from_dict(GenerationSettings(seed=3).to_dict()).seed == 3
+
+
+def test_full_fine_tune_run_loads_two_models(tiny_run: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """A run folder holding a full model (not an adapter): base and tuned are two separate models."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    full = tmp_path / "full"
+    full.mkdir()
+    shutil.copy(tiny_run / "config.yaml", full / "config.yaml")
+    tuned = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        tuned.lm_head.weight.mul_(1.5)  # tied with the embeddings: a visibly different model
+    tuned.save_pretrained(full / "adapter")
+    shutil.copy(tiny_model / "tokenizer.json", full / "adapter" / "tokenizer.json")
+    shutil.copy(tiny_model / "tokenizer_config.json", full / "adapter" / "tokenizer_config.json")
+    shutil.copy(tiny_model / "chat_template.jinja", full / "adapter" / "chat_template.jinja")
+
+    chat = ChatModel.from_run(full)
+    assert chat.tuned is not None and chat.tuned.kind == "full"
+    ids = chat.encode(QUESTION)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert torch.equal(chat.logits(ids, tuned=False), base(input_ids=ids).logits)
+        assert torch.allclose(chat.logits(ids), tuned(input_ids=ids).logits, atol=1e-5)
+
+
+def test_two_models_that_do_not_fit_are_refused(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import desktop_ft.core.chat as chat_module
+
+    monkeypatch.setattr(chat_module, "available_memory_bytes", lambda: 1000)
+    with pytest.raises(ChatError, match="need about .* GiB, but only .* free"):
+        chat_module.check_memory_for(tiny_model, tiny_model)
