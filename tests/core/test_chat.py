@@ -174,3 +174,19 @@ def test_two_models_that_do_not_fit_are_refused(tiny_model: Path, monkeypatch: p
     monkeypatch.setattr(chat_module, "available_memory_bytes", lambda: 1000)
     with pytest.raises(ChatError, match="need about .* GiB, but only .* free"):
         chat_module.check_memory_for(tiny_model, tiny_model)
+
+
+def test_pair_streams_both_sides_at_once_and_matches_single_answers(chat: ChatModel) -> None:
+    settings = GenerationSettings(max_new_tokens=12)
+    pieces: dict[str, list[str]] = {"base": [], "tuned": []}
+    order: list[str] = []
+
+    def on_token(side: str, piece: str) -> None:
+        pieces[side].append(piece)
+        order.append(side)
+
+    base, tuned = chat.generate_pair(QUESTION, settings=settings, on_token=on_token)
+    assert "".join(pieces["base"]) == base and "".join(pieces["tuned"]) == tuned
+    assert base == chat.generate(QUESTION, tuned=False, settings=settings)
+    assert tuned == chat.generate(QUESTION, settings=settings)
+    assert order[:2] == ["base", "tuned"] or order[:2] == ["tuned", "base"]  # interleaved, not one after the other
