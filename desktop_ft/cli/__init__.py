@@ -21,6 +21,9 @@ from desktop_ft.core.errors import UserError
 COMMANDS = {
     "train": "train",
     "demo": "demo",
+    "data": "data",
+    "estimate": "estimate",
+    "models": "models",
     "chat": "chat",
     "compare": "compare",
     "export": "export",

@@ -221,7 +221,7 @@ class ChatModel:
 
         settings = settings or GenerationSettings()
         emit = on_token or (lambda _side, _piece: None)
-        if self.tuned is None or self._tuned_model is not None:
+        if self.tuned is None or self._tuned_model is not None or not self._mixed_batches_ok():
             base = self.generate(messages, tuned=False, settings=settings, on_token=lambda p: emit("base", p),
                                  stop=stop)
             tuned = self.generate(messages, tuned=True, settings=settings, on_token=lambda p: emit("tuned", p),
@@ -366,6 +366,12 @@ class ChatModel:
             return self.model, self.model.disable_adapter()
         return self.model, contextlib.nullcontext()
 
+    def _mixed_batches_ok(self) -> bool:
+        """peft runs rows with different adapters in one batch for plain LoRA only (not DoRA, not prompt tuning)."""
+        config = getattr(self.model, "peft_config", {}).get(getattr(self.model, "active_adapter", None))
+        return config is not None and str(getattr(config, "peft_type", "")).endswith("LORA") and \
+            not getattr(config, "use_dora", False)
+
     def _pad_id(self) -> int | None:
         if self.tokenizer.pad_token_id is not None:
             return self.tokenizer.pad_token_id
@@ -449,9 +455,10 @@ def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
             raise ChatError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
                             hint=f"Available checkpoints: {listing}.")
         return TunedSource(path, kind, checkpoint)
-    kind = _kind_of(run.adapter_dir)
-    if kind is not None:
-        return TunedSource(run.adapter_dir, kind)
+    for folder in (run.adapter_dir, run.path / "model"):  # model/: a full fine-tune saves the whole model
+        kind = _kind_of(folder)
+        if kind is not None:
+            return TunedSource(folder, kind)
     if available:  # still training, or killed before the end: the newest checkpoint is the best we have
         step = available[-1]
         path = run.checkpoints_dir / f"checkpoint-{step}"

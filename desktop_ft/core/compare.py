@@ -175,14 +175,14 @@ def pick_probes(run_dir: str | Path, count: int = DEFAULT_PROBE_COUNT) -> list[P
 
     config = read_run_config(Path(run_dir))
     try:
-        data = ds.load_dataset(config.data.path, max_rows=config.data.max_rows)
+        data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     except UserError:
         return []  # the data moved away; the user's own prompts still work
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     source = "validation"
     if config.data.validation_path:
         try:
-            val_rows = ds.load_dataset(config.data.validation_path).rows
+            val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
         except UserError:
             val_rows = []
     if not val_rows:
@@ -407,9 +407,9 @@ def _probe_from_row(row: dict[str, Any], source: str) -> Probe | None:
         context = tuple({"role": m["role"], "content": m["content"]} for m in head[:u])
         return Probe(str(head[u]["content"]), source=source, context=context, reference=reference)
     prompt = row.get("prompt")
+    answer = row.get("completion", row.get("chosen"))  # prompt/completion, or a preference pair's good answer
     if isinstance(prompt, str) and prompt.strip():
-        completion = row.get("completion")
-        return Probe(prompt, source=source, reference=completion if isinstance(completion, str) else None)
-    if isinstance(prompt, list):  # conversational prompt/completion
-        return _probe_from_row({"messages": [*prompt, *(row.get("completion") or [])]}, source)
-    return None
+        return Probe(prompt, source=source, reference=answer if isinstance(answer, str) else None)
+    if isinstance(prompt, list):  # conversational prompt/completion or preference
+        return _probe_from_row({"messages": [*prompt, *(answer if isinstance(answer, list) else [])]}, source)
+    return None  # raw text rows have no question to ask
