@@ -190,3 +190,33 @@ def test_pair_streams_both_sides_at_once_and_matches_single_answers(chat: ChatMo
     assert base == chat.generate(QUESTION, tuned=False, settings=settings)
     assert tuned == chat.generate(QUESTION, settings=settings)
     assert order[:2] == ["base", "tuned"] or order[:2] == ["tuned", "base"]  # interleaved, not one after the other
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "full"])
+def test_other_methods_runs_chat_and_compare_with_their_base(method: str, tiny_model: Path, chat_jsonl: Path,
+                                                              tmp_path: Path) -> None:
+    """Prompt tuning (virtual tokens, toggled off for the base) and full fine-tuning (model/, two models)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from desktop_ft.core.engine import train
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tiny_model, chat_jsonl, tmp_path / "run", max_steps=2, save_steps=100)
+    config = config.replace({"method.method": method})
+    assert train(config).state == "finished"
+    chat = ChatModel.from_run(tmp_path / "run")
+    assert chat.tuned is not None and chat.tuned.kind == ("full" if method == "full" else "adapter")
+    ids = chat.encode(QUESTION)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert torch.equal(chat.logits(ids, tuned=False), base(input_ids=ids).logits)
+    settings = GenerationSettings(max_new_tokens=4)
+    base_answer, tuned_answer = chat.generate_pair(QUESTION, settings=settings)
+    assert base_answer == chat.generate(QUESTION, tuned=False, settings=settings)
+    assert tuned_answer == chat.generate(QUESTION, settings=settings)
+    if method == "prompt_tuning":
+        from desktop_ft.core.export import ExportError, export
+
+        with pytest.raises(ExportError, match="cannot be merged.*Export it as 'adapter'"):
+            export(tmp_path / "run", "merged", tmp_path / "out")
