@@ -244,7 +244,8 @@ def replay(run_dir: str | Path, probes: list[Probe] | None = None, *, checkpoint
 
     ``probes`` defaults to the run's probe set (picked and saved on first use). ``checkpoints``:
     False for the final adapter only, True for the final adapter and every checkpoint, or a list
-    of steps. Results are merged into ``RUN_DIR/compare.jsonl`` (same prompt and checkpoint:
+    of steps (the checkpoint saved at the final adapter's own step is skipped: same weights, same
+    answers). Results are merged into ``RUN_DIR/compare.jsonl`` (same prompt and checkpoint:
     replaced). A set ``stop`` ends the replay after the current answer; what is done is kept.
     """
     run_dir = Path(run_dir).expanduser()
@@ -263,7 +264,9 @@ def replay(run_dir: str | Path, probes: list[Probe] | None = None, *, checkpoint
     assert original is not None
     steps: list[int | None] = [original.checkpoint]
     if checkpoints is True:
-        steps += [s for s in chat.checkpoints() if s != original.checkpoint]
+        # the final adapter was saved at the run's last step: its checkpoint would repeat the same answers
+        final_step = _final_step(run_dir) if original.checkpoint is None else original.checkpoint
+        steps += [s for s in chat.checkpoints() if s != final_step]
     elif checkpoints:
         steps += [s for s in checkpoints if s != original.checkpoint]
     total = len(probes) * (1 + len(steps))
@@ -392,6 +395,14 @@ def forgetting_verdict(increase: float) -> str:
 
 
 # -- internals ---------------------------------------------------------------------------------------
+
+def _final_step(run_dir: Path) -> int | None:
+    """The step the final adapter was saved at (None while the run is still going)."""
+    from desktop_ft.core.runs import FINISHED, STOPPED, RunFolder
+
+    status = RunFolder(run_dir).read_status()
+    return status.step if status.state in (FINISHED, STOPPED) else None
+
 
 def _probe_from_row(row: dict[str, Any], source: str) -> Probe | None:
     """A conversation row → the last user turn before the last assistant reply, earlier turns as context."""

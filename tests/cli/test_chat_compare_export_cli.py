@@ -35,8 +35,8 @@ def test_compare_probe_set_with_checkpoints_and_forgetting(tiny_run: Path, tmp_p
     assert main(["compare", str(run), "--checkpoints", "--max-new-tokens", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     probes = json.loads((run / "probes.json").read_text())["probes"]
-    assert len(out["results"]) == 3 * len(probes)  # final adapter, checkpoint 2, checkpoint 4
-    assert {r.get("checkpoint") for r in out["results"]} == {None, 2, 4}
+    assert len(out["results"]) == 2 * len(probes)  # final adapter and checkpoint 2 (4 is the final one)
+    assert {r.get("checkpoint") for r in out["results"]} == {None, 2}
     assert set(out["forgetting"]) >= {"increase", "nll_base", "nll_tuned", "verdict", "prompts"}
 
 
