@@ -198,7 +198,7 @@ class ChatView(Page):
 
     # -- runs and checkpoints ---------------------------------------------------------------------
     def refresh_runs(self) -> None:
-        self._workers.append(run_async(chat_runs, self.root, on_result=self._on_runs))
+        self._workers.append(run_async(self, chat_runs, self.root, on_result=self._on_runs))
 
     def _on_runs(self, runs: list[tuple[str, str]]) -> None:
         current = self.run_combo.currentData() or getattr(self, "_wanted", None)
@@ -246,7 +246,7 @@ class ChatView(Page):
         self.model = None
         self._set_busy(True)
         self.status_label.setText("Loading the model and the adapter…")
-        self._workers.append(run_async(self.chat.ChatModel.from_run, path, checkpoint=key[1],
+        self._workers.append(run_async(self, self.chat.ChatModel.from_run, path, checkpoint=key[1],
                                        on_result=lambda m, k=key: self._on_model(k, m),
                                        on_error=lambda e, k=key: self._on_model_error(k, e)))
 
@@ -285,7 +285,7 @@ class ChatView(Page):
         settings = self.generation_settings()
         histories = {k: ([{"role": "system", "content": system}] if system else []) + list(v)
                      for k, v in self.history.items()}
-        self._workers.append(run_async(_generate_both, self.model, histories, settings, self._stop, self._bridge,
+        self._workers.append(run_async(self, _generate_both, self.model, histories, settings, self._stop, self._bridge,
                                        on_result=lambda _r: self._set_busy(False),
                                        on_error=self._on_generate_error))
 

@@ -86,7 +86,7 @@ class ExportDialog(QDialog):
         self.bar.setRange(0, 0)
         self.log.appendPlainText(f"Exporting as {fmt}…")
         emit = self._bridge.progress.emit
-        self._worker = run_async(mod.export, self.run_dir, fmt, self.out.text(), quantization=quant, on_event=emit,
+        self._worker = run_async(self, mod.export, self.run_dir, fmt, self.out.text(), quantization=quant, on_event=emit,
                                  on_result=self._on_done, on_error=self._on_error)
 
     def _on_progress(self, event: Any) -> None:

@@ -144,7 +144,7 @@ class RunsView(Page):
     def refresh(self) -> None:
         self._req += 1
         req = self._req
-        self._workers.append(run_async(scan_runs, self.root, on_result=lambda r, q=req: self._on_runs(q, r),
+        self._workers.append(run_async(self, scan_runs, self.root, on_result=lambda r, q=req: self._on_runs(q, r),
                                        on_error=lambda e: self.message.setText(f"Could not list runs: {e}")))
 
     def _on_runs(self, req: int, runs: list[dict[str, Any]]) -> None:
@@ -220,7 +220,7 @@ class RunsView(Page):
         self.buttons["delete"].setEnabled(bool(paths) and not any((self._run(p) or {}).get("live") for p in paths))
         self._show_config(paths)
         if paths:
-            self._workers.append(run_async(read_curves, paths, on_result=self._on_curves))
+            self._workers.append(run_async(self, read_curves, paths, on_result=self._on_curves))
         else:
             self.plots.clear()
 
@@ -294,7 +294,7 @@ class RunsView(Page):
                                       QMessageBox.StandardButton.No)
         if answer != QMessageBox.StandardButton.Yes:
             return
-        self._workers.append(run_async(_delete, paths, on_result=lambda _r: self.refresh(),
+        self._workers.append(run_async(self, _delete, paths, on_result=lambda _r: self.refresh(),
                                        on_error=lambda e: self.message.setText(f"Could not delete: {e}")))
 
 

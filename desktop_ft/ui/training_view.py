@@ -7,6 +7,7 @@ running child should keep going (it can be re-attached from the Runs page).
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import TrainingProcess, record_to_event
+
+
+_NOISE = re.compile(r"Warning|warnings\.warn|it/s\]|^\s|^stopping after|^\r")
 
 
 class _Stat(QWidget):
@@ -220,8 +224,9 @@ class TrainingView(QWidget):
         self._take(event)
 
     def _on_log_line(self, line: str) -> None:
+        """The child's stderr: library warnings and progress bars stay in RUN_DIR/stderr.log only."""
         text = line.rstrip()
-        if text and not text.startswith(("stopping after", "\r")):
+        if text and not _NOISE.search(text):
             self._log(text)
 
     def _on_memory(self, rss: int) -> None:

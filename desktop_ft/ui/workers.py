@@ -34,16 +34,24 @@ from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_fr
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
 
 
-def run_async(fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
+def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
               on_error: Callable[[BaseException], None] | None = None, **kwargs: Any) -> Any:
-    """Run ``fn(*args, **kwargs)`` on a worker thread; callbacks run in the GUI thread."""
+    """Run ``fn(*args, **kwargs)`` on a worker thread; callbacks run in the GUI thread, and only while
+    ``owner`` (the widget that asked) still exists — a page closed meanwhile gets nothing."""
+    from shiboken6 import isValid
     from superqt.utils import create_worker
+
+    def guarded(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def call(value: Any) -> None:
+            if isValid(owner):
+                callback(value)
+        return call
 
     worker = create_worker(fn, *args, **kwargs)
     if on_result is not None:
-        worker.returned.connect(on_result)
+        worker.returned.connect(guarded(on_result))
     if on_error is not None:
-        worker.errored.connect(on_error)
+        worker.errored.connect(guarded(on_error))
     worker.start()
     return worker
 

@@ -226,7 +226,7 @@ class DatasetPage(Page):
         self.error.hide()
         self._request += 1
         req = self._request
-        self._workers.append(run_async(inspect_file, path, config.model.name, config.training.max_length,
+        self._workers.append(run_async(self, inspect_file, path, config.model.name, config.training.max_length,
                                        config.data.columns or None,
                                        on_result=lambda r, q=req: self._on_result(q, r),
                                        on_error=lambda e, q=req: self._on_error(q, e)))

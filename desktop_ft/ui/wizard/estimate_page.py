@@ -91,7 +91,7 @@ class EstimatePage(Page):
     def _on_recompute(self) -> None:
         self._request += 1
         req = self._request
-        self._workers.append(run_async(estimate, self.session.config, on_result=lambda r, q=req: self._on_result(q, r),
+        self._workers.append(run_async(self, estimate, self.session.config, on_result=lambda r, q=req: self._on_result(q, r),
                                        on_error=lambda e, q=req: self._on_error(q, e)))
 
     def _on_error(self, req: int, exc: BaseException) -> None:

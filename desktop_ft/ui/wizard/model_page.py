@@ -180,8 +180,8 @@ class ModelPage(Page):
         self.content.addStretch(1)
 
         self._fill_list([])
-        self._workers.append(run_async(list_choices, on_result=self._fill_list, on_error=lambda e: None))
-        self._workers.append(run_async(describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
+        self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
+        self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
         session.configChanged.connect(self._on_config_changed)
         self._show_selected(session.config.model.name)
 
@@ -269,7 +269,7 @@ class ModelPage(Page):
         _clear_form(self.info_form)
         self.info_note.setText("Reading the model…")
         self._mark_current()
-        self._workers.append(run_async(describe_model, name, on_result=lambda d, n=name: self._on_info(n, d),
+        self._workers.append(run_async(self, describe_model, name, on_result=lambda d, n=name: self._on_info(n, d),
                                        on_error=lambda e, n=name: self._on_info_error(n, e)))
 
     def _on_info(self, name: str, info: dict) -> None:
