@@ -136,8 +136,16 @@ class ChatView(Page):
 
         probe = QWidget()
         pl = QVBoxLayout(probe)
+        probe_row = QHBoxLayout()
         self.probe_note = theme.label("", "Muted", wrap=True)
-        pl.addWidget(self.probe_note)
+        probe_row.addWidget(self.probe_note, 1)
+        self.replay_button = QPushButton(theme.icon("mdi6.play-box-multiple-outline"), "  Replay probe set")
+        self.replay_button.setToolTip("Answer the run's probe prompts with the base model and the fine-tuned one "
+                                      "(same settings) and save the table with the run.")
+        self.replay_button.clicked.connect(self._on_replay)
+        self.replay_button.setVisible(core_api.compare_module() is not None)
+        probe_row.addWidget(self.replay_button)
+        pl.addLayout(probe_row)
         self.probe_table = QTableWidget(0, 4)
         self.probe_table.setHorizontalHeaderLabels(["Prompt", "Checkpoint", "Base", "Tuned"])
         self.probe_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -226,7 +234,8 @@ class ChatView(Page):
             if folder.adapter_dir.is_dir():
                 self.ckpt_combo.addItem("final adapter", None)
             for ck in reversed(folder.checkpoints()):
-                self.ckpt_combo.addItem(ck.name.replace("checkpoint-", "step "), str(ck))
+                step = int(ck.name.split("-")[1])
+                self.ckpt_combo.addItem(f"step {step}", step)
         self.ckpt_combo.blockSignals(False)
         self.export_button.setEnabled(bool(path))
         self._load_probe_table(path)
@@ -242,9 +251,17 @@ class ChatView(Page):
         key = (path, self.ckpt_combo.currentData())
         if key == self._model_key:
             return
+        same_run = self.model is not None and self._model_key is not None and self._model_key[0] == path
         self._model_key = key
-        self.model = None
         self._set_busy(True)
+        if same_run and hasattr(self.model, "use_checkpoint"):
+            model = self.model
+            self.status_label.setText("Switching checkpoint…")
+            self._workers.append(run_async(self, _switch, model, key[1],
+                                           on_result=lambda m, k=key: self._on_model(k, m),
+                                           on_error=lambda e, k=key: self._on_model_error(k, e)))
+            return
+        self._release_model()
         self.status_label.setText("Loading the model and the adapter…")
         self._workers.append(run_async(self, self.chat.ChatModel.from_run, path, checkpoint=key[1],
                                        on_result=lambda m, k=key: self._on_model(k, m),
@@ -255,7 +272,8 @@ class ChatView(Page):
             return
         self.model = model
         self._set_busy(False)
-        self.status_label.setText(f"Ready: {Path(key[0]).name}" + (f", {Path(key[1]).name}" if key[1] else ", final adapter"))
+        self.status_label.setText(f"Ready: {Path(key[0]).name}, " + (f"checkpoint at step {key[1]}" if key[1] is not None
+                                                                      else "final adapter"))
         self.modelLoaded.emit(key[0])
 
     def _on_model_error(self, key: tuple, exc: BaseException) -> None:
@@ -283,14 +301,19 @@ class ChatView(Page):
             self.history[side].append({"role": "user", "content": text})
             self._append(side, f"<p><b>You</b><br>{html.escape(text)}</p><p><b>{'Base' if side == 'base' else 'Tuned'}</b><br>")
         settings = self.generation_settings()
-        histories = {k: ([{"role": "system", "content": system}] if system else []) + list(v)
-                     for k, v in self.history.items()}
+        if settings is not None and hasattr(settings, "system_prompt"):
+            settings = dataclasses.replace(settings, system_prompt=system)
+            histories = {k: list(v) for k, v in self.history.items()}
+        else:
+            histories = {k: ([{"role": "system", "content": system}] if system else []) + list(v)
+                         for k, v in self.history.items()}
         self._workers.append(run_async(self, _generate_both, self.model, histories, settings, self._stop, self._bridge,
                                        on_result=lambda _r: self._set_busy(False),
                                        on_error=self._on_generate_error))
 
     def _on_generate_error(self, exc: BaseException) -> None:
         self._set_busy(False)
+        self.replay_button.setEnabled(True)
         self.status_label.setText(f"Generation failed: {exc}")
 
     def _on_token(self, side: str, text: str) -> None:
@@ -343,7 +366,9 @@ class ChatView(Page):
             return
         rows = []
         if path:
-            rows = list(core_runs.iter_jsonl(Path(path) / "compare.jsonl"))
+            compare = core_api.compare_module()
+            reader = getattr(compare, "read_table", None) if compare else None
+            rows = reader(path) if reader else list(core_runs.iter_jsonl(Path(path) / "compare.jsonl"))
         self.probe_table.setRowCount(len(rows))
         c = theme.colors()
         changed = 0
@@ -351,7 +376,8 @@ class ChatView(Page):
             base, tuned = str(row.get("base", "")), str(row.get("tuned", ""))
             differs = base.strip() != tuned.strip()
             changed += differs
-            values = [row.get("prompt", ""), str(row.get("checkpoint") or "final"), base, tuned]
+            checkpoint = row.get("checkpoint")
+            values = [row.get("prompt", ""), f"step {checkpoint}" if checkpoint is not None else "final", base, tuned]
             for col, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
                 if col == 3 and differs:
@@ -360,12 +386,41 @@ class ChatView(Page):
         self.probe_table.resizeRowsToContents()
         self.probe_note.setText(f"{len(rows)} saved probe answers; {changed} changed after training (highlighted). "
                                 "Run 'desktop-ft compare RUN_DIR' to add more." if rows else
-                                "No probe set saved for this run yet. 'desktop-ft compare RUN_DIR' replays the "
-                                "probe prompts on the base model and each checkpoint and saves the table here.")
+                                "No probe set saved for this run yet. Replay it here, or run 'desktop-ft compare "
+                                "RUN_DIR --checkpoints' to replay it on every checkpoint.")
+
+    def _on_replay(self) -> None:
+        path = self.run_combo.currentData()
+        compare = core_api.compare_module()
+        if not path or self.model is None or self._busy or compare is None:
+            return
+        self._stop.clear()
+        self._set_busy(True)
+        self.replay_button.setEnabled(False)
+        self._workers.append(run_async(self, compare.replay, path, chat=self.model,
+                                       settings=self.generation_settings(), stop=self._stop,
+                                       on_event=lambda e: self._bridge.status.emit(getattr(e, "message", None) or
+                                                                                   f"Answered: {getattr(e, 'prompt', '')[:60]}"),
+                                       on_result=self._on_replayed, on_error=self._on_generate_error))
+
+    def _on_replayed(self, _results: Any) -> None:
+        self._set_busy(False)
+        self.replay_button.setEnabled(True)
+        self._load_probe_table(self.run_combo.currentData())
+
+    def _release_model(self) -> None:
+        model, self.model = self.model, None
+        if model is not None and hasattr(model, "close"):
+            model.close()
 
     def shutdown(self) -> None:
         """Stop generating (called when the window closes)."""
         self._stop.set()
+
+
+def _switch(model: Any, step: int | None) -> Any:
+    model.use_checkpoint(step)
+    return model
 
 
 def _generate_both(model: Any, histories: dict[str, list[dict[str, str]]], settings: Any, stop: threading.Event,

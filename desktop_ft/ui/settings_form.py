@@ -25,7 +25,9 @@ from desktop_ft.ui.session import Session
 def fields_of(section_filter: typing.Callable[[str, dataclasses.Field], bool]) -> list[tuple[str, dataclasses.Field, Any]]:
     """``(dotted key, field, type hint)`` for every config field the filter keeps, in declaration order."""
     out = []
-    for section, typ in section_types().items():
+    order = ("training", "method", "data", "model", "output")
+    sections = sorted(section_types().items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    for section, typ in sections:
         hints = typing.get_type_hints(typ)
         for f in dataclasses.fields(typ):
             if section_filter(section, f):

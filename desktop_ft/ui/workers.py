@@ -130,7 +130,7 @@ class _Follower(QObject):
 
     event = Signal(object)
     logLine = Signal(str)
-    memory = Signal(int)
+    memory = Signal(object)  # bytes; may exceed a C++ int
     ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
 
     def __init__(self, run_dir: Path, command: list[str] | None, pid: int | None, follow_metrics: bool) -> None:
@@ -301,7 +301,7 @@ class TrainingProcess(QObject):
 
     event = Signal(object)       # core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
     logLine = Signal(str)        # the child's stderr, line by line
-    memory = Signal(int)         # peak resident memory of the child so far, in bytes
+    memory = Signal(object)      # peak resident memory of the child so far, in bytes
     ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
 
     def __init__(self, run_dir: Path, command: list[str] | None = None, *, pid: int | None = None,
