@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
-    return app.exec()
+    code = app.exec()
+    from PySide6.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(15000)  # let short background reads finish before Qt goes away
+    return code
 
 
 if __name__ == "__main__":

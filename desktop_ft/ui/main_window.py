@@ -10,14 +10,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QListWidget, QListWi
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.ui import theme
-from desktop_ft.ui.chat_view import ChatView
-from desktop_ft.ui.runs_view import RunsView
 from desktop_ft.ui.session import Session
-from desktop_ft.ui.training_view import TrainingView
-from desktop_ft.ui.wizard.dataset_page import DatasetPage
-from desktop_ft.ui.wizard.estimate_page import EstimatePage
-from desktop_ft.ui.wizard.method_page import MethodPage
-from desktop_ft.ui.wizard.model_page import ModelPage
 
 STEPS = [
     ("model", "Model", "mdi6.cube-outline"),
@@ -32,6 +25,10 @@ DEFAULT_SIZE = QSize(1280, 840)
 
 
 class MainWindow(QMainWindow):
+    """Pages are built the first time they are shown (the window opens fast; pyqtgraph and the
+    heavier pages load on demand). Their attributes (``model_page``, ``training_view`` …) build
+    them when first touched."""
+
     pageChanged = Signal(str)
 
     def __init__(self, settings: QSettings | None = None, config: RunConfig | None = None) -> None:
@@ -40,16 +37,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.session = Session(config or self._restored_config())
 
-        self.model_page = ModelPage(self.session, self.settings)
-        self.dataset_page = DatasetPage(self.session, self.settings)
-        self.method_page = MethodPage(self.session)
-        self.memory_page = EstimatePage(self.session)
-        self.training_view = TrainingView(self.session)
-        self.chat_view = ChatView()
-        self.runs_view = RunsView()
-        self.pages = {"model": self.model_page, "dataset": self.dataset_page, "method": self.method_page,
-                      "memory": self.memory_page, "train": self.training_view, "chat": self.chat_view,
-                      "runs": self.runs_view}
+        self.pages: dict[str, QWidget] = {}
+        self._placeholders: dict[str, QWidget] = {}
 
         central = QWidget()
         root = QHBoxLayout(central)
@@ -92,7 +81,8 @@ class MainWindow(QMainWindow):
         right.setSpacing(0)
         self.stack = QStackedWidget()
         for key, _label, _icon in STEPS:
-            self.stack.addWidget(self.pages[key])
+            self._placeholders[key] = QWidget()
+            self.stack.addWidget(self._placeholders[key])
         right.addWidget(self.stack, 1)
         footer = QHBoxLayout()
         footer.setContentsMargins(28, 8, 28, 14)
@@ -112,19 +102,73 @@ class MainWindow(QMainWindow):
 
         self.steps.currentRowChanged.connect(self._on_step_row)
         self.session.configChanged.connect(self._on_config_changed)
-        self.training_view.runStarted.connect(self._on_run_started)
-        self.training_view.runEnded.connect(self._on_run_ended)
-        self.training_view.stepLogged.connect(self._on_step_logged)
-        self.runs_view.openRequested.connect(self._on_open_run)
-        self.runs_view.resumeRequested.connect(self._on_resume_run)
-        self.runs_view.followRequested.connect(self._on_follow_run)
-        self.runs_view.chatRequested.connect(self._on_chat_run)
 
         self.resize(DEFAULT_SIZE)
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
         self.go(str(self.settings.value("window/page", "model")))
+
+    # -- pages, built on first use ---------------------------------------------------------------
+    def page(self, key: str) -> QWidget:
+        if key in self.pages:
+            return self.pages[key]
+        page = self._build(key)
+        self.pages[key] = page
+        placeholder = self._placeholders.pop(key)
+        index = self.stack.indexOf(placeholder)
+        self.stack.insertWidget(index, page)
+        self.stack.removeWidget(placeholder)
+        placeholder.deleteLater()
+        return page
+
+    def _build(self, key: str) -> QWidget:
+        if key == "model":
+            from desktop_ft.ui.wizard.model_page import ModelPage
+
+            return ModelPage(self.session, self.settings)
+        if key == "dataset":
+            from desktop_ft.ui.wizard.dataset_page import DatasetPage
+
+            return DatasetPage(self.session, self.settings)
+        if key == "method":
+            from desktop_ft.ui.wizard.method_page import MethodPage
+
+            return MethodPage(self.session)
+        if key == "memory":
+            from desktop_ft.ui.wizard.estimate_page import EstimatePage
+
+            return EstimatePage(self.session)
+        if key == "train":
+            from desktop_ft.ui.training_view import TrainingView
+
+            view = TrainingView(self.session)
+            view.runStarted.connect(self._on_run_started)
+            view.runEnded.connect(self._on_run_ended)
+            view.stepLogged.connect(self._on_step_logged)
+            return view
+        if key == "chat":
+            from desktop_ft.ui.chat_view import ChatView
+
+            return ChatView()
+        if key == "runs":
+            from desktop_ft.ui.runs_view import RunsView
+
+            runs = RunsView()
+            runs.openRequested.connect(self._on_open_run)
+            runs.resumeRequested.connect(self._on_resume_run)
+            runs.followRequested.connect(self._on_follow_run)
+            runs.chatRequested.connect(self._on_chat_run)
+            return runs
+        raise KeyError(key)
+
+    model_page = property(lambda self: self.page("model"))
+    dataset_page = property(lambda self: self.page("dataset"))
+    method_page = property(lambda self: self.page("method"))
+    memory_page = property(lambda self: self.page("memory"))
+    training_view = property(lambda self: self.page("train"))
+    chat_view = property(lambda self: self.page("chat"))
+    runs_view = property(lambda self: self.page("runs"))
 
     # -- navigation ---------------------------------------------------------------------------
     def go(self, key: str) -> None:
@@ -142,7 +186,7 @@ class MainWindow(QMainWindow):
         key = item.data(Qt.ItemDataRole.UserRole) if item else None
         if not key:
             return
-        self.stack.setCurrentWidget(self.pages[key])
+        self.stack.setCurrentWidget(self.page(key))
         order = [k for k, _l, _i in STEPS]
         index = order.index(key)
         self.back_button.setVisible(0 < index < order.index("runs"))
@@ -182,7 +226,8 @@ class MainWindow(QMainWindow):
 
     def _on_run_started(self, run_dir: str) -> None:
         self.run_badge.setText("● Training…")
-        self.runs_view.refresh()
+        if "runs" in self.pages:
+            self.runs_view.refresh()
 
     def _on_step_logged(self, ev) -> None:
         self.run_badge.setText(f"● Training: step {ev.step}/{ev.max_steps}")
@@ -190,8 +235,9 @@ class MainWindow(QMainWindow):
     def _on_run_ended(self, finished) -> None:
         self.run_badge.setText({"finished": "✓ Last run finished", "stopped": "Last run stopped (resumable)",
                                 "failed": "Last run failed (resumable)"}.get(finished.state, ""))
-        self.runs_view.refresh()
-        if finished.run_dir:
+        if "runs" in self.pages:
+            self.runs_view.refresh()
+        if finished.run_dir and "chat" in self.pages:
             self.chat_view.select_run(finished.run_dir)
 
     def _on_open_run(self, run_dir: str) -> None:
@@ -218,7 +264,7 @@ class MainWindow(QMainWindow):
         self.go("chat")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if self.training_view.running:
+        if "train" in self.pages and self.training_view.running:
             answer = QMessageBox.question(
                 self, "Training is running",
                 "Keep training in the background after the window closes?\n\n"
@@ -232,7 +278,8 @@ class MainWindow(QMainWindow):
             if answer == QMessageBox.StandardButton.No:
                 self.training_view.stop()
             self.training_view.detach()
-        self.chat_view.shutdown()
+        if "chat" in self.pages:
+            self.chat_view.shutdown()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/page", self.current_key())
         import yaml
