@@ -21,6 +21,7 @@ from desktop_ft.core.errors import UserError
 COMMANDS = {
     "train": "train",
     "demo": "demo",
+    "data": "data",
     "screenshots": "screenshots",
 }
 

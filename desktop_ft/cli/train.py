@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         info = field_info(key)
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, metavar=flag.upper().split("_")[0],
                        help=info.metadata["help"])
+    p.add_argument("--columns", default=None, metavar="MAP", help="which column is which when the data's format is "
+                   "not detected, e.g. prompt=question,completion=answer (sets data.columns)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config key, e.g. --set training.batch_size=8 (see --list-settings)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped, failed or killed run from its "
@@ -76,6 +78,10 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = parse_cli_value(key, value)
+    if getattr(args, "columns", None):
+        from desktop_ft.core.datasets import parse_columns
+
+        overrides["data.columns"] = parse_columns(args.columns)
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:

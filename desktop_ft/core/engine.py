@@ -155,7 +155,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
            status: RunStatus, resume: bool) -> RunFinished:
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
-    data = ds.load_dataset(config.data.path, max_rows=config.data.max_rows)
+    data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     for err in data.errors[:20]:
         run.log(f"skipped {data.path} line {err.line}: {err.message}")
     if data.errors:
@@ -163,7 +163,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
                               f"see train.log."))
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     if config.data.validation_path:
-        val_rows = ds.load_dataset(config.data.validation_path).rows
+        val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
 
     emit(Progress("load", "Loading the model…"))
     import torch
@@ -181,7 +181,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if not tokenizer.chat_template:
+    if not tokenizer.chat_template and data.kind != "text":  # raw text needs no template
         raise UserError("this model has no chat template, so chat data cannot be formatted for it",
                         path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, settings.dtype_name),

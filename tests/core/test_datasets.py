@@ -33,10 +33,19 @@ def test_bad_lines_are_reported_with_line_numbers_and_good_rows_kept(tmp_path: P
 
 def test_a_file_with_no_usable_row_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    path.write_text('{"text": "no messages here"}\n', encoding="utf-8")
+    path.write_text('{"messages": [{"role": "user", "content": "only a question"}]}\n', encoding="utf-8")
     with pytest.raises(DatasetError) as info:
         load_dataset(path)
-    assert "line 1" in str(info.value) and "messages" in str(info.value)
+    assert "line 1" in str(info.value) and "assistant" in str(info.value)
+
+
+def test_unknown_columns_are_named_with_the_formats_expected(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"foo": "a", "bar": "b"}\n', encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    text = str(info.value)
+    assert "foo, bar" in text and "Alpaca" in text and "--columns" in text
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:

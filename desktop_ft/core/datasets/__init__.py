@@ -1,0 +1,252 @@
+"""Read training data and turn it into the shapes TRL's trainers take.
+
+``load_dataset(path)`` takes the files people have (.jsonl, .json, .csv/.tsv, .parquet, .txt/.md, a
+``save_to_disk`` folder, a Hugging Face dataset id), detects the format from the column names
+(OpenAI messages, ShareGPT, Alpaca, Dolly, prompt/completion and question/answer pairs,
+preference pairs, Anthropic HH, raw text) and normalises every row to one of four kinds:
+
+- conversation: ``{"messages": [{"role", "content"}, ...]}``
+- prompt_completion: ``{"prompt": str, "completion": str}``
+- preference: ``{"prompt", "chosen", "rejected"}`` (strings, or message lists)
+- text: ``{"text": str}``
+
+Every row is validated on its own: a bad one becomes a ``RowError`` with its line (1-based, as an
+editor shows it) and a sentence, and every good row is kept. Only a file with no usable row at all
+raises ``DatasetError``. ``inspect_dataset`` and ``loss_segments`` (in ``_inspect``) describe what a
+model will see and learn.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from desktop_ft.core.datasets._formats import (EXPECTED, ROLES, TARGETS, Format, RowProblem, as_messages,
+                                               detect_format, resolve_mapping, validate_messages)
+from desktop_ft.core.datasets._inspect import DatasetReport, inspect_dataset, loss_segments, render_plain
+from desktop_ft.core.datasets._read import SUPPORTED, RowError, open_source
+from desktop_ft.core.errors import DatasetError
+
+__all__ = [
+    "KINDS", "ROLES", "LoadedDataset", "RowError", "DatasetReport", "load_dataset", "inspect_dataset",
+    "loss_segments", "split_rows", "sft_rows", "to_prompt_completion", "validate_messages", "as_messages",
+    "sample_dataset_path", "resources_dir", "parse_columns", "render_plain", "SUPPORTED", "TARGETS",
+]
+
+KINDS = ("conversation", "prompt_completion", "preference", "text")
+#: rows looked at to detect the format
+DETECT_SAMPLE = 200
+
+
+@dataclass
+class LoadedDataset:
+    """Valid rows, normalised to TRL shapes, plus what was wrong with the others."""
+
+    path: str
+    format: str
+    kind: str
+    rows: list[dict[str, Any]]
+    columns: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # source line (or row number) of each kept row
+    unit: str = "line"                              # 'line' in text files; 'row' in parquet/saved/hub data
+    notes: list[str] = field(default_factory=list)  # e.g. "rows read from the list under 'data'"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def resources_dir() -> Path:
+    """The ``resources/`` folder shipped with the package (sample data, icons)."""
+    here = Path(__file__).resolve().parent.parent.parent
+    packaged = here / "resources"
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "resources"
+
+
+def sample_dataset_path() -> Path:
+    """The built-in sample: a tutor who answers in exactly three steps (see README for its licence)."""
+    return resources_dir() / "sample_data" / "three_step_tutor.jsonl"
+
+
+def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
+                 max_rows: int | None = None) -> LoadedDataset:
+    """Load a dataset; raise ``DatasetError`` only when no row at all is usable.
+
+    ``columns`` maps parts to column names when detection cannot tell (``{"prompt": "question",
+    "completion": "answer"}``); ``max_rows`` stops after that many valid rows.
+    """
+    where, source = open_source(path if str(path) else sample_dataset_path())
+    errors: list[RowError] = []
+    pending: list[tuple[int, dict[str, Any]]] = []
+    seen_columns: dict[str, None] = dict.fromkeys(source.columns or [])
+    records = source.records
+    unit = source.unit
+
+    def take(item: Any) -> tuple[int, dict[str, Any]] | None:
+        if isinstance(item, RowError):
+            errors.append(item)
+            return None
+        line, record = item
+        if isinstance(record, str):
+            record = {"text": record}
+        if not isinstance(record, dict):
+            what = {list: "a list", int: "a number", float: "a number", bool: "true/false"}.get(type(record), "null")
+            errors.append(RowError(line, f"must be an object with named fields, got {what}."))
+            return None
+        for key in record:
+            if key not in seen_columns:
+                seen_columns[str(key)] = None
+        return line, record
+
+    for item in records:
+        taken = take(item)
+        if taken:
+            pending.append(taken)
+            if len(pending) >= DETECT_SAMPLE:
+                break
+    if not pending:
+        _raise_nothing_usable(where, errors, unit)
+    found = list(seen_columns)
+    mapping = resolve_mapping(columns, found)
+    fmt = detect_format(found, [r for _, r in pending], mapping)
+    if fmt is None:
+        raise DatasetError(f"has no format Desktop FT recognises (columns found: {', '.join(found) or 'none'})",
+                           path=where, hint=f"Expected {EXPECTED}. Or say which column is which, e.g. "
+                           "--columns prompt=COLUMN,completion=COLUMN (data.columns in a config).")
+
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+
+    def keep(line: int, record: dict[str, Any]) -> bool:
+        try:
+            rows.append(fmt.normalise(record))
+            lines.append(line)
+        except RowProblem as problem:
+            errors.append(RowError(line, str(problem)))
+        return bool(max_rows) and len(rows) >= max_rows  # type: ignore[operator]
+
+    done = False
+    for line, record in pending:
+        if keep(line, record):
+            done = True
+            break
+    if not done:
+        for item in records:
+            taken = take(item)
+            if taken and keep(*taken):
+                break
+    if not rows:
+        _raise_nothing_usable(where, errors, unit, fmt)
+    errors.sort(key=lambda e: e.line)
+    return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=rows, columns=list(seen_columns),
+                         errors=errors, lines=lines, unit=unit, notes=list(source.notes))
+
+
+def _raise_nothing_usable(where: Any, errors: list[RowError], unit: str, fmt: Format | None = None) -> None:
+    if not errors:
+        raise DatasetError("is empty", path=where, hint="Add rows: for chat data, one JSON object per line "
+                           "with a 'messages' list.")
+    errors.sort(key=lambda e: e.line)
+    first = errors[0]
+    how = f" as {fmt.name} data" if fmt else ""
+    more = f" ({len(errors)} rows have problems; the first is shown)" if len(errors) > 1 else ""
+    if unit == "line":
+        raise DatasetError(f"has no usable rows{how}{more}: {first.message}", path=where, line=first.line)
+    raise DatasetError(f"has no usable rows{how}{more}: row {first.line} {first.message}", path=where)
+
+
+def parse_columns(text: str | dict[str, str] | None) -> dict[str, str]:
+    """``prompt=question,completion=answer`` (or a JSON/YAML mapping) → ``{"prompt": "question", ...}``."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            import yaml
+
+            value = yaml.safe_load(text)
+        except Exception:
+            value = None
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        raise DatasetError(f"cannot read the column mapping {text!r}", field="data.columns",
+                           hint="Write it as prompt=question,completion=answer.")
+    mapping = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            key, sep, value = part.partition(":")
+        if not sep or not key.strip() or not value.strip():
+            raise DatasetError(f"cannot read {part.strip()!r} in the column mapping", field="data.columns",
+                               hint="Write it as prompt=question,completion=answer.")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded train/validation split; no validation set when there are too few rows."""
+    if fraction <= 0 or len(rows) < 4:
+        return list(rows), []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(round(len(rows) * fraction)))
+    n_val = min(n_val, len(rows) - 1)
+    val_idx = set(order[:n_val])
+    train = [r for i, r in enumerate(rows) if i not in val_idx]
+    val = [r for i, r in enumerate(rows) if i in val_idx]
+    return train, val
+
+
+def sft_rows(data: LoadedDataset, rows: list[dict[str, Any]], *, assistant_only_loss: bool) -> list[dict[str, Any]]:
+    """Rows of ``data`` (already normalised) in the shape TRL's SFTTrainer takes for its kind.
+
+    - conversation → conversational prompt/completion (loss on the last assistant reply) when
+      ``assistant_only_loss``, else ``messages`` as they are (loss on every token);
+    - prompt_completion → the same, as a one-turn chat, so the chat template the model is used with
+      later also frames what it learns;
+    - preference → its prompt and the chosen reply (SFT on the preferred answers);
+    - text → ``{"text"}`` as it is (plain language modelling, no chat template).
+    """
+    return [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in rows]
+
+
+def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dict[str, Any]:
+    """One normalised row in the shape the engine hands to SFTTrainer (see ``sft_rows``)."""
+    if kind == "text":
+        return {"text": row["text"]}
+    if kind == "prompt_completion":
+        row = {"messages": [{"role": "user", "content": row["prompt"]},
+                            {"role": "assistant", "content": row["completion"]}]}
+    elif kind == "preference":
+        prompt = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
+        chosen = row["chosen"] if isinstance(row["chosen"], list) else \
+            [{"role": "assistant", "content": row["chosen"]}]
+        row = {"messages": prompt + chosen}
+    if assistant_only_loss:
+        return to_prompt_completion(row)
+    return {"messages": row["messages"]}
+
+
+def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    """Conversation → conversational prompt/completion, so the loss falls on the last assistant reply.
+
+    This works with any chat template (no ``{% generation %}`` markers needed), which is why the
+    engine uses it for assistant-only loss.
+    """
+    messages = row["messages"]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return {"prompt": messages[:last], "completion": [messages[last]]}
+
+
+def dumps_row(row: dict[str, Any]) -> str:
+    """A row as one canonical JSON line (used to find duplicates)."""
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,162 @@
+"""What a model will see and learn from a dataset: token lengths, a preview, duplicates, loss segments.
+
+Everything here renders rows exactly as the engine hands them to TRL (``sft_row``) and tokenises
+them the way TRL's SFTTrainer does, so the numbers and the highlighted answer are the ones training
+will use. A tokenizer is optional: without one, counts, duplicates and a plain preview still work.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PREVIEW_ROWS = 3
+
+
+@dataclass
+class DatasetReport:
+    """What ``inspect_dataset`` found; ``to_dict()`` is what ``desktop-ft data inspect --json`` adds."""
+
+    path: str
+    format: str
+    kind: str
+    counts: dict[str, int]                              # rows, errors, duplicates, train, validation
+    columns: list[str] = field(default_factory=list)
+    token_lengths: dict[str, Any] | None = None         # min, median, p95, max, truncated, max_length
+    preview: list[str] = field(default_factory=list)    # first rows, rendered through the chat template
+    duplicates: int = 0                                 # rows identical to an earlier row
+    duplicate_lines: list[int] = field(default_factory=list)  # the first few of them
+    template_errors: list[dict[str, Any]] = field(default_factory=list)  # rows the chat template rejects
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
+                    validation_fraction: float = 0.0, seed: int = 42,
+                    assistant_only_loss: bool = True) -> DatasetReport:
+    """Counts, duplicates, a preview and (with a tokenizer) token-length statistics for ``data``.
+
+    Token lengths are those of the full training example (prompt and answer through the chat
+    template; raw text plus end-of-text for the ``text`` kind). ``truncated`` counts the rows longer
+    than ``max_length``, which training would cut.
+    """
+    from desktop_ft.core.datasets import dumps_row, split_rows, sft_row
+
+    seen: dict[str, int] = {}
+    dup_lines: list[int] = []
+    for i, row in enumerate(data.rows):
+        key = dumps_row(row)
+        if key in seen:
+            dup_lines.append(data.lines[i] if i < len(data.lines) else i + 1)
+        else:
+            seen[key] = i
+    train, val = split_rows(data.rows, validation_fraction, seed)
+    counts = {"rows": len(data.rows), "errors": len(data.errors), "duplicates": len(dup_lines),
+              "train": len(train), "validation": len(val)}
+    report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
+                           columns=list(data.columns), duplicates=len(dup_lines), duplicate_lines=dup_lines[:20])
+    examples = [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in data.rows]
+    if tokenizer is None:
+        report.preview = [render_plain(e) for e in examples[:PREVIEW_ROWS]]
+        return report
+
+    lengths: list[int] = []
+    for i, example in enumerate(examples):
+        try:
+            ids = _example_ids(example, tokenizer)
+        except Exception as exc:  # a template that rejects this conversation (roles must alternate, ...)
+            line = data.lines[i] if i < len(data.lines) else i + 1
+            report.template_errors.append({"line": line, "message": "the model's chat template cannot render this "
+                                           f"row ({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})."})
+            continue
+        lengths.append(len(ids))
+    report.preview = [_render(e, tokenizer) for e in examples[:PREVIEW_ROWS]]
+    if lengths:
+        ordered = sorted(lengths)
+        report.token_lengths = {
+            "min": ordered[0], "median": statistics.median_low(ordered),
+            "p95": ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))],
+            "max": ordered[-1], "truncated": sum(1 for n in ordered if n > max_length), "max_length": max_length,
+        }
+    return report
+
+
+def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *,
+                  assistant_only_loss: bool = True) -> list[tuple[str, bool]]:
+    """One normalised row as the model sees it, in pieces flagged True where they count toward the loss.
+
+    Mirrors TRL's SFTTrainer tokenisation of the row the engine builds (``sft_row``): with
+    assistant-only loss the prompt (everything up to the last assistant reply, rendered with the
+    generation prompt) is not learned and the reply is; the completion starts where the tokenised
+    prompt and prompt+reply first differ, as in TRL. Without it, and for raw text, everything counts.
+    Joined together, the pieces are the full training text.
+    """
+    from desktop_ft.core.datasets import sft_row
+
+    example = sft_row(kind, row, assistant_only_loss=assistant_only_loss)
+    if "prompt" in example:
+        prompt_ids = _chat_ids(tokenizer, example["prompt"], add_generation_prompt=True)
+        full_ids = _chat_ids(tokenizer, example["prompt"] + example["completion"])
+        n = 0
+        for a, b in zip(prompt_ids, full_ids):
+            if a != b:
+                break
+            n += 1
+        mask = [False] * n + [True] * (len(full_ids) - n)
+        ids = full_ids
+    else:
+        ids = _example_ids(example, tokenizer)
+        mask = [True] * len(ids)
+    segments: list[tuple[str, bool]] = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or mask[i] != mask[start]:
+            segments.append((tokenizer.decode(ids[start:i], skip_special_tokens=False), mask[start]))
+            start = i
+    return segments
+
+
+def render_plain(example: dict[str, Any]) -> str:
+    """A row as readable text without a tokenizer: 'user: …' lines, or the text itself."""
+    if "text" in example:
+        return example["text"]
+    messages = example.get("messages") or (example.get("prompt", []) + example.get("completion", []))
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+# -- internals ---------------------------------------------------------------------------------------
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                        add_generation_prompt=add_generation_prompt)
+    return list(out["input_ids"])
+
+
+def _example_ids(example: dict[str, Any], tokenizer: Any) -> list[int]:
+    """Token ids of the full training example, as TRL's SFTTrainer builds them."""
+    if "text" in example:
+        text = example["text"]
+        eos = tokenizer.eos_token or ""
+        if eos and not text.endswith(eos):
+            text += eos
+        return list(tokenizer(text=text)["input_ids"])
+    if "prompt" in example:
+        return _chat_ids(tokenizer, example["prompt"] + example["completion"])
+    return _chat_ids(tokenizer, example["messages"])
+
+
+def _render(example: dict[str, Any], tokenizer: Any) -> str:
+    if "text" in example:
+        return example["text"]
+    messages = example.get("messages") or example["prompt"] + example["completion"]
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception:
+        return render_plain(example)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

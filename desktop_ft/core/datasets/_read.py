@@ -1,0 +1,534 @@
+"""Readers: one file type in, ``(line, record)`` pairs out, with the line an editor shows.
+
+Every reader yields ``Record``s (a dict of columns, or a plain string) or ``RowError``s, so a broken
+line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
+unreadable, not the type its name says) raise ``DatasetError``. Nothing here knows about formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from desktop_ft.core.errors import DatasetError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
+JSON_SUFFIXES = (".json",)
+CSV_SUFFIXES = (".csv",)
+TSV_SUFFIXES = (".tsv", ".tab")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+SUPPORTED = ".jsonl, .json, .csv, .tsv, .parquet, .txt, .md, a folder saved with datasets' save_to_disk, " \
+            "or a Hugging Face dataset id"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
+#: a JSON object holding one list of rows: these keys win when it holds several
+LIST_KEYS = ("train", "data", "rows", "examples", "records", "items", "instances", "samples")
+#: plain text is cut into chunks of about this many characters, at paragraph boundaries
+TEXT_CHUNK_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One unusable row: 1-based line (as an editor shows it) and a plain sentence."""
+
+    line: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "message": self.message}
+
+
+@dataclass
+class Source:
+    """What a reader found: records with their lines, the header if the file has one."""
+
+    kind: str                                   # jsonl | json | csv | parquet | text | saved | hub
+    records: Iterator[tuple[int, Any] | RowError]
+    columns: list[str] | None = None            # a header, where the file type has one
+    unit: str = "line"                          # 'line' for text files, 'row' for parquet/saved/hub
+    notes: list[str] = field(default_factory=list)
+
+
+def open_source(path: str | Path) -> tuple[Path | str, Source]:
+    """Pick the reader for ``path`` (a file, a saved folder or a hub id) and start it."""
+    text_path = str(path)
+    p = Path(text_path).expanduser()
+    if not p.exists():
+        if HUB_ID.fullmatch(text_path) and not p.suffix.lower() in (JSONL_SUFFIXES + JSON_SUFFIXES + CSV_SUFFIXES +
+                                                                      TSV_SUFFIXES + PARQUET_SUFFIXES + TEXT_SUFFIXES):
+            return text_path, read_hub(text_path)
+        raise DatasetError("file not found", path=p, hint="Check the path or pick the file again.")
+    if p.is_dir():
+        return p, read_saved(p)
+    suffix = p.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return p, read_parquet(p)
+    if suffix in (".xlsx", ".xls", ".ods", ".numbers"):
+        raise DatasetError("is a spreadsheet workbook, which Desktop FT does not read directly", path=p,
+                           hint="Save it as 'CSV UTF-8 (comma delimited)' and pick the .csv file.")
+    raw = _read_bytes(p)
+    if suffix in TSV_SUFFIXES:
+        return p, read_csv(p, raw, delimiter="\t")
+    if suffix in CSV_SUFFIXES:
+        return p, read_csv(p, raw)
+    if suffix in JSON_SUFFIXES:
+        return p, read_json(p, raw)
+    if suffix in JSONL_SUFFIXES:
+        return p, read_jsonl(p, raw)
+    if suffix in TEXT_SUFFIXES:
+        if _looks_like_jsonl(raw):
+            return p, read_jsonl(p, raw)
+        return p, read_text(p, raw, markdown=suffix in (".md", ".markdown"))
+    first = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first in (b"{", b"["):
+        return p, read_json(p, raw)
+    raise DatasetError(f"has type '{suffix or 'no extension'}', which Desktop FT cannot read", path=p,
+                       hint=f"Use one of: {SUPPORTED}.")
+
+
+# -- text files ------------------------------------------------------------------------------------
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
+                           hint="Check that the file exists and that you may read it.") from None
+
+
+def decode_text(path: Path, raw: bytes) -> str:
+    """UTF-8 (BOM or not) or UTF-16 with a BOM (Excel's 'Unicode text'); a bad byte names its line."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DatasetError("starts like UTF-16 but is not valid UTF-16", path=path,
+                               hint="Save the file as UTF-8.") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DatasetError(f"is not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {col} cannot be decoded",
+                           path=path, line=line,
+                           hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: Save with "
+                                "encoding UTF-8).") from None
+
+
+def _looks_like_jsonl(raw: bytes) -> bool:
+    lines = [ln for ln in raw[:20000].splitlines() if ln.strip()][:5]
+    if not lines:
+        return False
+    for ln in lines:
+        try:
+            if not isinstance(json.loads(ln.decode("utf-8-sig")), dict):
+                return False
+        except (UnicodeDecodeError, ValueError):
+            return False
+    return True
+
+
+def read_jsonl(path: Path, raw: bytes) -> Source:
+    def records() -> Iterator[tuple[int, Any] | RowError]:
+        for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
+            try:
+                text = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+            except UnicodeDecodeError as exc:
+                yield RowError(lineno, f"is not valid UTF-8 (byte 0x{raw_line[exc.start]:02x} at column "
+                                       f"{exc.start + 1}); save the file as UTF-8.")
+                continue
+            if not text:
+                continue
+            try:
+                obj = json.loads(text)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                yield RowError(lineno, _json_problem(exc, text))
+                continue
+            yield lineno, obj
+
+    return Source("jsonl", records())
+
+
+def _json_problem(exc: Exception, text: str = "") -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        hint = ""
+        if exc.msg.startswith("Expecting property name enclosed in double quotes") or "'" in text[:2]:
+            hint = " JSON needs double quotes around names and text."
+        elif exc.msg.startswith("Unterminated string") or exc.msg.startswith("Expecting"):
+            hint = " The line may be cut off or hold a raw line break."
+        return f"is not valid JSON ({_msg(exc)} at column {exc.colno}).{hint}"
+    return "is not valid JSON (nested too deeply)."
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+class _Scanner:
+    """Walks a JSON text and remembers where each element starts, to name its line."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.decoder = json.JSONDecoder()
+        self._pos = 0
+        self._line = 1
+
+    def line_at(self, pos: int) -> int:
+        if pos >= self._pos:
+            self._line += self.text.count("\n", self._pos, pos)
+        else:
+            self._line = self.text.count("\n", 0, pos) + 1
+        self._pos = pos
+        return self._line
+
+    def skip(self, pos: int) -> int:
+        return _WS.match(self.text, pos).end()  # type: ignore[union-attr]
+
+    def array(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
+        """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError."""
+        text = self.text
+        pos = self.skip(pos + 1)
+        if pos < len(text) and text[pos] == "]":
+            return
+        while True:
+            pos = self.skip(pos)
+            line = self.line_at(pos)
+            try:
+                value, end = self.decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                yield RowError(line, _broken_here(exc))
+                return
+            except RecursionError:
+                yield RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
+                return
+            yield line, value
+            pos = self.skip(end)
+            if pos < len(text) and text[pos] == ",":
+                pos += 1
+                continue
+            if pos < len(text) and text[pos] == "]":
+                return
+            where = self.line_at(min(pos, len(text)))
+            found = "the end of the file" if pos >= len(text) else repr(text[pos])
+            yield RowError(where, f"the JSON list breaks here: expected ',' or ']' but found {found}; rows after "
+                                  "this line were not read.")
+            return
+
+    def object_values(self, pos: int) -> dict[str, int]:
+        """Start position of each value in the object at ``pos`` (which is known to be valid JSON)."""
+        text = self.text
+        starts: dict[str, int] = {}
+        pos = self.skip(pos + 1)
+        while pos < len(text) and text[pos] != "}":
+            key, pos = self.decoder.raw_decode(text, pos)
+            pos = self.skip(pos)
+            pos = self.skip(pos + 1)  # ':'
+            starts[key] = pos
+            _, pos = self.decoder.raw_decode(text, pos)
+            pos = self.skip(pos)
+            if pos < len(text) and text[pos] == ",":
+                pos = self.skip(pos + 1)
+        return starts
+
+
+def _msg(exc: json.JSONDecodeError) -> str:
+    return re.sub(r" (starting )?at$", "", exc.msg)
+
+
+def _broken_here(exc: json.JSONDecodeError) -> str:
+    return (f"this row is not valid JSON ({_msg(exc)} at line {exc.lineno}, column {exc.colno}); rows after it "
+            "were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
+
+
+def read_json(path: Path, raw: bytes) -> Source:
+    text = decode_text(path, raw)
+    scan = _Scanner(text)
+    start = scan.skip(0)
+    if start >= len(text):
+        return Source("json", iter(()))
+    if text[start] == "[":
+        return Source("json", scan.array(start))
+    try:
+        top = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # one object per line, named .json
+            return read_jsonl(path, raw)
+        raise DatasetError(f"is not valid JSON ({_msg(exc)} at column {exc.colno})", path=path, line=exc.lineno,
+                           hint="Fix the JSON there, or save one object per line as .jsonl.") from None
+    except RecursionError:
+        raise DatasetError("is not valid JSON (nested too deeply)", path=path) from None
+    if not isinstance(top, dict):
+        raise DatasetError(f"holds a single {type(top).__name__}, not rows", path=path,
+                           hint="Use a list of objects, or one object per line (.jsonl).")
+    key = _list_key(top)
+    if key is None:
+        return Source("json", iter([(scan.line_at(start), top)]))
+    value_start = scan.object_values(start)[key]
+    source = Source("json", scan.array(value_start))
+    source.notes.append(f"rows read from the list under '{key}'")
+    if _is_columnar(top):
+        lines = [line for line, _ in _ok(scan.array(value_start))]
+        source = Source("json", iter(list(zip(lines, _columnar_rows(top)))))
+        source.notes.append("columns stored as lists, one entry per row")
+    return source
+
+
+def _ok(items: Iterator[tuple[int, Any] | RowError]) -> Iterator[tuple[int, Any]]:
+    return (i for i in items if not isinstance(i, RowError))
+
+
+def _list_key(top: dict[str, Any]) -> str | None:
+    """The key whose value holds the rows, or None when ``top`` is itself one row."""
+    from desktop_ft.core.datasets._formats import looks_like_a_row
+
+    if _is_columnar(top):
+        return next(iter(top))
+    lists = {k: v for k, v in top.items() if isinstance(v, list) and v}
+    if not lists or looks_like_a_row(top):
+        return None
+    rows_of_records = {k: v for k, v in lists.items() if all(isinstance(x, (dict, str)) for x in v[:20])}
+    candidates = rows_of_records or lists
+    for name in LIST_KEYS:
+        for k in candidates:
+            if k.lower() == name:
+                return k
+    return max(candidates, key=lambda k: len(candidates[k]))
+
+
+def _is_columnar(top: dict[str, Any]) -> bool:
+    """{"prompt": [...], "completion": [...]}: every value a list of the same length, of plain values."""
+    values = list(top.values())
+    if len(values) < 2 or not all(isinstance(v, list) for v in values):
+        return False
+    n = len(values[0])
+    return n > 0 and all(len(v) == n for v in values) and any(not isinstance(x, dict) for v in values for x in v[:5])
+
+
+def _columnar_rows(top: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = list(top)
+    return [{k: top[k][i] for k in keys} for i in range(len(top[keys[0]]))]
+
+
+# -- CSV / TSV ---------------------------------------------------------------------------------------
+
+def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> Source:
+    text = decode_text(path, raw)
+    if delimiter is None:
+        delimiter = _guess_delimiter(text)
+    stream = io.StringIO(text, newline="")
+    reader = csv.reader(stream, delimiter=delimiter)
+    header: list[str] = []
+    header_line = 0
+    try:
+        while not header:
+            row = next(reader)
+            if any(cell.strip() for cell in row):
+                header = [h.strip() or f"column_{i + 1}" for i, h in enumerate(row)]
+                header_line = reader.line_num
+    except StopIteration:
+        return Source("csv", iter(()), columns=[])
+    except csv.Error as exc:
+        raise DatasetError(f"cannot be read as CSV ({exc})", path=path, line=reader.line_num or 1) from None
+    header = _unique(header)
+
+    def records() -> Iterator[tuple[int, Any] | RowError]:
+        start = header_line + 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield RowError(start, f"cannot be read as CSV ({exc}).")
+                return
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
+                yield RowError(line, f"has {len(row)} fields but the header has {len(header)}; a value with a "
+                                     f"'{_show(delimiter)}' in it needs double quotes around it.")
+                continue
+            row = [cell.replace("\r\n", "\n") for cell in row[:len(header)]] + [""] * (len(header) - len(row))
+            yield line, dict(zip(header, row))
+
+    return Source("csv", records(), columns=header)
+
+
+def _show(delimiter: str) -> str:
+    return {"\t": "tab", ",": ",", ";": ";", "|": "|"}.get(delimiter, delimiter)
+
+
+def _guess_delimiter(text: str) -> str:
+    """Comma unless the header line plainly uses ';' (Excel in many locales), tab or '|'."""
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    outside = re.sub(r'"[^"]*"', "", first)
+    counts = {d: outside.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}_{seen[n]}")
+        else:
+            seen[n] = 1
+            out.append(n)
+    return out
+
+
+# -- plain text -------------------------------------------------------------------------------------
+
+def read_text(path: Path, raw: bytes, *, markdown: bool = False) -> Source:
+    """Documents for continued pre-training: paragraphs joined into chunks of about 2,000 characters.
+
+    A chunk never splits a paragraph unless the paragraph alone is longer than a chunk (then it is cut
+    at line ends); in Markdown a heading starts a new chunk. Each chunk's line is its first line.
+    """
+    text = decode_text(path, raw).replace("\r\n", "\n").replace("\r", "\n")
+
+    def records() -> Iterator[tuple[int, Any] | RowError]:
+        chunk: list[str] = []
+        chunk_line = 0
+        size = 0
+        for line, para in _paragraphs(text):
+            starts_section = markdown and para.lstrip().startswith("#")
+            if chunk and (size + len(para) > TEXT_CHUNK_CHARS or starts_section):
+                yield chunk_line, {"text": "\n\n".join(chunk)}
+                chunk, size = [], 0
+            for offset, piece in _cut(para):
+                if chunk and size + len(piece) > TEXT_CHUNK_CHARS:
+                    yield chunk_line, {"text": "\n\n".join(chunk)}
+                    chunk, size = [], 0
+                if not chunk:
+                    chunk_line = line + offset
+                chunk.append(piece)
+                size += len(piece) + 2
+        if chunk:
+            yield chunk_line, {"text": "\n\n".join(chunk)}
+
+    return Source("text", records(), columns=["text"])
+
+
+def _paragraphs(text: str) -> Iterator[tuple[int, str]]:
+    current: list[str] = []
+    start = 0
+    for i, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            if not current:
+                start = i
+            current.append(line.rstrip())
+        elif current:
+            yield start, "\n".join(current)
+            current = []
+    if current:
+        yield start, "\n".join(current)
+
+
+def _cut(para: str) -> Iterator[tuple[int, str]]:
+    """A paragraph longer than a chunk, cut at line ends (or hard, for one enormous line)."""
+    if len(para) <= TEXT_CHUNK_CHARS:
+        yield 0, para
+        return
+    piece: list[str] = []
+    first = 0
+    for i, line in enumerate(para.split("\n")):
+        while len(line) > TEXT_CHUNK_CHARS:
+            if piece:
+                yield first, "\n".join(piece)
+                piece = []
+            yield i, line[:TEXT_CHUNK_CHARS]
+            line = line[TEXT_CHUNK_CHARS:]
+        if piece and sum(len(x) + 1 for x in piece) + len(line) > TEXT_CHUNK_CHARS:
+            yield first, "\n".join(piece)
+            piece = []
+        if not piece:
+            first = i
+        if line:
+            piece.append(line)
+    if piece:
+        yield first, "\n".join(piece)
+
+
+# -- columnar files and datasets --------------------------------------------------------------------
+
+def read_parquet(path: Path) -> Source:
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise DatasetError(f"cannot be read as Parquet ({_first_line(exc)})", path=path,
+                           hint="Check that the file is a complete .parquet file.") from None
+    return Source("parquet", _numbered(table.to_pylist()), columns=list(table.column_names), unit="row")
+
+
+def read_saved(path: Path) -> Source:
+    markers = ("dataset_info.json", "state.json", "dataset_dict.json")
+    if not any((path / m).exists() for m in markers):
+        files = sorted(p.name for p in path.iterdir() if p.suffix.lower() in
+                       JSONL_SUFFIXES + JSON_SUFFIXES + CSV_SUFFIXES + TSV_SUFFIXES + PARQUET_SUFFIXES)[:5]
+        hint = ("Pick one of the files inside it: " + ", ".join(files) + ".") if files else \
+            "Pick a data file, or a folder written by datasets' save_to_disk."
+        raise DatasetError("is a folder, but not one written by datasets' save_to_disk", path=path, hint=hint)
+    try:
+        from datasets import DatasetDict, load_from_disk
+
+        loaded = load_from_disk(str(path))
+    except Exception as exc:
+        raise DatasetError(f"cannot be read as a saved dataset ({_first_line(exc)})", path=path) from None
+    notes = []
+    if isinstance(loaded, DatasetDict):
+        if not loaded:
+            raise DatasetError("is a saved dataset with no splits", path=path)
+        split = "train" if "train" in loaded else next(iter(loaded))
+        notes.append(f"split '{split}' of {', '.join(loaded)}")
+        loaded = loaded[split]
+    source = Source("saved", _numbered(_iter_dataset(loaded)), columns=list(loaded.column_names), unit="row")
+    source.notes.extend(notes)
+    return source
+
+
+def read_hub(name: str) -> Source:
+    repo, _, split = name.partition(":")
+    try:
+        from datasets import load_dataset as hf_load
+
+        loaded = hf_load(repo, split=split or "train")
+    except Exception as exc:  # offline, unknown id, gated, no such split: all say the same to a user
+        text = _first_line(exc)
+        offline = any(w in text.lower() for w in ("offline", "connection", "resolve", "network", "internet"))
+        raise DatasetError(f"is not a file here and could not be loaded from the Hugging Face Hub ({text})",
+                           path=name, hint="Check the name and your internet connection, or download the data "
+                           "and pick the file." if offline else "Check the path or the dataset id "
+                           "(owner/name, optionally owner/name:split).") from None
+    return Source("hub", _numbered(_iter_dataset(loaded)), columns=list(loaded.column_names), unit="row")
+
+
+def _iter_dataset(dataset: Any) -> Iterator[dict[str, Any]]:
+    for start in range(0, len(dataset), 1000):
+        yield from _batch_rows(dataset[start:start + 1000])
+
+
+def _batch_rows(batch: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    keys = list(batch)
+    n = len(batch[keys[0]]) if keys else 0
+    for i in range(n):
+        yield {k: batch[k][i] for k in keys}
+
+
+def _numbered(rows: Any) -> Iterator[tuple[int, Any]]:
+    for i, row in enumerate(rows, start=1):
+        yield i, row
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
