@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     shot("dataset")
     # 3 Method: a short run that visibly changes the answers
     w.go("method")
-    w.session.update({"training.max_steps": args.steps, "training.batch_size": 8, "training.learning_rate": 1e-3,
+    w.session.update({"training.max_steps": args.steps, "training.batch_size": 4, "training.learning_rate": 1e-3,
                       "training.max_length": 256, "training.eval_steps": max(5, args.steps // 3),
                       "training.save_steps": max(5, args.steps // 3), "output.run_name": "three-step-tutor"})
     shot("method")

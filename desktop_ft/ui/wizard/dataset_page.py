@@ -28,7 +28,8 @@ RECENT_KEY = "recent/datasets"
 
 # -- work done in a worker thread ---------------------------------------------------------------------
 
-def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str, str] | None = None) -> dict[str, Any]:
+def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str, str] | None = None,
+                 assistant_only_loss: bool = True) -> dict[str, Any]:
     """Load ``path`` and measure it with the model's tokenizer (where the tokenizer is available offline)."""
     load = core_datasets.load_dataset
     kwargs: dict[str, Any] = {}
@@ -45,12 +46,13 @@ def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str,
     inspect_fn = core_api.datasets("inspect_dataset")
     if inspect_fn is not None:
         try:
-            result["report"] = inspect_fn(data, tokenizer=tokenizer, max_length=max_length)
+            result["report"] = inspect_fn(data, tokenizer=tokenizer, max_length=max_length,
+                                          **_accepted(inspect_fn, assistant_only_loss=assistant_only_loss))
         except Exception as exc:
             result["tokenizer_error"] = f"Could not measure the rows: {exc}"
     result["lengths"] = [_row_length(row, tokenizer, data.kind) for row in data.rows]
     if data.rows:
-        result["segments"] = example_segments(data.rows[0], tokenizer, data.kind)
+        result["segments"] = example_segments(data.rows[0], tokenizer, data.kind, assistant_only_loss)
     return result
 
 
@@ -78,12 +80,19 @@ def _row_length(row: dict[str, Any], tokenizer: Any, kind: str) -> int:
     return 0
 
 
-def example_segments(row: dict[str, Any], tokenizer: Any, kind: str) -> list[tuple[str, bool]]:
+def _accepted(fn: Any, **kwargs: Any) -> dict[str, Any]:
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def example_segments(row: dict[str, Any], tokenizer: Any, kind: str,
+                     assistant_only_loss: bool = True) -> list[tuple[str, bool]]:
     """Text pieces and whether each counts toward the loss: ``datasets.loss_segments`` when present,
     else the engine's own rule (assistant-only loss: the last assistant reply is learned)."""
     seg_fn = core_api.datasets("loss_segments")
     if seg_fn is not None:
-        return [(str(t), bool(b)) for t, b in seg_fn(row, tokenizer, kind)]
+        return [(str(t), bool(b)) for t, b in seg_fn(row, tokenizer, kind,
+                                                     **_accepted(seg_fn, assistant_only_loss=assistant_only_loss))]
     if "messages" not in row:
         return [(str(row.get("text", row)), True)]
     messages = row["messages"]
@@ -101,11 +110,13 @@ class DatasetPage(Page):
     inspected = Signal(object)   # the result dict, after the page showed it
 
     def __init__(self, session: Session, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
-        super().__init__("What should it learn from?", "A file of examples: chat conversations (JSONL with "
-                         "\"messages\"). Drop it here or pick it; the sample dataset is one click away.", parent)
+        super().__init__("What should it learn from?", "A file of examples — chat conversations, prompt/answer "
+                         "pairs, preference pairs or plain text (JSONL, JSON, CSV, Parquet, TXT). Drop it here or "
+                         "pick it; the sample dataset is one click away.", parent)
         self.session = session
         self.settings = settings or QSettings()
         self.result: dict[str, Any] | None = None
+        self._problems: list[tuple[int, str]] = []
         self._request = 0
         self._workers: list[Any] = []
         self.setAcceptDrops(True)
@@ -118,7 +129,7 @@ class DatasetPage(Page):
         texts = QVBoxLayout()
         self.file_label = theme.label("", "CardTitle", wrap=True)
         texts.addWidget(self.file_label)
-        self.summary = theme.label("Drop a .jsonl file anywhere on this page.", "Muted", wrap=True)
+        self.summary = theme.label("Drop a file anywhere on this page.", "Muted", wrap=True)
         texts.addWidget(self.summary)
         drop_row.addLayout(texts, 1)
         pick = QPushButton(theme.icon("mdi6.folder-open-outline"), "  Choose file…")
@@ -211,7 +222,8 @@ class DatasetPage(Page):
         self.settings.setValue(RECENT_KEY, [path] + recent[:7])
 
     def _on_config_changed(self, config) -> None:
-        key = (config.data.path, config.model.name, tuple(sorted(config.data.columns.items())))
+        key = (config.data.path, config.model.name, tuple(sorted(config.data.columns.items())),
+               config.method.assistant_only_loss)
         if key != self._key:
             self._key = key
             self._load(config)
@@ -227,7 +239,7 @@ class DatasetPage(Page):
         self._request += 1
         req = self._request
         self._workers.append(run_async(self, inspect_file, path, config.model.name, config.training.max_length,
-                                       config.data.columns or None,
+                                       config.data.columns or None, config.method.assistant_only_loss,
                                        on_result=lambda r, q=req: self._on_result(q, r),
                                        on_error=lambda e, q=req: self._on_error(q, e)))
 
@@ -246,14 +258,20 @@ class DatasetPage(Page):
             return
         self.result = result
         data = result["data"]
-        bad = len(data.errors)
+        report = result.get("report")
+        template_errors = list(getattr(report, "template_errors", []) or [])
+        bad = len(data.errors) + len(template_errors)
+        dups = getattr(report, "duplicates", 0) or 0
         self.summary.setText(f"Format: {data.format} · kind: {data.kind.replace('_', ' ')} · {len(data.rows)} usable "
                              f"rows" + (f" · {bad} row(s) with problems (skipped when training)" if bad else
-                                        " · no problems found"))
+                                        " · no problems found")
+                             + (f" · {dups} duplicate row(s)" if dups else ""))
         self._fill_preview(data)
         self.problem_list.clear()
-        for err in data.errors:
-            self.problem_list.addItem(f"line {err.line}: {err.message}")
+        self._problems = [(err.line, err.message) for err in data.errors]
+        self._problems += [(int(e.get("line", 0)), str(e.get("message", ""))) for e in template_errors]
+        for line, message in self._problems:
+            self.problem_list.addItem(f"line {line}: {message}")
         self.tabs.setTabText(1, f"Problems ({bad})")
         self._show_lengths(self.session.config.training.max_length)
         self._show_example(result.get("segments"))
@@ -274,12 +292,12 @@ class DatasetPage(Page):
     def _on_problem_row(self, row: int) -> None:
         if self.result is None or row < 0:
             return
-        err = self.result["data"].errors[row]
+        line, message = self._problems[row]
         try:
             with open(self.result["data"].path, encoding="utf-8", errors="replace") as fh:
                 for i, text in enumerate(fh, start=1):
-                    if i == err.line:
-                        self.problem_row.setPlainText(f"line {err.line}: {err.message}\n\n{text.rstrip()}")
+                    if i == line:
+                        self.problem_row.setPlainText(f"line {line}: {message}\n\n{text.rstrip()}")
                         return
         except OSError as exc:
             self.problem_row.setPlainText(f"Cannot read the file: {exc}")
