@@ -97,3 +97,30 @@ def test_reopened_run_shows_its_saved_curves(qtbot, qsettings, tmp_path):
     assert w.training_view.plots.point_count() == 3
     assert w.training_view.stat_eval.value.text() == "1.7000"
     assert "Finished" in w.training_view.state_label.text()
+
+
+def test_follow_a_run_started_outside_the_window(qtbot, qsettings, make_config, tmp_path):
+    """Re-attach: a run started by the CLI (another process) is followed by tailing its run folder."""
+    import subprocess
+    import sys
+
+    from desktop_ft.core.config import save_config
+
+    config = make_config(max_steps=40, save_steps=100, eval_steps=100, logging_steps=1)
+    path = tmp_path / "cli-config.yaml"
+    save_config(config, path)
+    child = subprocess.Popen([sys.executable, "-m", "desktop_ft", "train", str(path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run_dir = config.output.output_dir
+        qtbot.waitUntil(lambda: RunFolder(run_dir).status_path.exists(), timeout=120000)
+        w = MainWindow(settings=qsettings)
+        qtbot.addWidget(w)
+        view = w.training_view
+        with qtbot.waitSignal(view.runEnded, timeout=240000) as ended:
+            w._on_follow_run(str(run_dir), child.pid)
+            assert view.running and w.current_key() == "train"
+        assert ended.args[0].state == "finished"
+        assert view.plots.point_count() > 0
+    finally:
+        child.wait(timeout=120)
