@@ -65,6 +65,8 @@ class _Editor:
             w = QSpinBox()
             w.setRange(int(meta.get("min", -1_000_000)), int(meta.get("max", 1_000_000_000)))
             w.setKeyboardTracking(False)
+            if meta.get("min") == -1:
+                w.setSpecialValueText("off (-1)")
             w.valueChanged.connect(lambda _v: self._emit())
             self.kind = "int"
         elif base is float and not (meta.get("min", 1) and meta.get("min", 1) < 1e-3):
@@ -77,7 +79,7 @@ class _Editor:
             self.kind = "float"
         else:
             w = QLineEdit()
-            w.setPlaceholderText("empty" if self.optional or base is str else "")
+            w.setPlaceholderText("not set" if self.optional or base is str else "")
             w.editingFinished.connect(self._emit)
             self.kind = "line"
             self.base = base

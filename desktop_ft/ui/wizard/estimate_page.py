@@ -20,7 +20,8 @@ from desktop_ft.ui.workers import run_async
 PART_LABELS = {"weights": "Weights", "optimizer": "Optimizer state", "gradients": "Gradients",
                "activations": "Activations", "logits": "Logits", "overhead": "Overhead"}
 VERDICTS = {"fits": ("Fits", "Good", "mdi6.check-circle"), "tight": ("Tight — may not fit", "Warn", "mdi6.alert"),
-            "does_not_fit": ("Won't fit", "Bad", "mdi6.close-circle")}
+            "does_not_fit": ("Won't fit", "Bad", "mdi6.close-circle"),
+            "unknown": ("Unknown on this device", "Muted", "mdi6.help-circle-outline")}
 
 
 def estimate(config) -> Any:
@@ -58,11 +59,14 @@ class EstimatePage(Page):
         head.body.addLayout(top)
         self.device = theme.label("", "Muted", wrap=True)
         head.body.addWidget(self.device)
+        self.notes = theme.label("", "Muted", wrap=True)
+        self.notes.hide()
         self.bar = MemoryBar()
         head.body.addWidget(self.bar)
         self.legend = QGridLayout()
         self.legend.setHorizontalSpacing(24)
         head.body.addLayout(self.legend)
+        head.body.addWidget(self.notes)
         self.content.addWidget(head)
 
         self.suggest_card = Card("Settings that fit", "mdi6.lightbulb-on-outline")
@@ -107,7 +111,8 @@ class EstimatePage(Page):
         self.result = est
         self.error.hide()
         text, style, icon = VERDICTS.get(est.verdict, (est.verdict, "Muted", "mdi6.help-circle-outline"))
-        color = {"Good": theme.colors().good, "Warn": theme.colors().warn, "Bad": theme.colors().bad}.get(style)
+        color = {"Good": theme.colors().good, "Warn": theme.colors().warn, "Bad": theme.colors().bad}.get(
+            style, theme.colors().muted)
         self.verdict.setText(text)
         self.verdict.setObjectName(style)
         self.verdict.setStyleSheet("font-size: 16pt;")
@@ -147,6 +152,9 @@ class EstimatePage(Page):
             b.clicked.connect(lambda _c=False, o=overrides: self._on_apply(o))
             self.suggest_box.addWidget(b)
         self.suggest_card.setVisible(bool(suggestions))
+        notes = list(getattr(est, "notes", []) or [])
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes))
         self.estimated.emit(est)
 
     def _on_apply(self, overrides: dict[str, Any]) -> None:

@@ -100,16 +100,18 @@ def list_choices() -> list[tuple[str, str, str]]:
     catalog = core_api.models("catalog")
     if catalog is not None:
         for m in catalog():
-            name = getattr(m, "name", None) or getattr(m, "id", None) or str(m)
-            label = getattr(m, "title", None) or getattr(m, "display", None) or name
-            if core_models.is_embedded(name):
-                continue
-            out.append(("Catalog", label, name))
+            name = getattr(m, "id", None) or getattr(m, "name", None) or str(m)
+            label = getattr(m, "title", None) or name
+            size = _count(getattr(m, "parameters", None))
+            licence = getattr(m, "licence", None)
+            extra = " · ".join(x for x in (size, licence) if x)
+            out.append(("Catalog", f"{label} — {extra}" if extra else label, name))
     scan = core_api.models("scan_hf_cache")
     if scan is not None:
         for m in scan():
-            name = getattr(m, "name", None) or getattr(m, "repo_id", None) or str(m)
-            out.append(("In your Hugging Face cache", name, name))
+            name = getattr(m, "id", None) or getattr(m, "name", None) or str(m)
+            size = getattr(m, "size_on_disk_bytes", None)
+            out.append(("In your Hugging Face cache", f"{name} — {theme.human_bytes(size)}" if size else name, name))
     return out
 
 
