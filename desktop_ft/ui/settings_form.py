@@ -23,16 +23,32 @@ from desktop_ft.ui.session import Session
 
 
 def fields_of(section_filter: typing.Callable[[str, dataclasses.Field], bool]) -> list[tuple[str, dataclasses.Field, Any]]:
-    """``(dotted key, field, type hint)`` for every config field the filter keeps, in declaration order."""
-    out = []
+    """``(dotted key, field, type hint)`` for every leaf config field the filter keeps, in declaration
+    order. Nested settings sections (``method.dpo.beta``) are walked too; the filter sees the dotted
+    parent (``method.dpo``) as the section."""
+    out: list[tuple[str, dataclasses.Field, Any]] = []
     order = ("training", "method", "data", "model", "output")
     sections = sorted(section_types().items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
-    for section, typ in sections:
+
+    def walk(prefix: str, typ: type) -> None:
         hints = typing.get_type_hints(typ)
         for f in dataclasses.fields(typ):
-            if section_filter(section, f):
-                out.append((f"{section}.{f.name}", f, hints[f.name]))
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                walk(f"{prefix}.{f.name}", hint)
+            elif section_filter(prefix, f):
+                out.append((f"{prefix}.{f.name}", f, hint))
+
+    for section, typ in sections:
+        walk(section, typ)
     return out
+
+
+def get_value(data: dict[str, Any], dotted: str) -> Any:
+    value: Any = data
+    for part in dotted.split("."):
+        value = value[part]
+    return value
 
 
 def pretty(name: str) -> str:
@@ -157,6 +173,7 @@ class SettingsForm(QWidget):
         self.session = session
         self.editors: dict[str, _Editor] = {}
         self.errors: dict[str, QLabel] = {}
+        self.cells: dict[str, list[QWidget]] = {}
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(14)
@@ -182,6 +199,7 @@ class SettingsForm(QWidget):
             grid.setRowMinimumHeight(row * 2 + 1, 8)
             self.editors[key] = editor
             self.errors[key] = err
+            self.cells[key] = [name, help_icon, editor.widget]
         for c in range(columns):
             grid.setColumnStretch(c, 1)
         session.configChanged.connect(self._on_config_changed)
@@ -190,8 +208,15 @@ class SettingsForm(QWidget):
     def _on_config_changed(self, config) -> None:
         data = config.to_dict()
         for key, editor in self.editors.items():
-            section, _, name = key.partition(".")
-            editor.set(data[section][name])
+            editor.set(get_value(data, key))
+
+    def show_only(self, keys: set[str]) -> None:
+        """Hide every field whose key is not in ``keys`` (method-specific sections)."""
+        for key, widgets in self.cells.items():
+            for w in widgets:
+                w.setVisible(key in keys)
+            if key not in keys:
+                self.errors[key].hide()
 
     def _on_edit(self, key: str, value: Any) -> None:
         err = self.errors[key]

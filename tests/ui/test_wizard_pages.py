@@ -1,6 +1,7 @@
 """One test or two per wizard page, on the tiny model and real files."""
 
 import dataclasses
+import typing
 import json
 
 from desktop_ft.core.config import section_types
@@ -59,11 +60,22 @@ def test_method_page_generates_every_field_and_explains_bad_values(qtbot):
     session = Session()
     page = MethodPage(session)
     qtbot.addWidget(page)
-    every = {f"{s}.{f.name}" for s, t in section_types().items() for f in dataclasses.fields(t)} - NOT_HERE
-    shown = set(page.form.editors) | set(page.advanced_form.editors)
+    leaves: dict[str, dataclasses.Field] = {}
+
+    def walk(prefix, typ):
+        hints = typing.get_type_hints(typ)
+        for f in dataclasses.fields(typ):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(f"{prefix}.{f.name}", hints[f.name])
+            else:
+                leaves[f"{prefix}.{f.name}"] = f
+
+    for s, t in section_types().items():
+        walk(s, t)
+    every = set(leaves) - NOT_HERE
+    shown = set(page.form.editors) | set(page.advanced_form.editors) | set(page.specific.editors)
     assert shown == every
-    advanced = {k for k in every if section_types()[k.split(".")[0]].__dataclass_fields__[k.split(".")[1]]
-                .metadata.get("advanced")}
+    advanced = {k for k in every if k.count(".") == 1 and leaves[k].metadata.get("advanced")}
     assert set(page.advanced_form.editors) == advanced
     for key, editor in page.advanced_form.editors.items():
         assert editor.widget.toolTip()

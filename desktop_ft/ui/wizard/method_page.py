@@ -98,9 +98,13 @@ class MethodPage(Page):
         self.task = QComboBox()
         mod = core_api.methods_module()
         tasks = getattr(mod, "TASKS", None) if mod else None
-        self.task.addItems(list(tasks) if tasks else list(task_info.metadata.get("choices", ["sft"])))
+        for name in task_info.metadata.get("choices", ["sft"]):
+            spec = (tasks or {}).get(name)
+            self.task.addItem(getattr(spec, "title", None) or name, name)
+            if spec is not None:
+                self.task.setItemData(self.task.count() - 1, getattr(spec, "sentence", ""), Qt.ItemDataRole.ToolTipRole)
         self.task.setToolTip(task_info.metadata["help"])
-        self.task.currentTextChanged.connect(self._on_task)
+        self.task.currentIndexChanged.connect(lambda _i: self._on_task(self.task.currentData()))
         task_row.addWidget(self.task)
         self.task_help = theme.label(task_info.metadata["help"], "Muted", wrap=True)
         task_row.addWidget(self.task_help, 1)
@@ -127,14 +131,22 @@ class MethodPage(Page):
         self.content.addWidget(self.problems)
 
         settings = Card("Settings", "mdi6.tune-variant")
-        self.form = SettingsForm(session, lambda s, f: f"{s}.{f.name}" not in NOT_HERE and not f.metadata.get("advanced"))
+        self.form = SettingsForm(session, lambda s, f: f"{s}.{f.name}" not in NOT_HERE and s.count(".") == 0
+                                 and not f.metadata.get("advanced"))
         settings.body.addWidget(self.form)
         self.content.addWidget(settings)
+
+        # settings that belong to one method or task (method.qlora.*, method.dpo.*, …), when the config has them
+        self.specific_card = Card("Settings of this method", "mdi6.puzzle-outline")
+        self.specific = SettingsForm(session, lambda s, f: s.count(".") >= 1)
+        self.specific_card.body.addWidget(self.specific)
+        self.content.addWidget(self.specific_card)
+        self.specific_card.setVisible(bool(self.specific.editors))
 
         from superqt import QCollapsible
 
         self.advanced = QCollapsible("Advanced settings")
-        self.advanced_form = SettingsForm(session, lambda s, f: f"{s}.{f.name}" not in NOT_HERE
+        self.advanced_form = SettingsForm(session, lambda s, f: f"{s}.{f.name}" not in NOT_HERE and s.count(".") == 0
                                           and bool(f.metadata.get("advanced")))
         self.advanced.addWidget(self.advanced_form)
         adv_card = Card()
@@ -169,11 +181,12 @@ class MethodPage(Page):
             card.setProperty("selected", "true" if name == config.method.method else "false")
             card.style().unpolish(card)
             card.style().polish(card)
-        if self.task.currentText() != config.method.task:
+        if self.task.currentData() != config.method.task:
             self.task.blockSignals(True)
-            self.task.setCurrentText(config.method.task)
+            self.task.setCurrentIndex(max(0, self.task.findData(config.method.task)))
             self.task.blockSignals(False)
         mod = core_api.methods_module()
+        self._show_specific(config, mod)
         warn = getattr(mod, "warnings_for", None) if mod else None
         messages: list[str] = []
         if warn is not None:
@@ -182,6 +195,23 @@ class MethodPage(Page):
             except Exception as exc:  # a bug in a check must not break the page
                 messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
         self._show_problems(messages)
+
+    def _show_specific(self, config, mod) -> None:
+        """Show only the settings sections of the chosen method and task."""
+        if not self.specific.editors:
+            return
+        sections = set()
+        spec = (getattr(mod, "METHODS", {}) or {}).get(config.method.method) if mod else None
+        task = (getattr(mod, "TASKS", {}) or {}).get(config.method.task) if mod else None
+        for s in (getattr(spec, "section", None), getattr(task, "section", None)):
+            if s:
+                sections.add(s if s.startswith("method.") else f"method.{s}")
+        keys = {k for k in self.specific.editors if k.rsplit(".", 1)[0] in sections}
+        self.specific.show_only(keys)
+        self.specific_card.setVisible(bool(keys))
+        title = " and ".join(x for x in (getattr(spec, "title", None) if any(k.startswith(f"method.{getattr(spec, 'section', '')}.") for k in keys) else None,
+                                          getattr(task, "title", None) if any(k.startswith(f"method.{getattr(task, 'section', '')}.") for k in keys) else None) if x)
+        self.specific_card.title_row.itemAt(1).widget().setText(f"{title} settings" if title else "Settings of this method")
 
     def _show_problems(self, messages: list[str]) -> None:
         self.problems.setText("\n".join(f"⚠ {m}" for m in messages))
