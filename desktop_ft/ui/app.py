@@ -18,6 +18,11 @@ def create_app(argv: list[str] | None = None):
     QCoreApplication.setOrganizationName("desktop-ft")
     QCoreApplication.setApplicationName("Desktop FT")
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    from PySide6.QtGui import QFontDatabase
+
+    if not QFontDatabase.families():  # e.g. a bare container: text would render as empty boxes
+        print("desktop-ft: no fonts found; install a font package (Debian/Ubuntu: apt install fonts-dejavu-core) "
+              "or point QT_QPA_FONTDIR at a folder of .ttf files.", file=sys.stderr)
     theme.apply(app)
     hints = app.styleHints()
     if hasattr(hints, "colorSchemeChanged"):

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit,
                                QSplitter, QVBoxLayout, QWidget)
 
 from desktop_ft.core.config import RunConfig, save_config
+from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Progress, RunFinished, RunStarted, StepLogged)
 from desktop_ft.core.runs import RunFolder, new_run_folder
 from desktop_ft.ui import theme
@@ -211,7 +212,10 @@ class TrainingView(QWidget):
         if problem is not None:
             self._show_error(f"The settings need a fix first: {problem}")
             return
-        self.start(self.session.config)
+        try:
+            self.start(self.session.config)
+        except (UserError, OSError) as exc:
+            self._show_error(f"Could not start: {exc}")
 
     def _on_stop(self) -> None:
         self.stop()
