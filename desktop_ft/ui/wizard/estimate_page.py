@@ -75,7 +75,7 @@ class EstimatePage(Page):
         self.content.addWidget(self.suggest_card)
         self.suggest_card.hide()
         if not self.available:
-            self.verdict.setText("Not available yet")
+            head.hide()
             self.content.addWidget(Note("The memory estimate is not available in this build yet "
                                         "(desktop_ft.core.vram has not landed). Training still works; if it runs out "
                                         "of memory, the Train page says so and the run can be resumed with smaller "
