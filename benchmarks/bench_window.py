@@ -149,7 +149,7 @@ def bench_stalls(steps: int, embedded: bool) -> None:
     print(f"event-loop stall, idle window (baseline): p99 {pct(idle, 99):.1f} ms, max {max(idle, default=0):.1f} ms "
           f"({len(idle)} ticks)")
     print(f"event-loop stall while training streams {events[0]} step events in {secs:.1f} s "
-          f"({events[0] / max(secs, 1e-9):.0f}/s, {'embedded model' if embedded else 'tiny model'}): "
+          f"({events[0] / max(secs, 1e-9):.1f}/s, {'embedded model' if embedded else 'tiny model'}): "
           f"p99 {pct(busy, 99):.1f} ms, max {max(busy, default=0):.1f} ms ({len(busy)} ticks)")
 
 
