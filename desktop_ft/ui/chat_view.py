@@ -373,17 +373,20 @@ class ChatView(Page):
         c = theme.colors()
         changed = 0
         for r, row in enumerate(rows):
-            base, tuned = str(row.get("base", "")), str(row.get("tuned", ""))
+            base, tuned = str(row.get("base", "")).strip(), str(row.get("tuned", "")).strip()
             differs = base.strip() != tuned.strip()
             changed += differs
             checkpoint = row.get("checkpoint")
             values = [row.get("prompt", ""), f"step {checkpoint}" if checkpoint is not None else "final", base, tuned]
             for col, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
+                item.setToolTip(str(value)[:3000])
                 if col == 3 and differs:
                     item.setBackground(QColor(c.accent).lighter(185) if not c.dark else QColor("#23407a"))
                 self.probe_table.setItem(r, col, item)
         self.probe_table.resizeRowsToContents()
+        for r in range(self.probe_table.rowCount()):  # long answers scroll in their tooltip, not the table
+            self.probe_table.setRowHeight(r, min(self.probe_table.rowHeight(r), 140))
         self.probe_note.setText(f"{len(rows)} saved probe answers; {changed} changed after training (highlighted). "
                                 "Run 'desktop-ft compare RUN_DIR' to add more." if rows else
                                 "No probe set saved for this run yet. Replay it here, or run 'desktop-ft compare "
