@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
         wait_until(lambda: chat.model is not None, 300, "the chat model")
         chat.ask("How do I make a cup of tea?")
         wait_until(lambda: not chat._busy, 600, "both answers")
+        for side in ("base", "tuned"):
+            answer = next((m["content"] for m in reversed(chat.history[side]) if m["role"] == "assistant"), "")
+            print(f"{side}: {answer.strip()[:300]!r}", file=sys.stderr)
     shot("chat")
     # 7 Runs
     w.go("runs")
