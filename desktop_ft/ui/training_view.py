@@ -26,7 +26,9 @@ from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import TrainingProcess, record_to_event
 
 
-_NOISE = re.compile(r"Warning|warnings\.warn|it/s\]|^\s|^stopping after|^\r")
+# library warnings, progress bars, and the CLI's own closing line (the view says the same in its words)
+_NOISE = re.compile(r"Warning|warnings\.warn|it/s\]|^\s|^stopping after|^\r|^finished: adapter saved|"
+                    r"^(stopped|failed) at step \d+; continue with")
 
 
 class _Stat(QWidget):
