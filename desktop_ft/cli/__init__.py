@@ -22,6 +22,11 @@ COMMANDS = {
     "train": "train",
     "demo": "demo",
     "data": "data",
+    "estimate": "estimate",
+    "models": "models",
+    "chat": "chat",
+    "compare": "compare",
+    "export": "export",
     "screenshots": "screenshots",
 }
 

@@ -13,12 +13,14 @@ from typing import Any
 from desktop_ft.core.config import (RunConfig, all_dotted_keys, field_info, load_config, parse_cli_value)
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.core.events import Event, Progress, RunFinished, StepLogged, EvalLogged, to_dict
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS, apply_preset
 
 #: flag → config key; the flags are shortcuts for the commonest --set keys
 SHORTCUTS = {
     "model": "model.name",
     "data": "data.path",
     "method": "method.method",
+    "task": "method.task",
     "max_steps": "training.max_steps",
     "epochs": "training.epochs",
     "learning_rate": "training.learning_rate",
@@ -35,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         info = field_info(key)
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, metavar=flag.upper().split("_")[0],
                        help=info.metadata["help"])
+    p.add_argument("--preset", default=None, metavar="PRESET",
+                   help="start from a preset: " + "; ".join(f"'{k}' ({v.title}): {v.description}"
+                                                          for k, v in PRESETS.items())
+                   + " Flags and --set still win.")
     p.add_argument("--columns", default=None, metavar="MAP", help="which column is which when the data's format is "
                    "not detected, e.g. prompt=question,completion=answer (sets data.columns)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -44,6 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json-events", action="store_true",
                    help="print one JSON object per event on stdout (for the window and scripts)")
     p.add_argument("--list-settings", action="store_true", help="list every config key with its help and exit")
+    p.add_argument("--list-methods", action="store_true",
+                   help="list the methods, tasks and presets with one sentence each and exit")
     p.set_defaults(func=run)
 
 
@@ -53,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
             info = field_info(key)
             default = info.default if info.default is not info.default_factory else "{}"  # type: ignore[misc]
             print(f"{key} (default {default!r}): {info.metadata['help']}")
+        return 0
+    if args.list_methods:
+        _print_methods()
         return 0
     from desktop_ft.core.runs import RunFolder
 
@@ -67,8 +78,34 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     else:
         config = RunConfig()
-    config = config.replace(collect_overrides(args))
+    overrides = collect_overrides(args)
+    config = config.replace(overrides)
+    if args.preset:
+        # the preset picks the learning rate for the method and task chosen above; explicit flags still win
+        config = apply_preset(config, args.preset, _data_kind(config)).replace(overrides)
     return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
+
+
+def _data_kind(config: RunConfig) -> str | None:
+    """The dataset's kind, read early so a preset can pick the learning rate for 'task: auto'."""
+    if config.method.task != "auto":
+        return None
+    from desktop_ft.core import datasets as ds
+
+    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
+
+
+def _print_methods() -> None:
+    print("Methods (--method): how the weights are trained")
+    for name, spec in METHODS.items():
+        need = " [needs an NVIDIA GPU]" if spec.needs_cuda else ""
+        print(f"  {name:14} {spec.title}: {spec.sentence}{need}")
+    print("Tasks (--task): what the model learns; 'auto' picks from the data")
+    for name, task in TASKS.items():
+        print(f"  {name:14} {task.title}: {task.sentence} Data: {', '.join(task.data_kinds)}.")
+    print("Presets (--preset)")
+    for name, preset in PRESETS.items():
+        print(f"  {name:14} {preset.title}: {preset.description}")
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 from desktop_ft.core.errors import ConfigError
+from desktop_ft.core.methods import (METHODS, TASKS, DpoSettings, KtoSettings, OrpoSettings, PrefixTuningSettings,
+                                     PromptTuningSettings, QLoraSettings)
 
 
 def _f(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
@@ -67,22 +69,41 @@ class DataChoice:
 
 @dataclass
 class MethodConfig:
-    """How the weights are trained (method) and towards what objective (task)."""
+    """How the weights are trained (method) and towards what objective (task).
 
-    method: str = _f("lora", help="How weights are trained: 'lora' trains small add-on matrices and keeps "
-                     "the base model frozen.", choices=["lora"])
-    task: str = _f("sft", help="Objective: 'sft' teaches the model to give the answers in your data.",
-                   choices=["sft"])
+    The LoRA keys are shared by every LoRA-like method; settings that belong to one method or task
+    live in its own section (``method.qlora.*``, ``method.dpo.*``, ...), described in
+    ``desktop_ft.core.methods``.
+    """
+
+    method: str = _f("lora", help="How weights are trained: 'lora' (small add-ons, model frozen), 'qlora' "
+                     "(LoRA on a 4-bit model, NVIDIA GPU), 'lora_8bit', 'dora', 'full' (every weight), "
+                     "'prompt_tuning' or 'prefix_tuning'.", choices=list(METHODS))
+    task: str = _f("auto", help="Objective: 'sft' (learn the answers), 'dpo', 'orpo' or 'kto' (learn "
+                   "preferences), 'pretrain' (raw text). 'auto' picks from the data: preference → dpo, "
+                   "text → pretrain, otherwise sft.", choices=["auto", *TASKS])
     lora_rank: int = _f(16, help="LoRA rank: size of the add-on matrices. Higher learns more but uses more "
                         "memory; 8-64 is typical.", min=1, max=512)
     lora_alpha: int = _f(32, help="LoRA alpha: scales the add-on's effect; usually twice the rank.",
                          min=1, max=1024)
     lora_dropout: float = _f(0.05, help="Dropout on the LoRA layers: a little randomness that reduces "
                              "overfitting on small datasets.", min=0.0, max=0.5)
-    target_modules: str = _f("all-linear", help="Which layers get LoRA add-ons: 'all-linear' (best quality) "
-                             "or a comma-separated list such as 'q_proj,v_proj'.", advanced=True)
+    target_modules: str = _f("all-linear", help="Which layers get LoRA add-ons: 'all-linear' (best quality), "
+                             "'attention' (the attention projections only, lighter) or a comma-separated list "
+                             "such as 'q_proj,v_proj'.", advanced=True)
     assistant_only_loss: bool = _f(True, help="Learn only from the assistant's replies, not from the user's "
                                    "questions (recommended for chat data).", advanced=True)
+    rope_scaling: str = _f("none", help="Stretch the model's position encoding to read longer texts than it "
+                           "was trained on: 'linear', 'dynamic' (NTK) or 'yarn' (best where supported).",
+                           choices=["none", "linear", "dynamic", "yarn"], advanced=True)
+    rope_factor: float = _f(2.0, help="How many times longer the context becomes with RoPE scaling; 2-4 "
+                            "is typical. Raise training.max_length to match.", min=1.0, max=32.0, advanced=True)
+    qlora: QLoraSettings = _f(default_factory=QLoraSettings, help="QLoRA settings.")
+    prompt_tuning: PromptTuningSettings = _f(default_factory=PromptTuningSettings, help="Prompt tuning settings.")
+    prefix_tuning: PrefixTuningSettings = _f(default_factory=PrefixTuningSettings, help="Prefix tuning settings.")
+    dpo: DpoSettings = _f(default_factory=DpoSettings, help="DPO settings.")
+    orpo: OrpoSettings = _f(default_factory=OrpoSettings, help="ORPO settings.")
+    kto: KtoSettings = _f(default_factory=KtoSettings, help="KTO settings.")
 
 
 @dataclass
@@ -93,8 +114,9 @@ class TrainingConfig:
                         min=-1)
     epochs: float = _f(1.0, help="How many times to go over the whole dataset.", min=0.01, max=100.0)
     learning_rate: float = _f(2e-4, help="How big each update is. LoRA likes 1e-4 to 3e-4; full "
-                              "fine-tuning 1e-5 to 5e-5. Too high makes the loss jump or explode.",
-                              min=1e-7, max=1e-2)
+                              "fine-tuning 1e-5 to 5e-5; preference tasks a quarter of that; prompt and prefix "
+                              "tuning 1e-2 to 3e-2. Too high makes the loss jump or explode.",
+                              min=1e-8, max=0.5)
     batch_size: int = _f(4, help="Examples per step on each device. Larger is faster per example but "
                          "needs more memory.", min=1, max=512)
     gradient_accumulation_steps: int = _f(1, help="Add up gradients over this many batches before one "
@@ -110,8 +132,9 @@ class TrainingConfig:
                              min=0.0, max=1.0, advanced=True)
     max_grad_norm: float = _f(1.0, help="Clip gradients to this norm so one bad batch cannot wreck the run.",
                               min=0.0, advanced=True)
-    optimizer: str = _f("adamw_torch", help="Optimizer. 'adamw_torch' is the safe default.",
-                        choices=["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd"], advanced=True)
+    optimizer: str = _f("auto", help="Optimizer. 'auto' is AdamW, or paged 8-bit AdamW for QLoRA "
+                        "(needs bitsandbytes, saves memory).",
+                        choices=["auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd"], advanced=True)
     precision: str = _f("auto", help="Number format for training: 'auto' picks bf16 on GPUs that support it "
                         "and fp32 on the CPU.", choices=["auto", "fp32", "fp16", "bf16"], advanced=True)
     gradient_checkpointing: bool = _f(False, help="Recompute activations instead of storing them: less "
@@ -158,17 +181,24 @@ class RunConfig:
     def replace(self, dotted: dict[str, Any], *, source: str | Path | None = None) -> RunConfig:
         """A copy with ``{"training.learning_rate": 1e-4, ...}`` applied (values coerced to field types)."""
         data = self.to_dict()
+        known = set(all_dotted_keys())
         for key, value in dotted.items():
-            section, _, name = key.partition(".")
-            sections = {f.name: f.type for f in dataclasses.fields(self)}
-            if section not in sections or not name:
+            if key not in known:
                 raise ConfigError(f"unknown setting '{key}'", path=source, field=key,
-                                  hint=_did_you_mean(key, all_dotted_keys()))
-            if name not in data[section]:
-                raise ConfigError(f"unknown setting '{key}'", path=source, field=key,
-                                  hint=_did_you_mean(key, all_dotted_keys()))
-            data[section][name] = value
+                                  hint=_did_you_mean(key, sorted(known)))
+            *parents, name = key.split(".")
+            target = data
+            for part in parents:
+                target = target[part]
+            target[name] = value
         return RunConfig.from_dict(data, source=source)
+
+    def get(self, dotted: str) -> Any:
+        """The value at ``section.name`` (or ``section.sub.name``)."""
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
 
 
 # -- YAML ---------------------------------------------------------------------------------------
@@ -224,17 +254,27 @@ def section_types() -> dict[str, type]:
 
 
 def all_dotted_keys() -> list[str]:
-    """Every setting as ``section.name``, as ``--set`` and the YAML file use them."""
-    keys = []
-    for section, typ in section_types().items():
-        keys += [f"{section}.{f.name}" for f in dataclasses.fields(typ)]
-    return keys
+    """Every setting as ``section.name`` (``method.dpo.beta`` for a nested one), as ``--set`` and YAML use them."""
+    return [key for key, _f in _leaf_fields(RunConfig, "")]
 
 
 def field_info(dotted: str) -> dataclasses.Field:
-    section, _, name = dotted.partition(".")
-    typ = section_types()[section]
-    return next(f for f in dataclasses.fields(typ) if f.name == name)
+    """The dataclass field behind a dotted key (its metadata holds help, choices, min, max)."""
+    for key, f in _leaf_fields(RunConfig, ""):
+        if key == dotted:
+            return f
+    raise KeyError(dotted)
+
+
+def _leaf_fields(typ: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
+    hints = typing.get_type_hints(typ)
+    out: list[tuple[str, dataclasses.Field]] = []
+    for f in dataclasses.fields(typ):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _leaf_fields(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", f))
+    return out
 
 
 def parse_cli_value(dotted: str, text: str) -> Any:
@@ -333,19 +373,16 @@ def _type_error(dotted: str, value: Any, expected: str, source: str | Path | Non
 
 def validate(config: RunConfig) -> None:
     """Check choices and ranges from the field metadata; raise ``ConfigError`` on the first problem."""
-    for section, typ in section_types().items():
-        obj = getattr(config, section)
-        for f in dataclasses.fields(typ):
-            value = getattr(obj, f.name)
-            meta = f.metadata
-            dotted = f"{section}.{f.name}"
-            if value is None or isinstance(value, (dict, list, bool)):
-                continue
-            if "choices" in meta and value not in meta["choices"]:
-                raise ConfigError(f"'{dotted}' is {value!r}; choose one of: " + ", ".join(map(str, meta["choices"])),
-                                  field=dotted)
-            if isinstance(value, (int, float)):
-                if "min" in meta and value < meta["min"]:
-                    raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)
-                if "max" in meta and value > meta["max"]:
-                    raise ConfigError(f"'{dotted}' is {value}, above its maximum {meta['max']}", field=dotted)
+    for dotted, f in _leaf_fields(RunConfig, ""):
+        value = config.get(dotted)
+        meta = f.metadata
+        if value is None or isinstance(value, (dict, list, bool)):
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"'{dotted}' is {value!r}; choose one of: " + ", ".join(map(str, meta["choices"])),
+                              field=dotted)
+        if isinstance(value, (int, float)):
+            if "min" in meta and value < meta["min"]:
+                raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)
+            if "max" in meta and value > meta["max"]:
+                raise ConfigError(f"'{dotted}' is {value}, above its maximum {meta['max']}", field=dotted)

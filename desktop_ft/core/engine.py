@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.core import datasets as ds
+from desktop_ft.core import memwatch, methods
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -81,7 +82,7 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
             run.write_status(status)
         elif isinstance(event, EvalLogged):
             run.append_metric({"type": "eval", "step": event.step, "epoch": event.epoch,
-                               "eval_loss": event.eval_loss, "time": time.time()})
+                               "eval_loss": event.eval_loss, **(event.extras or {}), "time": time.time()})
         elif isinstance(event, Progress):
             run.log(event.message)
         listener(event)
@@ -121,20 +122,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 def peak_memory_bytes(device: str | None) -> int | None:
-    """CUDA max allocated on a GPU run, peak resident set size of this process on the CPU."""
-    if device == "cuda":
-        import torch
-
-        return int(torch.cuda.max_memory_allocated())
-    try:
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(rss if sys.platform == "darwin" else rss * 1024)
-    except ImportError:  # Windows
-        import psutil
-
-        return int(psutil.Process().memory_info().peak_wset)
+    """CUDA max allocated on a GPU run, peak resident set size on the CPU, both since training began
+    (``memwatch.start``), so a GGUF conversion earlier in the same process does not count."""
+    return memwatch.peak_bytes(device)
 
 
 # -- internals -----------------------------------------------------------------------------------
@@ -148,11 +138,24 @@ def _resolved(config: RunConfig) -> RunConfig:
 
 def _metric_fields(event: StepLogged) -> dict[str, Any]:
     return {"step": event.step, "epoch": event.epoch, "loss": event.loss, "learning_rate": event.learning_rate,
-            "grad_norm": event.grad_norm, "tokens_per_second": event.tokens_per_second}
+            "grad_norm": event.grad_norm, "tokens_per_second": event.tokens_per_second, **(event.extras or {})}
+
+
+#: task metrics worth keeping (TRL logs many more): DPO/ORPO/KTO reward margins and accuracies
+EXTRA_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl",
+                 "log_odds_ratio", "nll_loss")
+
+
+def _extras(logs: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
+    found = {k: float(logs[prefix + k]) for k in EXTRA_METRICS if isinstance(logs.get(prefix + k), (int, float))}
+    return found or None
 
 
 def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
            status: RunStatus, resume: bool) -> RunFinished:
+    settings = pick_device(config.training.precision)
+    status.device = settings.device
+    _check_hardware(methods.METHODS[config.method.method], settings)  # before any download or conversion
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
@@ -161,43 +164,166 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     if data.errors:
         emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
                               f"see train.log."))
+    task_name = methods.resolve_task(config.method.task, data.kind)
+    methods.check_task_data(task_name, data.kind, data.path)
+    if task_name != config.method.task:
+        config = config.replace({"method.task": task_name})
+        if not resume:
+            run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
+    method, task = methods.METHODS[config.method.method], methods.TASKS[task_name]
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     if config.data.validation_path:
         val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
 
     emit(Progress("load", "Loading the model…"))
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
     from datasets.utils.logging import disable_progress_bar
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from transformers import PrinterCallback
 
     disable_progress_bar()  # tokenising bars would interleave with ours; Progress events say the same
 
-    settings = pick_device(config.training.precision)
-    status.device = settings.device
+    status.estimated_memory_bytes = _estimated_memory(config, settings.device)
+    memwatch.start(settings.device)
+    for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
+        emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.model.trust_remote_code)
+    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=_needs_chat(data.kind, task_name, data.rows))
+    peft_config = method.build_peft(config, model) if method.build_peft else None
+    ref_model = None
+    if task.needs_reference and not method.trains_adapter:
+        ref_model = _frozen_copy(model)  # full fine-tuning: the reference is the model as it started
+
+    callback = _EventCallback(emit, stop, run, config)
+    args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
+    parts = methods.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
+                                 train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
+                                 data_kind=data.kind, ref_model=ref_model)
+    trainer = task.build_trainer(parts)
+    trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
+    _check_labels(trainer, len(train_rows), emit)
+
+    checkpoint = run.last_checkpoint() if resume else None
+    start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+    if resume:
+        run.truncate_metrics_after(start_step)
+        emit(Progress("resume", f"Resuming from step {start_step}." if checkpoint else
+                      "No checkpoint yet; starting from the beginning."))
+    callback.start_step = start_step
+    emit(Progress("train", f"{method.title}, {task.title}: training on {len(train_rows)} examples "
+                           f"({settings.device}, {settings.dtype_name})."))
+    if stop.is_set():
+        raise KeyboardInterrupt
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    step = trainer.state.global_step
+    stopped = stop.is_set() and step < trainer.state.max_steps
+    if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
+        trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
+    if method.trains_adapter:
+        out_dir = run.adapter_dir
+        trainer.save_model(str(out_dir))
+    else:
+        out_dir = run.model_dir
+        trainer.save_model(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+    status.state = STOPPED if stopped else FINISHED
+    status.step = step
+    status.max_steps = trainer.state.max_steps
+    status.ended_at = now_iso()
+    status.peak_memory_bytes = peak_memory_bytes(settings.device)
+    run.write_status(status)
+    run.log(f"{status.state} at step {step}; {'adapter' if method.trains_adapter else 'model'} saved to {out_dir}")
+    return RunFinished(status.state, step, adapter_dir=str(out_dir) if method.trains_adapter else None,
+                       run_dir=str(run.path), model_dir=None if method.trains_adapter else str(out_dir))
+
+
+def _needs_chat(kind: str, task: str, rows: list[dict[str, Any]]) -> bool:
+    """SFT renders every kind but raw text as a chat; preference tasks only when the rows hold messages."""
+    if kind == "text":
+        return False
+    return task == "sft" or methods.is_conversational(rows)
+
+
+def _check_hardware(method: methods.MethodSpec, settings: DeviceSettings) -> None:
+    """QLoRA and 8-bit LoRA need CUDA and bitsandbytes: say so before loading anything."""
+    if method.needs_cuda and settings.device != "cuda":
+        raise UserError(f"'method.method' is '{method.name}', and {method.title} needs an NVIDIA GPU with CUDA, "
+                        "but none was found", field="method.method",
+                        hint="Use --method lora here (same quality, more memory), or run on a CUDA machine.")
+    if method.quantized_bits and not methods.bitsandbytes_installed():
+        raise UserError(f"'method.method' is '{method.name}', and {method.title} needs the bitsandbytes "
+                        "package, which is not installed", field="method.method", hint="Install it with: pip install bitsandbytes")
+
+
+def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec, settings: DeviceSettings, *,
+                needs_chat: bool) -> tuple[Any, Any]:
+    """Tokenizer and model, quantised for QLoRA / 8-bit LoRA and with RoPE scaling applied."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    trust = config.model.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if not tokenizer.chat_template and data.kind != "text":  # raw text needs no template
+    if needs_chat and not tokenizer.chat_template:
         raise UserError("this model has no chat template, so chat data cannot be formatted for it",
                         path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, settings.dtype_name),
-                                                 trust_remote_code=config.model.trust_remote_code)
+    model_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
+    apply_rope_scaling(model_config, config.method.rope_scaling, config.method.rope_factor)
+    kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust,
+                              "dtype": getattr(torch, settings.dtype_name)}
+    if method.quantized_bits:
+        quant = methods.quantization_config(config, method, settings.bf16)
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        if method.quantized_bits == 4:
+            kwargs["dtype"] = quant.bnb_4bit_compute_dtype
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False
+    if method.quantized_bits:
+        from peft import prepare_model_for_kbit_training
 
-    only_answers = config.method.assistant_only_loss
-    train_set = Dataset.from_list(ds.sft_rows(data, train_rows, assistant_only_loss=only_answers))
-    eval_set = Dataset.from_list(ds.sft_rows(data, val_rows, assistant_only_loss=only_answers)) if val_rows else None
+        model = prepare_model_for_kbit_training(model,
+                                                use_gradient_checkpointing=config.training.gradient_checkpointing)
+    return model, tokenizer
 
+
+def apply_rope_scaling(model_config: Any, kind: str, factor: float) -> None:
+    """Set linear / dynamic / YaRN RoPE scaling on a transformers config, or say why it cannot be done."""
+    if kind == "none":
+        return
+    params = getattr(model_config, "rope_parameters", None)
+    if not isinstance(params, dict) or "rope_type" not in params:
+        raise UserError(f"this model ({model_config.model_type}) has no single RoPE setting to scale",
+                        field="method.rope_scaling", hint="Set method.rope_scaling to 'none' for this model.")
+    current = params.get("rope_type", "default")
+    if current not in ("default", kind):
+        raise UserError(f"this model already uses '{current}' RoPE scaling", field="method.rope_scaling",
+                        hint="Set method.rope_scaling to 'none' to keep the model's own scaling.")
+    original = int(getattr(model_config, "max_position_embeddings", 0) or 0)
+    new = {**params, "rope_type": kind, "factor": float(factor)}
+    if kind == "yarn" and original:
+        new["original_max_position_embeddings"] = original
+    model_config.rope_parameters = new
+    if original and kind in ("linear", "yarn"):
+        model_config.max_position_embeddings = int(original * factor)
+
+
+def _frozen_copy(model: Any) -> Any:
+    """The reference model for preference training with full fine-tuning: the start, frozen."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def _trainer_args(config: RunConfig, run: RunFolder, settings: DeviceSettings, *, has_eval: bool) -> dict[str, Any]:
+    """TrainingArguments keywords every TRL trainer shares; each task adds its own (beta, packing, ...)."""
     t = config.training
-    targets: str | list[str] = t_modules(config.method.target_modules)
-    peft_config = LoraConfig(r=config.method.lora_rank, lora_alpha=config.method.lora_alpha,
-                             lora_dropout=config.method.lora_dropout, target_modules=targets,
-                             task_type="CAUSAL_LM")
-    args = SFTConfig(
+    return dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps,
         num_train_epochs=t.epochs,
@@ -205,20 +331,18 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_length=t.max_length,
         warmup_steps=t.warmup_ratio,
         lr_scheduler_type=t.lr_scheduler,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        optim=t.optimizer,
+        optim=methods.resolve_optimizer(config),
         bf16=settings.bf16,
         fp16=settings.fp16,
         gradient_checkpointing=t.gradient_checkpointing,
-        packing=t.packing,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,
-        eval_strategy="steps" if eval_set is not None else "no",
+        eval_strategy="steps" if has_eval else "no",
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
@@ -228,65 +352,40 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         dataloader_num_workers=0,
         dataloader_pin_memory=settings.device == "cuda",
         disable_tqdm=True,
-        completion_only_loss=True if config.method.assistant_only_loss else None,
-        dataset_num_proc=None,
     )
-    callback = _EventCallback(emit, stop, run, config)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
-    trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
-    _check_labels(trainer, len(train_set), emit)
-
-    checkpoint = run.last_checkpoint() if resume else None
-    start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
-    if resume:
-        run.truncate_metrics_after(start_step)
-        emit(Progress("resume", f"Resuming from step {start_step}." if checkpoint else
-                      "No checkpoint yet; starting from the beginning."))
-    callback.start_step = start_step
-    emit(Progress("train", f"Training on {len(train_set)} examples ({settings.device}, {settings.dtype_name})."))
-    if stop.is_set():
-        raise KeyboardInterrupt
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-
-    step = trainer.state.global_step
-    stopped = stop.is_set() and step < trainer.state.max_steps
-    if eval_set is not None and not stopped and callback.last_eval_step != step:
-        trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
-    trainer.save_model(str(run.adapter_dir))
-    status.state = STOPPED if stopped else FINISHED
-    status.step = step
-    status.max_steps = trainer.state.max_steps
-    status.ended_at = now_iso()
-    status.peak_memory_bytes = peak_memory_bytes(settings.device)
-    run.write_status(status)
-    run.log(f"{status.state} at step {step}; adapter saved to {run.adapter_dir}")
-    return RunFinished(status.state, step, adapter_dir=str(run.adapter_dir), run_dir=str(run.path))
 
 
-def t_modules(spec: str) -> str | list[str]:
-    """'all-linear' stays as peft's keyword; 'q_proj, v_proj' becomes a list."""
-    spec = (spec or "all-linear").strip()
-    if spec == "all-linear":
-        return spec
-    return [m.strip() for m in spec.split(",") if m.strip()]
+def _estimated_memory(config: RunConfig, device: str) -> int | None:
+    """The pre-run estimate for status.json; an estimate that fails must never stop training."""
+    try:
+        from desktop_ft.core import vram
+
+        return vram.estimate_for_config(config, device=device, suggest=False).total_bytes
+    except Exception:
+        return None
 
 
 def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
     """Refuse a run that would train on nothing; say how many rows lost their answer to truncation.
 
-    TRL drops examples whose every label token is masked (the answer lies past ``max_length``).
-    If that leaves nothing, training would crash deep inside the sampler; we say why instead.
+    SFT: TRL drops examples whose every label token is masked (the answer lies past ``max_length``).
+    Preference tasks keep such rows but learn nothing from them: a prompt that fills
+    ``max_length`` leaves no chosen or rejected token. If nothing is left, training would crash
+    deep inside the sampler or silently learn nothing; we say why instead.
     """
     max_len = trainer.args.max_length
-    kept = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
+    dataset = trainer.train_dataset
+    kept = len(dataset) if dataset is not None else 0
+    if kept and max_len and "prompt_ids" in dataset.column_names:
+        kept = sum(1 for ids in dataset["prompt_ids"] if len(ids) < max_len)
+        rows_before = max(rows_before, len(dataset))
     if kept == 0:
         raise UserError(f"every answer is cut off at max length {max_len}, so the model would learn nothing",
                         field="training.max_length",
                         hint="Raise training.max_length or use shorter examples.")
     if kept < rows_before:
         emit(Progress("data", f"{rows_before - kept} of {rows_before} examples have no answer left within "
-                              f"max length {max_len} and were skipped."))
+                              f"max length {max_len}, so they teach nothing."))
 
 
 class _EventCallback:
@@ -333,7 +432,7 @@ class _EventCallback:
                 if "eval_loss" in logs:
                     self.last_eval_step = state.global_step
                     self.emit(EvalLogged(state.global_step, float(logs.get("epoch", state.epoch or 0)),
-                                         float(logs["eval_loss"])))
+                                         float(logs["eval_loss"]), extras=_extras(logs, "eval_")))
                     return
                 if "loss" not in logs:
                     return
@@ -353,7 +452,7 @@ class _EventCallback:
                                      epoch=float(logs.get("epoch", state.epoch or 0.0)),
                                      loss=float(logs["loss"]), learning_rate=_opt(logs.get("learning_rate")),
                                      grad_norm=_opt(logs.get("grad_norm")), tokens_per_second=tps,
-                                     eta_seconds=eta))
+                                     eta_seconds=eta, extras=_extras(logs)))
                 return self._check_stop(control)
 
         return EventCallback(*args, **kwargs)

@@ -38,6 +38,7 @@ class StepLogged:
     grad_norm: float | None = None
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
+    extras: dict[str, float] | None = None  # task metrics, e.g. DPO's {"rewards/margins": 0.4}
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class EvalLogged:
     step: int
     epoch: float
     eval_loss: float
+    extras: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class RunFinished:
     error: str | None = None
     adapter_dir: str | None = None
     run_dir: str | None = None
+    model_dir: str | None = None  # set instead of adapter_dir after full fine-tuning
 
 
 Event = Union[RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved, RunFinished]

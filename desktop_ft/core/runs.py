@@ -7,6 +7,7 @@
       metrics.jsonl    one JSON object per logged event, appended and flushed line by line
       status.json      state, step, max_steps, error, peak memory, times; replaced atomically
       adapter/         the trained peft adapter (PeftModel.from_pretrained loads it)
+      model/           instead of adapter/ after full fine-tuning: the whole model and tokenizer
       checkpoints/     checkpoint-N folders that `--resume` continues from
       train.log        the human-readable log
 
@@ -96,6 +97,11 @@ class RunFolder:
     @property
     def adapter_dir(self) -> Path:
         return self.path / "adapter"
+
+    @property
+    def model_dir(self) -> Path:
+        """The whole trained model (full fine-tuning saves this instead of an adapter)."""
+        return self.path / "model"
 
     @property
     def checkpoints_dir(self) -> Path:

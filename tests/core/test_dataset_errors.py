@@ -20,7 +20,7 @@ ROW_ERRORS = {
     "empty_field.jsonl": ([1], {2: ["'completion' is empty"], 3: ["'prompt' is empty"], 4: ["no 'completion'"]}),
     "unknown_role.jsonl": ([1], {2: ["unknown role 'robot'", "assistant"]}),
     "bad_utf8.jsonl": ([1, 3], {2: ["UTF-8", "0xe9"]}),
-    "broken_array.json": ([2, 3], {4: ["not valid JSON", "line 5", "rows after it were not read"]}),
+    "broken_array.json": ([2, 3], {4: ["JSON is broken", "line 5", "rows after it were not read"]}),
     "ragged.csv": ([2, 4], {3: ["3 fields", "header has 2", "double quotes"]}),
     "alpaca.parquet": ([1, 2], {3: ["'instruction' is empty"]}),
 }
@@ -104,3 +104,22 @@ def test_semicolon_csv_from_a_european_excel(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
     path.write_text('instruction;input;output\n"Say; hi";;Hi\n', encoding="utf-8")
     assert ds.load_dataset(path).rows == [{"prompt": "Say; hi", "completion": "Hi"}]
+
+
+def test_common_json_slips_are_named(tmp_path: Path) -> None:
+    (tmp_path / "comma.json").write_text('{"data": [\n {"prompt": "a", "completion": "b"},\n]}')
+    with pytest.raises(DatasetError, match="comma.json line 3: .*no comma before ']'"):
+        ds.load_dataset(tmp_path / "comma.json")
+    (tmp_path / "quotes.jsonl").write_text("{'prompt': 'a', 'completion': 'b'}\n")
+    with pytest.raises(DatasetError, match="line 1: .*double quotes"):
+        ds.load_dataset(tmp_path / "quotes.jsonl")
+    (tmp_path / "comment.json").write_text('[\n {"prompt": "a", "completion": "b"}, // first\n {"prompt": "c"}\n]')
+    data = ds.load_dataset(tmp_path / "comment.json")
+    assert data.lines == [2] and "no comments" in data.errors[0].message and data.errors[0].line == 2
+
+
+def test_jsonl_files_joined_together_keep_their_byte_order_marks_out_of_the_way(tmp_path: Path) -> None:
+    row = b'{"prompt": "a", "completion": "b"}'
+    path = tmp_path / "joined.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + row + b"\r\n\xef\xbb\xbf" + row + b"\r\n")
+    assert ds.load_dataset(path).lines == [1, 2]

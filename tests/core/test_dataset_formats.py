@@ -28,6 +28,7 @@ DETECTED = {
     "preference.jsonl": ("preference", "preference", [1, 2]),
     "preference_chat.jsonl": ("preference", "preference", [1]),
     "anthropic_hh.jsonl": ("anthropic_hh", "preference", [1, 2]),
+    "sharegpt_preference.json": ("sharegpt_preference", "preference", [2, 18]),
     "text.jsonl": ("text", "text", [1, 2]),
     "plain.txt": ("text", "text", [1]),
     "notes.md": ("text", "text", [1, 5]),
@@ -66,6 +67,7 @@ def test_dolly_context_is_part_of_the_prompt() -> None:
 def test_excel_csv_with_bom_crlf_quoted_comma_and_newline() -> None:
     data = ds.load_dataset(DATA / "question_answer.csv")
     assert data.columns == ["Question", "Answer"]  # no BOM glued to the first name
+    assert data.fields == {"prompt": "Question", "completion": "Answer"}
     assert data.rows[0] == {"prompt": "Hello, who are you?", "completion": "I am a tutor."}
     assert data.rows[1]["completion"] == "Step 1: read.\nStep 2: think."
     assert data.rows[2]["completion"] == "4"
@@ -76,6 +78,13 @@ def test_preference_shapes_follow_trl() -> None:
     ultra = ds.load_dataset(DATA / "preference_chat.jsonl").rows[0]
     assert ultra == {"prompt": [U("Tell me a joke")], "chosen": [A("Why did the chicken cross the road?")],
                      "rejected": [A("No.")]}
+
+
+def test_llama_factory_sharegpt_preference_uses_conversations_as_the_prompt() -> None:
+    row = ds.load_dataset(DATA / "sharegpt_preference.json").rows[1]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["chosen"] == [A("7 x 8 = 56, because 7 x 8 is 7 x 4 doubled: 28 x 2 = 56.")]
+    assert row["rejected"][0]["role"] == "assistant"
 
 
 def test_anthropic_hh_dialogues_are_split_into_the_shared_prompt_and_the_two_replies() -> None:
@@ -163,3 +172,78 @@ def test_a_mapping_naming_a_missing_column_says_which_exist() -> None:
 def test_max_rows_counts_valid_rows() -> None:
     data = ds.load_dataset(DATA / "no_assistant.jsonl", max_rows=1)
     assert len(data.rows) == 1 and data.lines == [1]
+
+
+@pytest.mark.parametrize("orient", ["records", "columns", "split", "index"])
+def test_every_pandas_to_json_layout_is_read(orient: str, tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"instruction": ["Say hi", "Add 2+2", "x"], "input": ["", None, ""],
+                          "output": ["hi", "4", None]})
+    path = tmp_path / "frame.json"
+    frame.to_json(path, orient=orient)
+    data = ds.load_dataset(path)
+    assert data.format == "alpaca"
+    assert data.rows == [{"prompt": "Say hi", "completion": "hi"}, {"prompt": "Add 2+2", "completion": "4"}]
+    assert len(data.errors) == 1 and "'output' is empty" in data.errors[0].message
+
+
+def test_a_jsonl_file_that_holds_an_array_or_pretty_printed_objects(tmp_path: Path) -> None:
+    import json
+
+    rows = [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}]
+    (tmp_path / "array.jsonl").write_text(json.dumps(rows, indent=2))
+    (tmp_path / "pretty.jsonl").write_text("\n".join(json.dumps(r, indent=2) for r in rows))
+    assert ds.load_dataset(tmp_path / "array.jsonl").lines == [2, 6]
+    assert ds.load_dataset(tmp_path / "pretty.jsonl").lines == [1, 5]
+    (tmp_path / "first_broken.jsonl").write_text('{"prompt": "x",\n' + "\n".join(json.dumps(r) for r in rows))
+    data = ds.load_dataset(tmp_path / "first_broken.jsonl")  # still one row per line: the rest survive
+    assert data.lines == [2, 3] and data.errors[0].line == 1
+
+
+def test_kto_labels_are_kept_and_sft_leaves_out_the_undesirable_rows(tmp_path: Path) -> None:
+    path = tmp_path / "kto.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], '
+                    '"label": true}\n{"prompt": "x", "completion": "y"}\n'
+                    '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no"}], '
+                    '"label": false}\n')
+    data = ds.load_dataset(path)
+    assert [r["label"] for r in data.rows] == [True, False] and len(data.errors) == 1
+    sft = ds.sft_rows(data, data.rows, assistant_only_loss=True)
+    assert sft == [{"prompt": [U("hi")], "completion": [A("yo")]}]
+
+
+def test_a_bare_list_of_messages_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "chats.jsonl"
+    path.write_text('[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]\n'
+                    '[{"role": "user", "content": "Hi"}]\n')
+    data = ds.load_dataset(path)
+    assert data.rows == [{"messages": [U("2+2?"), A("4")]}] and data.errors[0].line == 2
+
+
+def test_preference_pairs_under_other_common_names(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "Joke?", "pos": "A cat walks into a bar.", "neg": "No."}\n')
+    assert ds.load_dataset(path).rows == [{"prompt": "Joke?", "chosen": "A cat walks into a bar.", "rejected": "No."}]
+
+
+def test_a_few_odd_rows_do_not_decide_the_format_for_all(tmp_path: Path) -> None:
+    import json
+
+    rows = [{"instruction": f"Say {i}", "output": str(i)} for i in range(9)]
+    rows.insert(4, {"messages": [U("stray"), A("row")], "instruction": "x"})
+    path = tmp_path / "mostly_alpaca.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = ds.load_dataset(path)
+    assert data.format == "alpaca" and len(data.rows) == 9 and [e.line for e in data.errors] == [5]
+
+
+def test_message_lists_in_csv_cells_as_json_or_as_pandas_wrote_them(tmp_path: Path) -> None:
+    import pandas as pd
+
+    messages = [{"role": "user", "content": 'Hi, "you"'}, {"role": "assistant", "content": "It's me"}]
+    pd.DataFrame({"messages": [messages]}).to_csv(tmp_path / "repr.csv", index=False)  # Python repr in the cell
+    (tmp_path / "json.csv").write_text('messages\n"[{""role"": ""user"", ""content"": ""Hi, \\""you\\""""}, '
+                                       '{""role"": ""assistant"", ""content"": ""It\'s me""}]"\n')
+    assert ds.load_dataset(tmp_path / "repr.csv").rows == [{"messages": messages}]
+    assert ds.load_dataset(tmp_path / "json.csv").rows == [{"messages": messages}]

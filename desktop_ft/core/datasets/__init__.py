@@ -54,6 +54,7 @@ class LoadedDataset:
     lines: list[int] = field(default_factory=list)  # source line (or row number) of each kept row
     unit: str = "line"                              # 'line' in text files; 'row' in parquet/saved/hub data
     notes: list[str] = field(default_factory=list)  # e.g. "rows read from the list under 'data'"
+    fields: dict[str, str] = field(default_factory=dict)  # part → column used, e.g. {"prompt": "question"}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -94,6 +95,9 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
         line, record = item
         if isinstance(record, str):
             record = {"text": record}
+        elif isinstance(record, list) and record and all(isinstance(m, dict) and ("role" in m or "from" in m)
+                                                         for m in record):
+            record = {"messages": record}  # a bare list of messages per line
         if not isinstance(record, dict):
             what = {list: "a list", int: "a number", float: "a number", bool: "true/false"}.get(type(record), "null")
             errors.append(RowError(line, f"must be an object with named fields, got {what}."))
@@ -113,11 +117,13 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
         _raise_nothing_usable(where, errors, unit)
     found = list(seen_columns)
     mapping = resolve_mapping(columns, found)
-    fmt = detect_format(found, [r for _, r in pending], mapping)
+    fmt = _vote(pending, mapping) or detect_format(found, [r for _, r in pending], mapping)
     if fmt is None:
         raise DatasetError(f"has no format Desktop FT recognises (columns found: {', '.join(found) or 'none'})",
                            path=where, hint=f"Expected {EXPECTED}. Or say which column is which, e.g. "
-                           "--columns prompt=COLUMN,completion=COLUMN (data.columns in a config).")
+                           "--columns prompt=COLUMN,completion=COLUMN (data.columns in a config)."
+                           + (" The first line is read as the column names: add a header line if it holds "
+                              "data." if source.kind == "csv" else ""))
 
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -144,7 +150,29 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
         _raise_nothing_usable(where, errors, unit, fmt)
     errors.sort(key=lambda e: e.line)
     return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=rows, columns=list(seen_columns),
-                         errors=errors, lines=lines, unit=unit, notes=list(source.notes))
+                         errors=errors, lines=lines, unit=unit, notes=list(source.notes), fields=dict(fmt.fields))
+
+
+def _vote(pending: list[tuple[int, dict[str, Any]]], mapping: dict[str, str]) -> Format | None:
+    """The format most of the first rows have on their own, so a few odd rows cannot decide for all.
+
+    Its columns are then taken from every row of that format (optional ones such as Alpaca's
+    'input' may be missing from some rows).
+    """
+    from collections import Counter
+
+    names: Counter[str] = Counter()
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for _, record in pending:
+        found = detect_format(list(record), [record], mapping)
+        if found is not None:
+            names[found.name] += 1
+            by_name.setdefault(found.name, []).append(record)
+    if not names:
+        return None
+    winners = by_name[names.most_common(1)[0][0]]
+    columns = list(dict.fromkeys(key for record in winners for key in record))
+    return detect_format(columns, winners, mapping)
 
 
 def _raise_nothing_usable(where: Any, errors: list[RowError], unit: str, fmt: Format | None = None) -> None:
@@ -215,12 +243,19 @@ def sft_rows(data: LoadedDataset, rows: list[dict[str, Any]], *, assistant_only_
       later also frames what it learns;
     - preference → its prompt and the chosen reply (SFT on the preferred answers);
     - text → ``{"text"}`` as it is (plain language modelling, no chat template).
+
+    Rows a KTO file marks undesirable (``label: false``) are left out: SFT would teach them.
     """
-    return [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in rows]
+    return [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in rows
+            if r.get("label") is not False]
 
 
 def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dict[str, Any]:
-    """One normalised row in the shape the engine hands to SFTTrainer (see ``sft_rows``)."""
+    """One normalised row in the shape the engine hands to SFTTrainer (see ``sft_rows``).
+
+    The row's own keys win over ``kind``, so a validation file of another kind still works.
+    """
+    kind = row_kind(row) or kind
     if kind == "text":
         return {"text": row["text"]}
     if kind == "prompt_completion":
@@ -234,6 +269,19 @@ def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dic
     if assistant_only_loss:
         return to_prompt_completion(row)
     return {"messages": row["messages"]}
+
+
+def row_kind(row: dict[str, Any]) -> str | None:
+    """The kind a normalised row has, from its keys."""
+    if "messages" in row:
+        return "conversation"
+    if "chosen" in row and "rejected" in row:
+        return "preference"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
+    if "text" in row:
+        return "text"
+    return None
 
 
 def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:

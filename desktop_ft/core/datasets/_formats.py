@@ -6,7 +6,8 @@ raises ``RowProblem`` with a sentence saying what is wrong with it.
 
 Normalised rows:
 - conversation: ``{"messages": [{"role", "content"}, ...]}``
-- prompt_completion: ``{"prompt": str, "completion": str}`` (plus ``label`` where the file has one)
+- prompt_completion: ``{"prompt": str, "completion": str}``
+  (both keep KTO's boolean ``label`` where the file has one)
 - preference: ``{"prompt", "chosen", "rejected"}``, all strings or all message lists (TRL's DPO shapes)
 - text: ``{"text": str}``
 """
@@ -28,6 +29,10 @@ CONVERSATION_COLUMNS = ("messages", "conversations", "conversation", "chat", "di
 PROMPT_COLUMNS = ("question", "query", "prompt", "instruction", "input", "user", "human", "source")
 COMPLETION_COLUMNS = ("answer", "response", "output", "completion", "target", "assistant", "gpt", "reply")
 TEXT_COLUMNS = ("text", "content", "document", "body", "passage", "article")
+#: names of the preferred and the rejected answer, in pairs
+PREFERENCE_COLUMNS = (("chosen", "rejected"), ("pos", "neg"), ("positive", "negative"),
+                      ("preferred", "dispreferred"), ("accepted", "rejected"), ("better", "worse"),
+                      ("chosen_response", "rejected_response"), ("response_chosen", "response_rejected"))
 #: names a ``columns:`` mapping may use on its left side
 TARGETS = ("messages", "prompt", "completion", "chosen", "rejected", "text", "system", "context")
 EXPECTED = ("messages (OpenAI chat), conversations with from/value (ShareGPT), instruction/input/output "
@@ -75,7 +80,7 @@ class Format:
         problem = validate_messages(messages)
         if problem:
             raise RowProblem(problem)
-        return {"messages": messages}
+        return {"messages": messages, **_label(record, f)}
 
     def _prompt_completion(self, record: dict[str, Any]) -> dict[str, Any]:
         f = self.fields
@@ -84,13 +89,7 @@ class Format:
             extra = text_value(record, f["context"], required=False)
             if extra.strip():
                 prompt = f"{prompt}\n\n{extra}"
-        row: dict[str, Any] = {"prompt": prompt, "completion": text_value(record, f["completion"])}
-        label = record.get(f["label"]) if "label" in f else None
-        if isinstance(label, bool):
-            row["label"] = label
-        elif isinstance(label, str) and label.strip().lower() in ("true", "false"):
-            row["label"] = label.strip().lower() == "true"
-        return row
+        return {"prompt": prompt, "completion": text_value(record, f["completion"]), **_label(record, f)}
 
     def _preference(self, record: dict[str, Any]) -> dict[str, Any]:
         f = self.fields
@@ -120,6 +119,16 @@ class Format:
         pm = as_messages(prompt, f["prompt"]) if _is_chatlike(prompt) else \
             [{"role": "user", "content": text_value(record, f["prompt"])}]
         return _checked_preference(pm, cm, rm)
+
+
+def _label(record: dict[str, Any], fields: dict[str, str]) -> dict[str, bool]:
+    """KTO's thumbs up/down ('label': true/false), kept beside the row when the file has one."""
+    label = record.get(fields["label"]) if "label" in fields else None
+    if isinstance(label, bool):
+        return {"label": label}
+    if isinstance(label, str) and label.strip().lower() in ("true", "false"):
+        return {"label": label.strip().lower() == "true"}
+    return {}
 
 
 def looks_like_a_row(obj: dict[str, Any]) -> bool:
@@ -173,28 +182,30 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
         return [r.get(col) for r in sample if isinstance(r, dict) and r.get(col) is not None]
 
     system = {"system": names["system"]} if "system" in names else {}
+    label = {"label": names["label"]} if "label" in names else {}
+    good_bad = next(((g, b) for g, b in PREFERENCE_COLUMNS if g in names and b in names), None)
+    if good_bad:
+        fields = {"chosen": names[good_bad[0]], "rejected": names[good_bad[1]]}
+        for p in ("prompt", "question", "instruction", "query", "input") + CONVERSATION_COLUMNS:
+            if p in names:
+                fields["prompt"] = names[p]
+                break
+        if "prompt" in fields and fields["prompt"].strip().lower() in CONVERSATION_COLUMNS:
+            sharegpt = _is_sharegpt(values(fields["prompt"]))
+            return Format("sharegpt_preference" if sharegpt else "messages_preference", "preference", fields)
+        if "prompt" in fields:
+            return Format("preference", "preference", fields)
+        hh = [v for v in values(fields["chosen"])[:20] if isinstance(v, str)]
+        name = "anthropic_hh" if hh and all(_is_hh(v) for v in hh) else "preference_implicit_prompt"
+        return Format(name, "preference", fields)
     for name in CONVERSATION_COLUMNS:
         if name in names:
             col = names[name]
             vals = values(col)
             if vals and not any(_is_chatlike(v) for v in vals[:20]):
                 continue
-            first = next((v for v in vals if _is_chatlike(v)), None)
-            msgs = json.loads(first) if isinstance(first, str) else first
-            sharegpt = bool(msgs) and isinstance(msgs[0], dict) and "from" in msgs[0]
-            return Format("sharegpt" if sharegpt else "messages", "conversation", {"messages": col, **system})
-    if "chosen" in names and "rejected" in names:
-        fields = {"chosen": names["chosen"], "rejected": names["rejected"]}
-        for p in ("prompt", "question", "instruction", "query", "input"):
-            if p in names:
-                fields["prompt"] = names[p]
-                break
-        if "prompt" in fields:
-            return Format("preference", "preference", fields)
-        hh = [v for v in values(fields["chosen"])[:20] if isinstance(v, str)]
-        name = "anthropic_hh" if hh and all(_is_hh(v) for v in hh) else "preference_implicit_prompt"
-        return Format(name, "preference", fields)
-    label = {"label": names["label"]} if "label" in names else {}
+            return Format("sharegpt" if _is_sharegpt(vals) else "messages", "conversation",
+                          {"messages": col, **system, **label})
     if "instruction" in names and "output" in names:
         extra = {"context": names["input"]} if "input" in names else {}
         return Format("alpaca", "prompt_completion",
@@ -207,7 +218,7 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
     if "prompt" in names and "completion" in names:
         fields = {"prompt": names["prompt"], "completion": names["completion"]}
         if any(_is_chatlike(v) for v in values(names["prompt"])[:20] + values(names["completion"])[:20]):
-            return Format("prompt_completion_chat", "conversation", {**fields, **system})
+            return Format("prompt_completion_chat", "conversation", {**fields, **system, **label})
         extra = {"context": names["context"]} if "context" in names else {}
         return Format("prompt_completion", "prompt_completion", {**fields, **extra, **label})
     for p in PROMPT_COLUMNS:
@@ -224,6 +235,21 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
         if t in names:
             return Format("text", "text", {"text": names[t]})
     return None
+
+
+def _is_sharegpt(values: list[Any]) -> bool:
+    """True when the first message list among ``values`` uses ShareGPT's from/value keys."""
+    for value in values[:20]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                continue
+        if isinstance(value, dict):
+            value = [value]
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return "from" in value[0]
+    return False
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -273,6 +299,8 @@ def text_value(record: dict[str, Any], col: str, *, required: bool = True) -> st
 def _is_chatlike(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return True
+    if isinstance(value, dict):  # one message, as in LLaMA-Factory's ShareGPT preference files
+        return any(k in value for k in ("role", "from"))
     return isinstance(value, str) and value.lstrip().startswith("[{")
 
 
@@ -289,9 +317,13 @@ def as_messages(value: Any, col: str) -> list[dict[str, str]]:
         try:
             value = json.loads(text)
         except (ValueError, RecursionError):
-            raise RowProblem(f"'{col}' holds text that is not a valid JSON list of messages.") from None
+            value = _python_literal(text)  # pandas' to_csv writes lists as Python reprs, single quotes
+            if value is None:
+                raise RowProblem(f"'{col}' holds text that is not a valid JSON list of messages.") from None
     if isinstance(value, tuple):
         value = list(value)
+    if isinstance(value, dict) and any(k in value for k in ("role", "from")):
+        value = [value]
     if not isinstance(value, list):
         raise RowProblem(f"'{col}' must be a list of messages, got {_type_name(value)}.")
     if not value:
@@ -315,6 +347,17 @@ def as_messages(value: Any, col: str) -> list[dict[str, str]]:
                              "(ShareGPT: system, human, gpt).")
         out.append({"role": role, "content": _content(msg[content_key], i)})
     return out
+
+
+def _python_literal(text: str) -> Any:
+    """A Python list literal (only literals: ``ast.literal_eval`` runs no code), or None."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+    return value if isinstance(value, list) else None
 
 
 def _content(content: Any, i: int) -> str:

@@ -29,19 +29,23 @@ class DatasetReport:
     duplicates: int = 0                                 # rows identical to an earlier row
     duplicate_lines: list[int] = field(default_factory=list)  # the first few of them
     template_errors: list[dict[str, Any]] = field(default_factory=list)  # rows the chat template rejects
+    lengths: list[int | None] = field(default_factory=list)  # tokens per row (None: not counted), for a histogram
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
-                    validation_fraction: float = 0.0, seed: int = 42,
-                    assistant_only_loss: bool = True) -> DatasetReport:
+                    validation_fraction: float = 0.0, seed: int = 42, validation: Any = None,
+                    assistant_only_loss: bool = True, token_sample: int | None = 20000) -> DatasetReport:
     """Counts, duplicates, a preview and (with a tokenizer) token-length statistics for ``data``.
 
     Token lengths are those of the full training example (prompt and answer through the chat
     template; raw text plus end-of-text for the ``text`` kind). ``truncated`` counts the rows longer
-    than ``max_length``, which training would cut.
+    than ``max_length``, which training would cut. ``validation`` (a separate ``LoadedDataset``)
+    replaces the held-out fraction, as ``data.validation_path`` does in a run. Datasets larger than
+    ``token_sample`` rows have token lengths counted on a seeded sample of that many rows (about
+    0.7 ms a row goes into the chat template); ``token_lengths["counted"]`` says how many.
     """
     from desktop_ft.core.datasets import dumps_row, split_rows, sft_row
 
@@ -53,7 +57,10 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
             dup_lines.append(data.lines[i] if i < len(data.lines) else i + 1)
         else:
             seen[key] = i
-    train, val = split_rows(data.rows, validation_fraction, seed)
+    if validation is not None:
+        train, val = data.rows, validation.rows
+    else:
+        train, val = split_rows(data.rows, validation_fraction, seed)
     counts = {"rows": len(data.rows), "errors": len(data.errors), "duplicates": len(dup_lines),
               "train": len(train), "validation": len(val)}
     report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
@@ -63,16 +70,31 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
         report.preview = [render_plain(e) for e in examples[:PREVIEW_ROWS]]
         return report
 
-    lengths: list[int] = []
-    for i, example in enumerate(examples):
+    texts: list[str] = []
+    counted: list[int] = []
+    chosen = range(len(examples))
+    if token_sample and len(examples) > token_sample:
+        import random
+
+        chosen = sorted(random.Random(seed).sample(range(len(examples)), token_sample))
+    for i in chosen:
+        example = examples[i]
         try:
-            ids = _example_ids(example, tokenizer)
+            texts.append(_training_text(example, tokenizer))
+            counted.append(i)
         except Exception as exc:  # a template that rejects this conversation (roles must alternate, ...)
             line = data.lines[i] if i < len(data.lines) else i + 1
-            report.template_errors.append({"line": line, "message": "the model's chat template cannot render this "
-                                           f"row ({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})."})
-            continue
-        lengths.append(len(ids))
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            report.template_errors.append({"line": line, "message": "the model's chat template cannot render "
+                                           f"this row ({reason})."})
+    # Rendered text tokenised in batches gives the same ids as apply_chat_template(tokenize=True), faster.
+    lengths: list[int] = []
+    for start in range(0, len(texts), 1000):
+        batch = tokenizer(texts[start:start + 1000], add_special_tokens=data.kind == "text")["input_ids"]
+        lengths.extend(len(ids) for ids in batch)
+    report.lengths = [None] * len(examples)
+    for i, n in zip(counted, lengths):
+        report.lengths[i] = n
     report.preview = [_render(e, tokenizer) for e in examples[:PREVIEW_ROWS]]
     if lengths:
         ordered = sorted(lengths)
@@ -80,36 +102,53 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
             "min": ordered[0], "median": statistics.median_low(ordered),
             "p95": ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))],
             "max": ordered[-1], "truncated": sum(1 for n in ordered if n > max_length), "max_length": max_length,
+            "counted": len(ordered),
         }
     return report
 
 
-def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *,
-                  assistant_only_loss: bool = True) -> list[tuple[str, bool]]:
+def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *, assistant_only_loss: bool = True,
+                  max_length: int | None = None, every_reply: bool | None = None) -> list[tuple[str, bool]]:
     """One normalised row as the model sees it, in pieces flagged True where they count toward the loss.
 
     Mirrors TRL's SFTTrainer tokenisation of the row the engine builds (``sft_row``): with
     assistant-only loss the prompt (everything up to the last assistant reply, rendered with the
     generation prompt) is not learned and the reply is; the completion starts where the tokenised
     prompt and prompt+reply first differ, as in TRL. Without it, and for raw text, everything counts.
+    With ``every_reply`` (multi-turn training that learns every assistant reply) every reply of a
+    conversation is flagged, not just the last; None follows the engine (``desktop_ft.core.methods``
+    learns every reply when it is installed). The replies are marked as training marks them: by the
+    chat template's ``{% generation %}`` markers where the engine uses such a template, else each
+    reply as the completion of the turns before it. With ``max_length``, tokens past it are cut by
+    training, so they are flagged False too.
     Joined together, the pieces are the full training text.
     """
     from desktop_ft.core.datasets import sft_row
 
     example = sft_row(kind, row, assistant_only_loss=assistant_only_loss)
-    if "prompt" in example:
+    methods = _methods()
+    if every_reply is None:
+        every_reply = methods is not None and hasattr(methods, "per_turn_rows")
+    multi_turn = "messages" in row and sum(m["role"] == "assistant" for m in row["messages"]) > 1
+    if every_reply and assistant_only_loss and multi_turn:
+        template = _training_template(methods, tokenizer, row)
+        if template:
+            out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                return_assistant_tokens_mask=True, chat_template=template)
+            ids, mask = list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
+        else:
+            ids, mask = _every_reply_mask(row["messages"], tokenizer)
+    elif "prompt" in example:
         prompt_ids = _chat_ids(tokenizer, example["prompt"], add_generation_prompt=True)
         full_ids = _chat_ids(tokenizer, example["prompt"] + example["completion"])
-        n = 0
-        for a, b in zip(prompt_ids, full_ids):
-            if a != b:
-                break
-            n += 1
+        n = _common_prefix(prompt_ids, full_ids)
         mask = [False] * n + [True] * (len(full_ids) - n)
         ids = full_ids
     else:
         ids = _example_ids(example, tokenizer)
         mask = [True] * len(ids)
+    if max_length is not None:
+        mask = [m and i < max_length for i, m in enumerate(mask)]
     segments: list[tuple[str, bool]] = []
     start = 0
     for i in range(1, len(ids) + 1):
@@ -129,6 +168,49 @@ def render_plain(example: dict[str, Any]) -> str:
 
 # -- internals ---------------------------------------------------------------------------------------
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _methods() -> Any:
+    """The methods module where this build has it (it decides how multi-turn chats are learned)."""
+    try:
+        from desktop_ft.core import methods  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return methods
+
+
+def _training_template(methods: Any, tokenizer: Any, row: dict[str, Any]) -> str | None:
+    choose = getattr(methods, "training_chat_template", None) if methods is not None else None
+    if choose is None:
+        return None
+    try:
+        return choose(tokenizer, [row])
+    except Exception:
+        return None
+
+
+def _every_reply_mask(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:
+    """Each assistant reply learned as the completion of the turns before it (one example per reply)."""
+    full = _chat_ids(tokenizer, messages)
+    mask = [False] * len(full)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or i == 0:
+            continue
+        upto = _chat_ids(tokenizer, messages[:i + 1])
+        if full[:len(upto)] != upto:  # the template renders earlier turns differently later on
+            continue
+        start = _common_prefix(_chat_ids(tokenizer, messages[:i], add_generation_prompt=True), upto)
+        for j in range(start, len(upto)):
+            mask[j] = True
+    return full, mask
+
 def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                         add_generation_prompt=add_generation_prompt)
@@ -146,6 +228,15 @@ def _example_ids(example: dict[str, Any], tokenizer: Any) -> list[int]:
     if "prompt" in example:
         return _chat_ids(tokenizer, example["prompt"] + example["completion"])
     return _chat_ids(tokenizer, example["messages"])
+
+
+def _training_text(example: dict[str, Any], tokenizer: Any) -> str:
+    """The full training example as text: through the chat template, or raw text plus end-of-text."""
+    if "text" in example:
+        eos = tokenizer.eos_token or ""
+        return example["text"] if not eos or example["text"].endswith(eos) else example["text"] + eos
+    messages = example.get("messages") or example["prompt"] + example["completion"]
+    return tokenizer.apply_chat_template(messages, tokenize=False)
 
 
 def _render(example: dict[str, Any], tokenizer: Any) -> str:

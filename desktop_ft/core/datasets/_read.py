@@ -1,7 +1,7 @@
 """Readers: one file type in, ``(line, record)`` pairs out, with the line an editor shows.
 
-Every reader yields ``Record``s (a dict of columns, or a plain string) or ``RowError``s, so a broken
-line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
+Every reader yields ``(line, record)`` pairs (a record is a dict of columns, or a plain string) or
+``RowError``s, so a broken line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
 unreadable, not the type its name says) raise ``DatasetError``. Nothing here knows about formats.
 """
 
@@ -72,6 +72,8 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
         raise DatasetError("is a spreadsheet workbook, which Desktop FT does not read directly", path=p,
                            hint="Save it as 'CSV UTF-8 (comma delimited)' and pick the .csv file.")
     raw = _read_bytes(p)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
+        raw = decode_text(p, raw).encode("utf-8")
     if suffix in TSV_SUFFIXES:
         return p, read_csv(p, raw, delimiter="\t")
     if suffix in CSV_SUFFIXES:
@@ -79,7 +81,7 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     if suffix in JSON_SUFFIXES:
         return p, read_json(p, raw)
     if suffix in JSONL_SUFFIXES:
-        return p, read_jsonl(p, raw)
+        return p, read_jsonl(p, raw) if _is_line_per_row(raw) else read_json(p, raw)
     if suffix in TEXT_SUFFIXES:
         if _looks_like_jsonl(raw):
             return p, read_jsonl(p, raw)
@@ -120,6 +122,34 @@ def decode_text(path: Path, raw: bytes) -> str:
                                 "encoding UTF-8).") from None
 
 
+def _is_line_per_row(raw: bytes) -> bool:
+    """False for a .jsonl file that really holds one JSON array or pretty-printed objects.
+
+    One row per line when the first line is a whole object (or a whole list of messages), or when
+    at least two of the first five lines are objects (so one broken first line does not turn the
+    whole file into a different format).
+    """
+    lines = [ln.strip() for ln in raw[:100000].split(b"\n") if ln.strip()][:5]
+    if not lines:
+        return True
+    lines[0] = lines[0].lstrip(b"\xef\xbb\xbf")
+    if lines[0].startswith(b"["):
+        first = _parse(lines[0])
+        return isinstance(first, list) and bool(first) and all(
+            isinstance(m, dict) and ("role" in m or "from" in m) for m in first)
+    if lines[0].startswith(b"{"):
+        return sum(isinstance(_parse(ln), dict) for ln in lines) >= min(2, len(lines)) or \
+            isinstance(_parse(lines[0]), dict)
+    return True
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
 def _looks_like_jsonl(raw: bytes) -> bool:
     lines = [ln for ln in raw[:20000].splitlines() if ln.strip()][:5]
     if not lines:
@@ -137,7 +167,7 @@ def read_jsonl(path: Path, raw: bytes) -> Source:
     def records() -> Iterator[tuple[int, Any] | RowError]:
         for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
             try:
-                text = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+                text = raw_line.decode("utf-8").lstrip("\ufeff").strip()  # a BOM on any line: files joined with cat
             except UnicodeDecodeError as exc:
                 yield RowError(lineno, f"is not valid UTF-8 (byte 0x{raw_line[exc.start]:02x} at column "
                                        f"{exc.start + 1}); save the file as UTF-8.")
@@ -156,11 +186,12 @@ def read_jsonl(path: Path, raw: bytes) -> Source:
 
 def _json_problem(exc: Exception, text: str = "") -> str:
     if isinstance(exc, json.JSONDecodeError):
-        hint = ""
-        if exc.msg.startswith("Expecting property name enclosed in double quotes") or "'" in text[:2]:
-            hint = " JSON needs double quotes around names and text."
-        elif exc.msg.startswith("Unterminated string") or exc.msg.startswith("Expecting"):
-            hint = " The line may be cut off or hold a raw line break."
+        if exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string"):
+            hint = " The line ends too early: it may be cut off, or one object may be spread over several lines."
+        elif exc.msg.startswith("Expecting property name") and "'" in text:
+            hint = " JSON needs double quotes (\") around names and text, not single quotes."
+        else:
+            hint = ""
         return f"is not valid JSON ({_msg(exc)} at column {exc.colno}).{hint}"
     return "is not valid JSON (nested too deeply)."
 
@@ -218,6 +249,23 @@ class _Scanner:
                                   "this line were not read.")
             return
 
+    def stream(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
+        """Values written one after another (pretty-printed objects in a .jsonl file)."""
+        text = self.text
+        pos = self.skip(pos)
+        while pos < len(text):
+            line = self.line_at(pos)
+            try:
+                value, end = self.decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                yield RowError(line, _broken_here(exc))
+                return
+            except RecursionError:
+                yield RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
+                return
+            yield line, value
+            pos = self.skip(end)
+
     def object_values(self, pos: int) -> dict[str, int]:
         """Start position of each value in the object at ``pos`` (which is known to be valid JSON)."""
         text = self.text
@@ -240,8 +288,11 @@ def _msg(exc: json.JSONDecodeError) -> str:
 
 
 def _broken_here(exc: json.JSONDecodeError) -> str:
-    return (f"this row is not valid JSON ({_msg(exc)} at line {exc.lineno}, column {exc.colno}); rows after it "
-            "were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
+    found = exc.doc[exc.pos:exc.pos + 1]
+    why = {"]": " (JSON allows no comma before ']')", "}": " (JSON allows no comma before '}')",
+           "/": " (JSON allows no comments)", "#": " (JSON allows no comments)"}.get(found, "")
+    return (f"the JSON is broken here ({_msg(exc)}{why} at line {exc.lineno}, column {exc.colno}); rows after "
+            "it were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
 
 
 def read_json(path: Path, raw: bytes) -> Source:
@@ -255,15 +306,34 @@ def read_json(path: Path, raw: bytes) -> Source:
     try:
         top = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # one object per line, named .json
-            return read_jsonl(path, raw)
-        raise DatasetError(f"is not valid JSON ({_msg(exc)} at column {exc.colno})", path=path, line=exc.lineno,
-                           hint="Fix the JSON there, or save one object per line as .jsonl.") from None
+        if exc.msg == "Extra data":  # several objects one after another: one per line, or pretty-printed
+            return Source("json", scan.stream(start)) if not _is_line_per_row(raw) else read_jsonl(path, raw)
+        bad_line = text.split("\n")[exc.lineno - 1] if exc.lineno - 1 < text.count("\n") + 1 else ""
+        problem = _json_problem(json.JSONDecodeError(exc.msg, bad_line, exc.colno - 1), bad_line)
+        found = bad_line[exc.colno - 1:exc.colno]
+        if found in ("]", "}", "/", "#"):
+            problem = f"is not valid JSON at column {exc.colno}: JSON allows no " + \
+                ("comments" if found in "/#" else f"comma before '{found}'")
+        raise DatasetError(problem.removesuffix("."), path=path, line=exc.lineno) from None
     except RecursionError:
         raise DatasetError("is not valid JSON (nested too deeply)", path=path) from None
     if not isinstance(top, dict):
         raise DatasetError(f"holds a single {type(top).__name__}, not rows", path=path,
                            hint="Use a list of objects, or one object per line (.jsonl).")
+    pandas_rows = _pandas_layout(top)
+    if pandas_rows is not None:  # DataFrame.to_json() as 'columns' or 'split': no per-row lines to name
+        source = Source("json", _numbered(pandas_rows), columns=[str(c) for c in pandas_rows[0]] if pandas_rows
+                        else None, unit="row")
+        source.notes.append("a pandas DataFrame saved with to_json(); rows are numbered from 1")
+        return source
+    from desktop_ft.core.datasets._formats import looks_like_a_row
+
+    if top and all(isinstance(v, dict) for v in top.values()) and not looks_like_a_row(top) \
+            and looks_like_a_row(next(iter(top.values()))):  # {"id1": {row}, "id2": {row}} (orient='index')
+        starts = scan.object_values(start)
+        source = Source("json", iter([(scan.line_at(starts[k]), v) for k, v in top.items()]))
+        source.notes.append("rows read from an object keyed by id")
+        return source
     key = _list_key(top)
     if key is None:
         return Source("json", iter([(scan.line_at(start), top)]))
@@ -275,6 +345,20 @@ def read_json(path: Path, raw: bytes) -> Source:
         source = Source("json", iter(list(zip(lines, _columnar_rows(top)))))
         source.notes.append("columns stored as lists, one entry per row")
     return source
+
+
+def _pandas_layout(top: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Rows of ``DataFrame.to_json()`` (orient 'columns': {col: {index: value}}) or orient 'split'."""
+    if set(top) >= {"columns", "data"} and isinstance(top["columns"], list) and isinstance(top["data"], list) \
+            and top["data"] and all(isinstance(r, list) for r in top["data"]):
+        cols = [str(c) for c in top["columns"]]
+        return [dict(zip(cols, r)) for r in top["data"]]
+    values = list(top.values())
+    if values and all(isinstance(v, dict) and v for v in values):
+        index = list(values[0])
+        if all(str(i).lstrip("-").isdigit() for i in index) and all(list(v) == index for v in values):
+            return [{col: top[col][i] for col in top} for i in index]
+    return None
 
 
 def _ok(items: Iterator[tuple[int, Any] | RowError]) -> Iterator[tuple[int, Any]]:
@@ -319,6 +403,7 @@ def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> Source:
     text = decode_text(path, raw)
     if delimiter is None:
         delimiter = _guess_delimiter(text)
+    csv.field_size_limit(2**31 - 1)  # whole documents in one cell are normal in training data
     stream = io.StringIO(text, newline="")
     reader = csv.reader(stream, delimiter=delimiter)
     header: list[str] = []
@@ -463,11 +548,21 @@ def read_parquet(path: Path) -> Source:
     try:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        columns = list(parquet.schema_arrow.names)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DatasetError(f"cannot be read as Parquet ({_first_line(exc)})", path=path,
                            hint="Check that the file is a complete .parquet file.") from None
-    return Source("parquet", _numbered(table.to_pylist()), columns=list(table.column_names), unit="row")
+
+    def rows() -> Iterator[dict[str, Any]]:  # in batches, so max_rows reads only what it needs
+        try:
+            for batch in parquet.iter_batches(batch_size=1000):
+                yield from batch.to_pylist()
+        except Exception as exc:
+            raise DatasetError(f"cannot be read as Parquet past its first rows ({_first_line(exc)})", path=path,
+                               hint="The file may be cut off; export it again.") from None
+
+    return Source("parquet", _numbered(rows()), columns=columns, unit="row")
 
 
 def read_saved(path: Path) -> Source:
@@ -498,18 +593,64 @@ def read_saved(path: Path) -> Source:
 
 def read_hub(name: str) -> Source:
     repo, _, split = name.partition(":")
+    offline = not _hub_reachable()
     try:
         from datasets import load_dataset as hf_load
 
-        loaded = hf_load(repo, split=split or "train")
+        with _offline_mode(offline):
+            loaded = hf_load(repo, split=split or "train")
     except Exception as exc:  # offline, unknown id, gated, no such split: all say the same to a user
         text = _first_line(exc)
-        offline = any(w in text.lower() for w in ("offline", "connection", "resolve", "network", "internet"))
-        raise DatasetError(f"is not a file here and could not be loaded from the Hugging Face Hub ({text})",
-                           path=name, hint="Check the name and your internet connection, or download the data "
-                           "and pick the file." if offline else "Check the path or the dataset id "
-                           "(owner/name, optionally owner/name:split).") from None
+        offline = offline or any(w in text.lower() for w in ("offline", "connection", "couldn't reach", "network"))
+        where = "is not a file here, and the Hugging Face Hub cannot be reached to look for it" if offline else \
+            "is not a file here and could not be loaded from the Hugging Face Hub"
+        raise DatasetError(f"{where} ({text})", path=name,
+                           hint="Check your internet connection, or download the data and pick the file."
+                           if offline else "Check the path or the dataset id (owner/name, optionally "
+                           "owner/name:split).") from None
     return Source("hub", _numbered(_iter_dataset(loaded)), columns=list(loaded.column_names), unit="row")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick connect to the Hub, so an offline machine gets an answer now rather than after retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class _offline_mode:
+    """Hack: flip huggingface_hub's and datasets' offline switches for one call (they read the environment
+    once, at import), so a cached dataset still loads and nothing retries against an unreachable Hub."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        self.saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> None:
+        if not self.on:
+            return
+        import datasets.config
+        import huggingface_hub.constants
+
+        for module, attr in ((huggingface_hub.constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+                             (datasets.config, "HF_DATASETS_OFFLINE")):
+            if hasattr(module, attr):
+                self.saved.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, True)
+
+    def __exit__(self, *exc: Any) -> None:
+        for module, attr, value in self.saved:
+            setattr(module, attr, value)
 
 
 def _iter_dataset(dataset: Any) -> Iterator[dict[str, Any]]:

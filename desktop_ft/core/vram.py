@@ -1,0 +1,582 @@
+"""How much memory a training run will take, where it goes, whether it fits, and what would fit.
+
+Worked out from the model's ``config.json`` numbers alone (``models.Architecture``), before any
+weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, weights in the
+compute dtype (bf16/fp16 on a GPU, fp32 on the CPU), LoRA adapters in fp32 (peft's default),
+SDPA attention, and TRL's tiled log-probability head (TRL >= 1.x never materialises the full
+``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
+derived, and how well the sum matched measured peaks, is written down in ``docs/memory.md``.
+
+The estimate is a *peak* for the worst batch: every sequence as long as ``training.max_length``.
+Short examples use less (batches are padded to their longest example only).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from desktop_ft.core.models import Architecture
+
+if TYPE_CHECKING:  # pragma: no cover
+    from desktop_ft.core.config import RunConfig
+    from desktop_ft.core.hardware import Hardware
+
+GiB = 1024**3
+MiB = 1024**2
+
+#: methods that train LoRA-style adapters on a frozen base (unknown names are treated like LoRA)
+LORA_METHODS = {"lora", "dora", "qlora", "lora_8bit", "rslora", "pissa", "olora", "loftq"}
+QUANTIZED_4BIT = {"qlora"}
+QUANTIZED_8BIT = {"lora_8bit"}
+#: tasks that run chosen and rejected answers through the model together (batch doubles)
+PAIRED_TASKS = {"dpo", "orpo", "ipo", "simpo", "cpo"}
+#: tasks with a reference model (the frozen base: adapter switched off, or a frozen copy for full)
+REFERENCE_TASKS = {"dpo", "kto", "ipo"}
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+#: optimizer state bytes per trainable parameter, beyond the parameter itself (None: 2 × param dtype)
+OPTIMIZER_STATE_BYTES = {"sgd": 0.0, "adamw_8bit": 2.03, "paged_adamw_8bit": 2.03, "adamw_bnb_8bit": 2.03,
+                         "paged_adamw_32bit": 8.0, "adafactor": 0.05, "lion_8bit": 1.02, "paged_lion_8bit": 1.02}
+
+# NF4 with double quantisation: 4 bits per weight, one 8-bit absmax per 64 weights, one fp32
+# second-level constant per 256 absmax blocks (QLoRA paper, section 3): 0.5 + 1/64 + 4/16384 bytes.
+NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+NF4_BYTES = 0.5 + 4 / 64  # without double quantisation: an fp32 absmax per 64 weights
+INT8_BYTES = 1.0 + 4 / 4096  # LLM.int8: one byte per weight plus per-row fp32 scales (approximately)
+
+#: TRL's tiled log-probability head works on [4096 tokens × 32768 vocab] tiles
+TRL_TOKEN_TILE = 4096
+TRL_VOCAB_TILE = 32768
+
+#: CUDA context and kernels loaded by torch: outside torch's allocator, visible in nvidia-smi
+CUDA_CONTEXT_BYTES = 512 * MiB
+#: caching-allocator slack (reserved but not allocated, fragmentation) as a share of the peak
+CUDA_ALLOCATOR_SHARE = 0.08
+#: a Python process that has imported torch, transformers, peft, TRL and datasets, with a Trainer
+#: set up (measured on Linux x86-64 CPU wheels; see docs/memory.md)
+CPU_RUNTIME_BYTES = 880 * MiB
+#: glibc keeps freed blocks (per-thread arenas, raised mmap threshold), so from the second step on
+#: the resident peak sits about 30% above the live tensors of a step (measured, docs/memory.md)
+CPU_ALLOCATOR_SHARE = 0.30
+
+TIGHT_SHARE = 0.90  # above 90% of the available memory the verdict is "tight"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings the estimate depends on, read from a RunConfig with defaults for missing keys."""
+
+    method: str = "lora"
+    task: str = "sft"
+    batch_size: int = 4
+    max_length: int = 512
+    gradient_checkpointing: bool = False
+    lora_rank: int = 16
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"
+    optimizer: str = "adamw_torch"
+    precision: str = "auto"
+    packing: bool = False
+    double_quant: bool = True
+    gradient_accumulation_steps: int = 1
+    #: batches mix lengths, so attention gets a padding mask and GQA keys/values are repeated
+    padded: bool = True
+
+    @property
+    def is_full(self) -> bool:
+        return self.method == "full"
+
+    @property
+    def is_adapter(self) -> bool:
+        return not self.is_full
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A nearby configuration that fits: apply ``overrides`` with ``RunConfig.replace``."""
+
+    title: str
+    overrides: dict[str, Any]
+    total_bytes: int
+
+
+@dataclass
+class MemoryEstimate:
+    """Peak memory of a run with its parts (``breakdown`` sums to ``total_bytes``) and the verdict."""
+
+    total_bytes: int
+    breakdown: dict[str, int]
+    device: str
+    available_bytes: int | None
+    verdict: str  # 'fits' | 'tight' | 'does_not_fit' | 'unknown' (no such device here)
+    fits: bool | None
+    suggestions: list[Suggestion] = field(default_factory=list)
+    dtype: str = "fp32"
+    trainable_parameters: int = 0
+    parameters: int = 0
+    tokens_per_batch: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``desktop-ft estimate --json`` object (the first six keys are the stable contract)."""
+        return {"total_bytes": self.total_bytes, "breakdown": dict(self.breakdown), "device": self.device,
+                "available_bytes": self.available_bytes, "fits": self.fits,
+                "suggestions": [asdict(s) for s in self.suggestions], "verdict": self.verdict,
+                "dtype": self.dtype, "parameters": self.parameters,
+                "trainable_parameters": self.trainable_parameters, "tokens_per_batch": self.tokens_per_batch,
+                "notes": list(self.notes)}
+
+
+# -- reading the config --------------------------------------------------------------------------------
+
+def settings_from_config(config: RunConfig) -> Settings:
+    """Pick the estimate's inputs out of a RunConfig; unknown or missing keys fall back to defaults."""
+    m, t = config.method, config.training
+    qlora = getattr(m, "qlora", None)
+    return Settings(
+        method=str(getattr(m, "method", "lora") or "lora").lower(),
+        task=str(getattr(m, "task", "sft") or "sft").lower(),
+        batch_size=int(getattr(t, "batch_size", 4)),
+        max_length=int(getattr(t, "max_length", 512)),
+        gradient_checkpointing=bool(getattr(t, "gradient_checkpointing", False)),
+        lora_rank=int(getattr(m, "lora_rank", 16)),
+        lora_dropout=float(getattr(m, "lora_dropout", 0.05)),
+        target_modules=str(getattr(m, "target_modules", "all-linear") or "all-linear"),
+        optimizer=str(getattr(t, "optimizer", "adamw_torch") or "adamw_torch"),
+        precision=str(getattr(t, "precision", "auto") or "auto"),
+        packing=bool(getattr(t, "packing", False)),
+        double_quant=bool(getattr(qlora, "double_quant", True)) if qlora is not None else True,
+        gradient_accumulation_steps=int(getattr(t, "gradient_accumulation_steps", 1)),
+    )
+
+
+def compute_dtype(precision: str, device: str, bf16_supported: bool = True) -> str:
+    """The number format the engine trains in: mirrors ``engine.pick_device``."""
+    if device == "cuda":
+        if precision in ("bf16", "fp16", "fp32"):
+            return precision
+        return "bf16" if bf16_supported else "fp16"
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+# -- the terms ------------------------------------------------------------------------------------------
+
+def target_layers(arch: Architecture, target_modules: str) -> dict[str, tuple[int, int]]:
+    """The decoder layers' linear modules that get adapters: 'all-linear' or a comma-separated list.
+
+    Names that match nothing (say 'q_proj' on Phi-3, whose projections are fused) fall back to
+    'all-linear' rather than to zero: an estimate too low is worse than one a bit high.
+    """
+    layers = arch.linear_layers()
+    spec = (target_modules or "all-linear").strip()
+    if spec in ("all-linear", "all", "*"):
+        return layers
+    wanted = {name.strip() for name in spec.split(",") if name.strip()}
+    chosen = {name: dims for name, dims in layers.items() if name in wanted}
+    return chosen or layers
+
+
+def trainable_parameters(arch: Architecture, s: Settings) -> int:
+    """Full: every parameter. LoRA: r × (in + out) per adapted module and layer (+ DoRA's magnitudes)."""
+    if s.is_full:
+        return arch.parameters()
+    per_layer = 0
+    for fan_in, fan_out in target_layers(arch, s.target_modules).values():
+        per_layer += s.lora_rank * (fan_in + fan_out)
+        if s.method == "dora":
+            per_layer += fan_out
+    return per_layer * arch.num_layers
+
+
+def weights_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
+    """The model as loaded: compute dtype, or 4-bit/8-bit linear layers with the rest in the compute dtype."""
+    total = arch.parameters()
+    if s.method in QUANTIZED_4BIT:
+        quantized = arch.quantizable_parameters()
+        per = NF4_DQ_BYTES if s.double_quant else NF4_BYTES
+        return int(quantized * per + (total - quantized) * dtype_bytes)
+    if s.method in QUANTIZED_8BIT:
+        quantized = arch.quantizable_parameters()
+        return int(quantized * INT8_BYTES + (total - quantized) * dtype_bytes)
+    return total * dtype_bytes
+
+
+def param_bytes(s: Settings, dtype_bytes: int) -> int:
+    """Bytes per trainable parameter: adapters are fp32 (peft upcasts them), full training keeps the dtype."""
+    return dtype_bytes if s.is_full else 4
+
+
+def gradients_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
+    return trainable_parameters(arch, s) * param_bytes(s, dtype_bytes)
+
+
+def optimizer_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
+    """AdamW keeps two moments per trainable parameter in its dtype; 8-bit AdamW one byte each; SGD none."""
+    per = OPTIMIZER_STATE_BYTES.get(s.optimizer)
+    if per is None:
+        per = 2 * param_bytes(s, dtype_bytes)
+    return int(trainable_parameters(arch, s) * per)
+
+
+def tokens_per_batch(s: Settings) -> int:
+    """Tokens in one micro-batch at the worst case: preference tasks run chosen and rejected together."""
+    rows = s.batch_size * (2 if s.task in PAIRED_TASKS else 1)
+    return rows * s.max_length
+
+
+def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_bytes: int,
+                                     device: str = "cuda") -> float:
+    """Bytes one decoder layer keeps for backward, per token, without gradient checkpointing.
+
+    Counted from what autograd saves in the transformers Llama-family layer:
+    - each RMSNorm saves its input upcast to fp32 (and, when its weight trains, its output);
+    - a frozen linear saves nothing; a trained one saves its input (shared by q/k/v and gate/up);
+      a LoRA branch with dropout saves the dropped input and its mask per module (a bool mask on
+      CUDA; on the CPU the mask has the input's dtype);
+    - SDPA (flash / memory-efficient kernels, no length² term) saves q, k, v and its output;
+      with a padding mask transformers repeats GQA keys/values to all heads first;
+    - the gated MLP saves gate, up and act(gate) (the input of down_proj).
+    """
+    d = dtype_bytes
+    h, q, kv, inter = arch.hidden_size, arch.q_dim, arch.kv_dim, arch.intermediate_size
+    if arch.num_experts:  # active experts only (MoE estimates are rough)
+        inter = arch.expert_intermediate_size * max(arch.experts_per_token, 1)
+    kv_saved = q if s.padded else kv
+    total = 0.0
+    total += arch.norms_per_layer * 4 * h  # fp32 copies inside RMSNorm
+    if arch.qk_norm:
+        total += 4 * (q + kv)
+    total += d * (q + 2 * kv_saved + q)  # SDPA: q, k, v, output
+    total += d * 3 * inter  # gate, up, act(gate)·up input of down
+    if s.is_full:
+        total += arch.norms_per_layer * d * h  # norm outputs, for the norm weights' gradients
+        total += d * (2 * h + q + inter)  # inputs of the trained linears (h1 shared, attn out, h2 shared, down in)
+    else:
+        targets = target_layers(arch, s.target_modules)
+        if s.lora_dropout > 0:
+            mask = 1 if device == "cuda" else d
+            total += sum((d + mask) * fan_in for fan_in, _ in targets.values())
+        else:  # the same input tensor is saved by every adapter reading it: count distinct inputs
+            total += d * sum(set(fan_in for fan_in, _ in targets.values()))
+        total += sum(2 * d * s.lora_rank for _ in targets)  # A's output, B's input
+    return total
+
+
+def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str = "cuda") -> int:
+    """All layers' saved activations for one micro-batch, or with checkpointing: each layer's input
+    plus one layer recomputed during backward."""
+    tokens = tokens_per_batch(s)
+    per_layer = layer_activation_bytes_per_token(arch, s, dtype_bytes, device)
+    final_norm = 4 * arch.hidden_size + dtype_bytes * arch.hidden_size
+    if s.gradient_checkpointing:
+        per_token = arch.num_layers * dtype_bytes * arch.hidden_size + per_layer + final_norm
+    else:
+        per_token = arch.num_layers * per_layer + final_norm
+    return int(tokens * per_token)
+
+
+def logits_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str) -> int:
+    """TRL's tiled log-prob head: one [≤4096 tokens × ≤32768 vocab] tile in the compute dtype (the
+    Triton kernel folds it in place on CUDA; the torch fallback on the CPU holds about eight fp32
+    tile-sized temporaries at its backward peak), the fp32 gradient of the hidden states, and for
+    full training the fp32 gradient of the output layer."""
+    tokens = tokens_per_batch(s)
+    tile = min(tokens, TRL_TOKEN_TILE) * min(arch.vocab_size, TRL_VOCAB_TILE)
+    total = tile * dtype_bytes if device == "cuda" else tile * 4 * 8
+    total += tokens * arch.hidden_size * 4  # fp32 grad_hidden accumulator
+    total += tokens * 4 * 4  # per-token statistics (log-sum-exp, entropy, …)
+    if s.is_full:
+        total += arch.vocab_size * arch.hidden_size * 4  # fp32 grad of the output layer, accumulated in tiles
+    return int(total)
+
+
+def reference_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
+    """DPO/KTO: with adapters the reference is the same model with the adapter off (no extra weights, its
+    no-grad pass frees as it goes); full training keeps a frozen copy of the model."""
+    if s.task not in REFERENCE_TASKS or not s.is_full:
+        return 0
+    return arch.parameters() * dtype_bytes
+
+
+def optimizer_step_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str) -> int:
+    """Temporaries of the optimizer step: torch's foreach AdamW on CUDA allocates about one copy of the
+    trainable parameters; the per-tensor loop on the CPU about two copies of the largest tensor."""
+    if s.optimizer == "sgd":
+        return 0
+    pb = param_bytes(s, dtype_bytes)
+    if device == "cuda" and s.optimizer.startswith("adamw_torch"):
+        return trainable_parameters(arch, s) * pb
+    if s.is_full:
+        return 2 * arch.vocab_size * arch.hidden_size * pb
+    biggest = max((r for r in target_layers(arch, s.target_modules).values()), key=lambda d: d[0] + d[1])
+    return 2 * s.lora_rank * max(biggest) * pb
+
+
+def estimate(arch: Architecture, s: Settings, *, device: str = "cuda", bf16_supported: bool = True,
+             available_bytes: int | None = None) -> MemoryEstimate:
+    """The peak of a run with settings ``s`` on ``device``; the verdict against ``available_bytes``."""
+    dtype = compute_dtype(s.precision, device, bf16_supported)
+    d = DTYPE_BYTES[dtype]
+    weights = weights_bytes(arch, s, d)
+    grads = gradients_bytes(arch, s, d)
+    optim = optimizer_bytes(arch, s, d)
+    acts = activations_bytes(arch, s, d, device)
+    logits = logits_bytes(arch, s, d, device)
+    ref = reference_bytes(arch, s, d)
+    step_tmp = optimizer_step_bytes(arch, s, d, device)
+    # Two moments can be the peak: early in backward (all activations alive, few gradients yet) or
+    # at the optimizer step (all gradients, no activations). Adapter gradients are tiny, so for
+    # LoRA both are counted at once; for full training the larger of the two moments is taken.
+    if s.is_full:
+        head_grad = arch.vocab_size * arch.hidden_size * d
+        backward = acts + logits + head_grad
+        step = grads + step_tmp
+        if backward >= step:
+            dynamic = {"gradients": head_grad, "activations": acts, "logits": logits}
+        else:
+            dynamic = {"gradients": grads, "activations": 0, "logits": 0, "optimizer_step": step_tmp}
+    else:
+        dynamic = {"gradients": grads, "activations": acts, "logits": logits, "optimizer_step": 0}
+    breakdown = {"weights": weights, "optimizer": optim, **dynamic, "reference": ref}
+    model_bytes = sum(breakdown.values())
+    if device == "cuda":
+        breakdown["allocator"] = int(model_bytes * CUDA_ALLOCATOR_SHARE)
+        breakdown["runtime"] = CUDA_CONTEXT_BYTES
+    else:
+        breakdown["allocator"] = int((model_bytes - weights - optim) * CPU_ALLOCATOR_SHARE)
+        breakdown["runtime"] = CPU_RUNTIME_BYTES
+    breakdown = {k: int(v) for k, v in breakdown.items()}
+    total = sum(breakdown.values())
+    verdict, fits = judge(total, available_bytes)
+    notes = []
+    if s.method in QUANTIZED_4BIT | QUANTIZED_8BIT and device != "cuda":
+        notes.append("QLoRA and 8-bit loading need a CUDA GPU with bitsandbytes.")
+    if "8bit" in s.optimizer and device != "cuda":
+        notes.append("8-bit optimizers need a CUDA GPU with bitsandbytes.")
+    if not arch.exact:
+        notes.append(f"'{arch.model_type}' layers are not modelled in detail; the estimate is rough.")
+    return MemoryEstimate(total_bytes=total, breakdown=breakdown, device=device, available_bytes=available_bytes,
+                          verdict=verdict, fits=fits, dtype=dtype, trainable_parameters=trainable_parameters(arch, s),
+                          parameters=arch.parameters(), tokens_per_batch=tokens_per_batch(s), notes=notes)
+
+
+def judge(total: int, available: int | None) -> tuple[str, bool | None]:
+    if available is None:
+        return "unknown", None
+    if total <= TIGHT_SHARE * available:
+        return "fits", True
+    if total <= available:
+        return "tight", True
+    return "does_not_fit", False
+
+
+# -- against a config and a machine ---------------------------------------------------------------------
+
+def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, device: str | None = None,
+                        *, available_bytes: int | None = None, suggest: bool = True) -> MemoryEstimate:
+    """Estimate the run ``config`` describes on ``device`` (default: the machine's best device).
+
+    ``hardware`` defaults to ``hardware.detect()``; ``available_bytes`` overrides what the device
+    has (the CLI's ``--gpu-memory``). When the run is tight or does not fit, ``suggestions`` holds
+    the nearest settings that fit, each with its own estimate.
+    """
+    from desktop_ft.core import models
+
+    arch = models.architecture_of(config.model.name)
+    if hardware is None:
+        from desktop_ft.core.hardware import detect
+
+        hardware = detect()
+    device = (device or hardware.best_device).lower()
+    if device not in ("cuda", "cpu"):
+        from desktop_ft.core.errors import ConfigError
+
+        raise ConfigError(f"unknown device '{device}'", field="device", hint="Use 'cuda' or 'cpu'.")
+    if available_bytes is None:
+        available_bytes = available_memory(hardware, device)
+    bf16 = hardware.bf16 if hardware.gpus else True
+    s = settings_from_config(config)
+    result = estimate(arch, s, device=device, bf16_supported=bf16, available_bytes=available_bytes)
+    if suggest and result.verdict in ("tight", "does_not_fit"):
+        can_quantize = device == "cuda" and (hardware.bitsandbytes or not hardware.gpus)
+        result.suggestions = suggestions(arch, s, device=device, bf16_supported=bf16,
+                                         available_bytes=available_bytes, can_quantize=can_quantize)
+    return result
+
+
+def available_memory(hardware: Hardware, device: str) -> int | None:
+    """What a run may use: the GPU's free memory (the first GPU, as the engine uses), or available RAM."""
+    if device == "cuda":
+        if not hardware.gpus:
+            return None
+        gpu = hardware.gpus[0]
+        return int(gpu.free_bytes or gpu.total_bytes)
+    return int(hardware.ram_available_bytes) or None
+
+
+#: (title, settings change, config overrides) builders, nearest (least change to the result) first
+def _candidates(s: Settings, device: str, can_quantize: bool) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    if not s.gradient_checkpointing:
+        out.append(("Turn on gradient checkpointing", {"training.gradient_checkpointing": True}))
+    b, acc = s.batch_size, s.gradient_accumulation_steps
+    while b > 1:
+        b = max(1, b // 2)
+        acc = acc * 2
+        out.append((f"Batch size {b} with {acc} accumulation steps (same effective batch)",
+                    {"training.batch_size": b, "training.gradient_accumulation_steps": acc}))
+    if device == "cuda" and can_quantize and s.optimizer in ("adamw_torch", "adamw_torch_fused", "adamw"):
+        out.append(("8-bit AdamW optimizer", {"training.optimizer": "paged_adamw_8bit"}))
+    if s.is_full:
+        out.append(("LoRA instead of full fine-tuning", {"method.method": "lora"}))
+    if device == "cuda" and can_quantize and s.method not in QUANTIZED_4BIT:
+        out.append(("QLoRA: 4-bit base model", {"method.method": "qlora"}))
+    length = s.max_length
+    while length > 256:
+        length = max(256, length // 2)
+        out.append((f"Max length {length}", {"training.max_length": length}))
+    return out
+
+
+_SETTING_OF_KEY = {"training.gradient_checkpointing": "gradient_checkpointing", "training.batch_size": "batch_size",
+                   "training.gradient_accumulation_steps": "gradient_accumulation_steps",
+                   "training.optimizer": "optimizer", "method.method": "method", "training.max_length": "max_length"}
+
+
+def _apply(s: Settings, overrides: dict[str, Any]) -> Settings:
+    return replace(s, **{_SETTING_OF_KEY[k]: v for k, v in overrides.items()})
+
+
+def suggestions(arch: Architecture, s: Settings, *, device: str, bf16_supported: bool, available_bytes: int,
+                can_quantize: bool = True, limit: int = 4) -> list[Suggestion]:
+    """Nearby settings that fit: single changes first, then the same changes stacked in order.
+
+    Changes that keep the result the same (checkpointing, smaller batch with more accumulation,
+    8-bit AdamW) come before ones that change it (LoRA for full, 4-bit base, shorter sequences).
+    """
+    found: list[Suggestion] = []
+    seen: set[tuple] = set()
+
+    def consider(title: str, overrides: dict[str, Any]) -> bool:
+        key = tuple(sorted(overrides.items()))
+        if key in seen:
+            return False
+        seen.add(key)
+        trial = estimate(arch, _apply(s, overrides), device=device, bf16_supported=bf16_supported,
+                         available_bytes=available_bytes)
+        if trial.verdict == "fits":
+            found.append(Suggestion(title, dict(overrides), trial.total_bytes))
+            return True
+        return False
+
+    candidates = _candidates(s, device, can_quantize)
+    fitting_kinds: set[str] = set()
+    for title, overrides in candidates:  # one change at a time: the smallest step of each kind that fits
+        kind = next(iter(overrides))
+        if kind not in fitting_kinds and consider(title, overrides):
+            fitting_kinds.add(kind)
+    if not found:
+        # nothing fits with one change: stack changes until it fits, in two orders (keep the
+        # method and change the loop first; or change the method first, then the loop)
+        method_first = sorted(candidates, key=lambda c: next(iter(c[1])) != "method.method")
+        for order in (candidates, method_first):
+            stacked: dict[str, Any] = {}
+            titles: dict[str, str] = {}
+            for title, overrides in order:
+                stacked.update(overrides)
+                titles[next(iter(overrides))] = title
+                if consider(" + ".join(titles.values()), dict(stacked)):
+                    break
+    return found[:limit]
+
+
+# -- time -----------------------------------------------------------------------------------------------
+
+#: dense bf16 tensor throughput (TFLOP/s) of common GPUs, by a word in the device name
+GPU_TFLOPS = {"H200": 989, "H100": 989, "H800": 989, "A100": 312, "A800": 312, "L40S": 362, "L40": 181, "L4": 121,
+              "A10G": 125, "A10": 125, "A6000": 155, "4090": 165, "4080": 97, "4070": 58, "3090": 71, "3080": 59,
+              "3060": 25, "T4": 65, "V100": 125}
+GPU_UTILISATION = 0.35  # share of the peak a fine-tuning step typically reaches (MFU)
+CPU_GFLOPS_PER_CORE = 12.0  # fp32 training throughput per physical core, order of magnitude
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """Seconds per optimizer step and for the whole run; ``source`` says how it was obtained."""
+
+    seconds_per_step: float
+    total_seconds: float
+    steps: int
+    source: str  # 'flops' (before training) or 'measured' (from the run's first steps)
+
+
+def flops_per_token(arch: Architecture, s: Settings) -> float:
+    """Forward 2·P, backward 4·P for full training (2·P with a frozen base: input gradients only),
+    one more forward with gradient checkpointing, plus attention over the sequence."""
+    p = arch.parameters() - arch.embedding_parameters()
+    p += arch.vocab_size * arch.hidden_size  # the output projection is a real matmul even when tied
+    attention = 2 * arch.num_layers * s.max_length * arch.q_dim  # QKᵀ and AV, causal half, forward
+    forward = 2 * p + attention
+    backward = 2 * forward if s.is_full else forward + 2 * trainable_parameters(arch, s)
+    return forward + backward + (forward if s.gradient_checkpointing else 0)
+
+
+def estimate_time(arch: Architecture, s: Settings, *, steps: int, device: str = "cuda",
+                  hardware: Hardware | None = None) -> TimeEstimate:
+    """A first guess from FLOPs and the device's throughput (replace it with ``calibrate_time``)."""
+    tokens = tokens_per_batch(s) * s.gradient_accumulation_steps
+    flops = flops_per_token(arch, s) * tokens
+    if device == "cuda":
+        name = hardware.gpus[0].name if hardware and hardware.gpus else ""
+        peak = next((v for k, v in GPU_TFLOPS.items() if k.lower() in name.lower()), 100) * 1e12
+        rate = peak * GPU_UTILISATION
+    else:
+        cores = hardware.cpu_cores if hardware else 4
+        rate = cores * CPU_GFLOPS_PER_CORE * 1e9
+    per_step = flops / rate
+    return TimeEstimate(per_step, per_step * max(steps, 0), max(steps, 0), "flops")
+
+
+def calibrate_time(metrics: list[dict[str, Any]] | str | Path, *, total_steps: int,
+                   skip_first: int = 1) -> TimeEstimate | None:
+    """Seconds per step from a run's ``metrics.jsonl`` train records (their ``time`` and ``step``).
+
+    The first ``skip_first`` intervals are skipped (warm-up: kernels, allocator, data loading).
+    Returns None until there are at least two usable intervals.
+    """
+    if not isinstance(metrics, list):
+        from desktop_ft.core.runs import iter_jsonl
+
+        metrics = list(iter_jsonl(Path(metrics)))
+    points = [(int(r["step"]), float(r["time"])) for r in metrics
+              if r.get("type", "train") == "train" and "time" in r and "step" in r]
+    points.sort()
+    rates = []
+    for (s0, t0), (s1, t1) in zip(points, points[1:]):
+        if s1 > s0 and t1 >= t0:
+            rates.append((t1 - t0) / (s1 - s0))
+    rates = rates[skip_first:]
+    if len(rates) < 2:
+        return None
+    per_step = statistics.median(rates)
+    done = points[-1][0]
+    remaining = max(total_steps - done, 0)
+    return TimeEstimate(per_step, per_step * remaining, total_steps, "measured")
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "?"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+__all__ = ["MemoryEstimate", "Suggestion", "Settings", "TimeEstimate", "estimate", "estimate_for_config",
+           "settings_from_config", "suggestions", "estimate_time", "calibrate_time", "human_bytes"]

@@ -1,0 +1,143 @@
+"""Chat on a trained tiny run: streaming, stopping, adapter toggling, checkpoints, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from desktop_ft.core.chat import ChatError, ChatModel, GenerationSettings
+
+QUESTION = [{"role": "user", "content": "How do I make a cup of tea?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A finished 4-step LoRA run of the tiny model, with checkpoints at steps 2 and 4."""
+    from tests.conftest import SAMPLE, tiny_config
+    from desktop_ft.core.engine import train
+
+    folder = tmp_path_factory.mktemp("chat-run")
+    data = folder / "chat.jsonl"
+    data.write_text("\n".join(SAMPLE.read_text(encoding="utf-8").splitlines()[:24]) + "\n", encoding="utf-8")
+    outcome = train(tiny_config(tiny_model, data, folder / "run"))
+    assert outcome.state == "finished"
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def chat(tiny_run: Path) -> ChatModel:
+    return ChatModel.from_run(tiny_run)
+
+
+def test_streamed_pieces_add_up_to_the_returned_answer(chat: ChatModel) -> None:
+    settings = GenerationSettings(max_new_tokens=24)
+    pieces: list[str] = []
+    streamed = chat.generate(QUESTION, settings=settings, on_token=pieces.append)
+    plain = chat.generate(QUESTION, settings=settings)
+    assert len(pieces) > 1
+    assert "".join(pieces) == streamed == plain
+
+
+def test_base_side_is_exactly_the_base_model(chat: ChatModel, tiny_run: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from desktop_ft.core.config import load_config
+
+    base = AutoModelForCausalLM.from_pretrained(load_config(tiny_run / "config.yaml").model.name)
+    ids = chat.encode(QUESTION)["input_ids"]
+    with torch.no_grad():
+        expected = base(input_ids=ids).logits
+    assert torch.equal(chat.logits(ids, tuned=False), expected)
+    assert not torch.allclose(chat.logits(ids, tuned=True), expected)  # the adapter does change the model
+    assert torch.equal(chat.logits(ids, tuned=False), expected)  # and toggling back leaves no trace
+
+
+def test_stop_ends_generation_mid_answer(chat: ChatModel) -> None:
+    stop = threading.Event()
+    pieces: list[str] = []
+
+    def on_token(text: str) -> None:
+        pieces.append(text)
+        if len(pieces) == 3:
+            stop.set()
+
+    settings = GenerationSettings(max_new_tokens=64, greedy=False, seed=1)  # sampling: no early end-of-turn
+    text = chat.generate(QUESTION, settings=settings, on_token=on_token, stop=stop)
+    full = chat.generate(QUESTION, settings=settings)
+    assert text == "".join(pieces)
+    assert len(pieces) <= 4  # the piece that set the flag, plus at most text the decoder held back
+    assert len(text) < len(full)
+
+
+def test_sampling_is_repeatable_with_a_seed(chat: ChatModel) -> None:
+    settings = GenerationSettings(max_new_tokens=16, greedy=False, seed=7, temperature=1.0)
+    assert chat.generate(QUESTION, settings=settings) == chat.generate(QUESTION, settings=settings)
+
+
+def test_system_prompt_reaches_the_template(chat: ChatModel) -> None:
+    ids = chat.encode(QUESTION, GenerationSettings(system_prompt="Be brief."))["input_ids"][0]
+    assert "Be brief." in chat.tokenizer.decode(ids)
+
+
+def test_checkpoints_are_listed_and_switchable(chat: ChatModel, tiny_run: Path) -> None:
+    import torch
+
+    assert chat.checkpoints() == [2, 4]
+    ids = chat.encode(QUESTION)["input_ids"]
+    final = chat.logits(ids)
+    chat.use_checkpoint(2)
+    try:
+        assert chat.tuned is not None and chat.tuned.checkpoint == 2
+        assert not torch.allclose(chat.logits(ids), final)
+        from_disk = ChatModel.from_run(tiny_run, checkpoint=2)
+        assert torch.allclose(from_disk.logits(ids), chat.logits(ids), atol=1e-5)
+    finally:
+        chat.use_checkpoint(None)
+    assert torch.allclose(chat.logits(ids), final, atol=1e-6)
+
+
+def test_missing_checkpoint_names_the_available_ones(tiny_run: Path) -> None:
+    with pytest.raises(ChatError) as info:
+        ChatModel.from_run(tiny_run, checkpoint=99)
+    assert "no checkpoint 99" in str(info.value) and "2, 4" in str(info.value)
+
+
+def test_run_without_adapter_or_checkpoint_says_so(tiny_run: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(tiny_run / "config.yaml", bare / "config.yaml")
+    with pytest.raises(ChatError, match="no adapter yet"):
+        ChatModel.from_run(bare)
+
+
+def test_run_without_final_adapter_falls_back_to_its_newest_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_run, partial)
+    shutil.rmtree(partial / "adapter")
+    source = ChatModel.from_run(partial).tuned
+    assert source is not None and source.checkpoint == 4
+
+
+def test_not_a_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(ChatError, match="not a run folder"):
+        ChatModel.from_run(tmp_path)
+
+
+def test_plain_model_chat_has_no_tuned_side(tiny_model: Path) -> None:
+    model = ChatModel.from_model(str(tiny_model))
+    assert not model.has_tuned
+    settings = GenerationSettings(max_new_tokens=5)
+    assert model.generate(QUESTION, settings=settings) == model.generate(QUESTION, tuned=False, settings=settings)
+
+
+def test_settings_fields_carry_help() -> None:
+    import dataclasses
+
+    for f in dataclasses.fields(GenerationSettings):
+        assert f.metadata["help"]
+    assert GenerationSettings().greedy
+    assert GenerationSettings.from_dict(GenerationSettings(seed=3).to_dict()).seed == 3

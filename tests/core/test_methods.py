@@ -1,0 +1,278 @@
+"""Every method and task is a real path: each trains the tiny model for a few CPU steps and learns.
+
+The toy tasks are chosen so a 2-layer random model can learn them in a handful of steps: every
+answer is the same sentence (SFT, pre-training), and the chosen answer is always that sentence
+while the rejected one is always another (DPO, KTO, ORPO).
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from desktop_ft.core import methods
+from desktop_ft.core.config import RunConfig, all_dotted_keys, field_info, load_config, save_config, validate
+from desktop_ft.core.engine import apply_rope_scaling, train
+from desktop_ft.core.errors import ConfigError, UserError
+from desktop_ft.core.events import StepLogged
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS, warnings_for
+from desktop_ft.core.runs import RunFolder
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+ANSWER = "One, two, three."
+
+
+def _questions(n: int = 16) -> list[str]:
+    return [json.loads(line)["messages"][0]["content"] for line in SAMPLE.read_text().splitlines()[:n]]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def toy_chat(tmp_path: Path) -> Path:
+    return _write(tmp_path / "toy_chat.jsonl", [{"messages": [{"role": "user", "content": q},
+                                                             {"role": "assistant", "content": ANSWER}]}
+                                               for q in _questions()])
+
+
+@pytest.fixture()
+def toy_preference(tmp_path: Path) -> Path:
+    return _write(tmp_path / "toy_pref.jsonl", [{"prompt": q, "chosen": ANSWER, "rejected": "I do not know."}
+                                               for q in _questions()])
+
+
+@pytest.fixture()
+def toy_text(tmp_path: Path) -> Path:
+    return _write(tmp_path / "toy_text.jsonl", [{"text": f"{q} {ANSWER}"} for q in _questions()])
+
+
+def _config(tiny_model: Path, data: Path, out: Path, method: str, task: str = "auto", **extra) -> RunConfig:
+    values = {"model.name": str(tiny_model), "data.path": str(data), "output.output_dir": str(out),
+              "method.method": method, "method.task": task, "training.max_steps": 6, "training.batch_size": 4,
+              "training.max_length": 64, "training.warmup_ratio": 0.0, "training.lr_scheduler": "constant",
+              "training.save_steps": 100, "data.validation_fraction": 0.0,
+              "training.learning_rate": {"full": 1e-3, "prompt_tuning": 1e-1, "prefix_tuning": 5e-2}.get(method, 1e-2)}
+    values.update(extra)
+    return RunConfig().replace(values)
+
+
+def _losses(events) -> list[float]:
+    return [e.loss for e in events if isinstance(e, StepLogged)]
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+def test_registry_names_match_the_config_choices_and_sections() -> None:
+    assert {"lora", "qlora", "full", "dora", "lora_8bit", "prompt_tuning", "prefix_tuning"} <= set(METHODS)
+    assert set(TASKS) == {"sft", "dpo", "orpo", "kto", "pretrain"}
+    assert field_info("method.method").metadata["choices"] == list(METHODS)
+    assert set(field_info("method.task").metadata["choices"]) == {"auto", *TASKS}
+    keys = set(all_dotted_keys())
+    for spec in [*METHODS.values(), *TASKS.values()]:
+        assert len(spec.sentence) > 30 and spec.title, spec.name
+        assert set(spec.keys) <= keys, spec.name  # the wizard can show every key a method lists
+        if spec.settings:
+            section = getattr(RunConfig().method, spec.section)
+            assert isinstance(section, spec.settings), spec.name
+            for f in dataclasses.fields(spec.settings):
+                assert len(f.metadata["help"]) > 15, f"{spec.name}.{f.name}"
+
+
+def test_every_preset_is_a_valid_config_and_sets_the_method_learning_rate() -> None:
+    assert [p.title for p in PRESETS.values()] == ["Quick test", "Balanced", "Best quality", "Low memory"]
+    for name, preset in PRESETS.items():
+        config = methods.apply_preset(RunConfig(), name)
+        validate(config)
+        for key, value in preset.overrides.items():
+            assert config.get(key) == value, (name, key)
+    full_dpo = RunConfig().replace({"method.method": "full", "method.task": "dpo"})
+    assert methods.apply_preset(full_dpo, "Quick test").training.learning_rate == pytest.approx(2e-5 * 0.25)
+    with pytest.raises(ConfigError, match="quick_test"):
+        methods.apply_preset(RunConfig(), "fastest")
+
+
+def test_nested_settings_round_trip_and_unknown_nested_key_is_named(tmp_path: Path) -> None:
+    config = RunConfig().replace({"method.task": "dpo", "method.dpo.beta": 0.3, "method.qlora.quant_type": "fp4",
+                                  "method.rope_scaling": "yarn"})
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+    (tmp_path / "bad.yaml").write_text("method:\n  dpo:\n    betta: 0.2\n")
+    with pytest.raises(ConfigError, match="method.dpo.beta"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="above its maximum"):
+        validate(RunConfig().replace({"method.dpo.beta": 50.0}))
+
+
+def test_task_auto_follows_the_data_kind_and_wrong_data_is_refused() -> None:
+    assert methods.resolve_task("auto", "preference") == "dpo"
+    assert methods.resolve_task("auto", "text") == "pretrain"
+    assert methods.resolve_task("auto", "conversation") == "sft"
+    assert methods.resolve_task("kto", "preference") == "kto"
+    with pytest.raises(ConfigError, match="needs preference data") as info:
+        methods.check_task_data("dpo", "conversation")
+    assert "--task sft" in str(info.value)
+
+
+def test_warnings_for_known_bad_combinations() -> None:
+    assert warnings_for(RunConfig(), {"cuda": False}) == []
+    qlora = warnings_for(RunConfig().replace({"method.method": "qlora"}), {"cuda": False})
+    assert any("NVIDIA GPU" in w for w in qlora)
+    big = RunConfig().replace({"method.method": "full", "model.name": "Qwen/Qwen2.5-7B-Instruct",
+                               "training.learning_rate": 2e-5})
+    assert any("7.0B" in w and "24 GiB" in w for w in warnings_for(big, {"cuda": True, "vram_bytes": 24 * 2**30}))
+    hot = RunConfig().replace({"method.method": "full"})  # LoRA's default learning rate on full fine-tuning
+    assert any("wrecks" in w for w in warnings_for(hot, {"cuda": True}))
+
+
+def test_lora_targets_per_architecture() -> None:
+    assert methods.lora_targets("all-linear") == "all-linear"
+    assert methods.lora_targets("q_proj, v_proj") == ["q_proj", "v_proj"]
+    assert methods.lora_targets("attention", "llama") == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert methods.lora_targets("attention", "gpt2") == ["c_attn"]
+
+
+def test_rope_scaling_sets_the_transformers_parameters() -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(max_position_embeddings=1024)
+    apply_rope_scaling(config, "yarn", 4.0)
+    assert config.rope_parameters["rope_type"] == "yarn" and config.rope_parameters["factor"] == 4.0
+    assert config.rope_parameters["original_max_position_embeddings"] == 1024
+    assert config.max_position_embeddings == 4096
+    dynamic = LlamaConfig(max_position_embeddings=1024)
+    apply_rope_scaling(dynamic, "dynamic", 2.0)
+    assert dynamic.rope_parameters["rope_type"] == "dynamic" and dynamic.max_position_embeddings == 1024
+    with pytest.raises(UserError, match="already uses 'yarn'"):
+        apply_rope_scaling(config, "linear", 2.0)
+
+
+# -- each method trains ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["lora", "dora", "full", "prompt_tuning", "prefix_tuning"])
+def test_each_method_learns_the_toy_task(method: str, tiny_model: Path, toy_chat: Path, tmp_path: Path) -> None:
+    events = []
+    outcome = train(_config(tiny_model, toy_chat, tmp_path / "run", method), on_event=events.append)
+    losses = _losses(events)
+    assert outcome.state == "finished" and len(losses) == 6
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.005, losses
+    run = RunFolder(tmp_path / "run")
+    if method == "full":
+        assert outcome.model_dir and (run.model_dir / "config.json").exists() and outcome.adapter_dir is None
+    else:
+        assert (run.adapter_dir / "adapter_config.json").exists()
+
+
+def test_rope_scaled_lora_run_trains(tiny_model: Path, toy_chat: Path, tmp_path: Path) -> None:
+    config = _config(tiny_model, toy_chat, tmp_path / "run", "lora", **{"method.rope_scaling": "linear",
+                                                                       "training.max_steps": 2})
+    assert train(config).state == "finished"
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_dpo_raises_the_reward_margin(method: str, tiny_model: Path, toy_preference: Path, tmp_path: Path) -> None:
+    # task 'auto' on preference data is DPO; with LoRA the reference is the adapter-disabled base,
+    # with full fine-tuning a frozen copy: either way the margin starts at 0 and must grow
+    events = []
+    outcome = train(_config(tiny_model, toy_preference, tmp_path / "run", method), on_event=events.append)
+    assert outcome.state == "finished"
+    run = RunFolder(tmp_path / "run")
+    assert run.read_config().method.task == "dpo"
+    margins = [m["rewards/margins"] for m in run.read_metrics() if m["type"] == "train"]
+    assert margins[0] == pytest.approx(0.0, abs=1e-4)
+    assert margins[-1] > 0.1, margins
+    losses = _losses(events)
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("task", ["kto", "orpo"])
+def test_other_preference_tasks_learn(task: str, tiny_model: Path, toy_preference: Path, tmp_path: Path) -> None:
+    events = []
+    outcome = train(_config(tiny_model, toy_preference, tmp_path / "run", "lora", task,
+                            **{"training.max_steps": 8}), on_event=events.append)
+    losses = _losses(events)
+    assert outcome.state == "finished"
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2, losses
+
+
+def test_continued_pretraining_on_raw_text(tiny_model: Path, toy_text: Path, tmp_path: Path) -> None:
+    events = []
+    outcome = train(_config(tiny_model, toy_text, tmp_path / "run", "lora"), on_event=events.append)
+    assert outcome.state == "finished"
+    assert RunFolder(tmp_path / "run").read_config().method.task == "pretrain"
+    losses = _losses(events)
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2, losses
+
+
+def test_qlora_without_cuda_is_a_clear_refusal(tiny_model: Path, toy_chat: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="NVIDIA GPU") as info:
+        train(_config(tiny_model, toy_chat, tmp_path / "run", "qlora"))
+    assert info.value.field == "method.method"
+    assert RunFolder(tmp_path / "run").read_status().state == "failed"
+
+
+def test_preference_prompts_all_cut_off_refuse_to_start(tiny_model: Path, tmp_path: Path) -> None:
+    data = _write(tmp_path / "long.jsonl", [{"prompt": "word " * 200, "chosen": "yes", "rejected": "no"}] * 8)
+    with pytest.raises(UserError, match="max length"):
+        train(_config(tiny_model, data, tmp_path / "run", "lora", "dpo", **{"training.max_length": 32}))
+
+
+def test_sft_on_preference_data_learns_the_chosen_answers(tiny_model: Path, toy_preference: Path,
+                                                          tmp_path: Path) -> None:
+    config = _config(tiny_model, toy_preference, tmp_path / "run", "lora", "sft", **{"training.max_steps": 2})
+    assert train(config).state == "finished"
+
+
+def test_task_for_the_wrong_data_fails_before_loading_the_model(tiny_model: Path, toy_chat: Path,
+                                                                tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--task sft"):
+        train(_config(tiny_model, toy_chat, tmp_path / "run", "lora", "dpo"))
+
+
+# -- assistant-only loss on multi-turn chats ------------------------------------------------------------
+
+MULTI_TURN = {"messages": [{"role": "user", "content": "First question?"},
+                           {"role": "assistant", "content": "Alpha answer."},
+                           {"role": "user", "content": "Second question?"},
+                           {"role": "assistant", "content": "Beta answer."}]}
+
+
+def _sft_trainer(tiny_model: Path, tmp_path: Path, template: str | None = None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    if template:
+        tokenizer.chat_template = template
+    config = _config(tiny_model, tmp_path / "unused.jsonl", tmp_path / "run", "lora")
+    args = dict(output_dir=str(tmp_path / "ckpt"), max_steps=1, per_device_train_batch_size=1, report_to="none",
+                use_cpu=True, bf16=False, gradient_checkpointing=False)
+    parts = methods.TrainerParts(config=config, model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                                 tokenizer=tokenizer, peft_config=None, train_rows=[MULTI_TURN], eval_rows=[],
+                                 args=args, callbacks=[], data_kind="conversation")
+    return TASKS["sft"].build_trainer(parts), tokenizer
+
+
+def _learned_text(trainer, tokenizer) -> list[str]:
+    return [tokenizer.decode([t for t in row["labels"] if t != -100]) if "labels" in row else
+            tokenizer.decode([t for t, keep in zip(row["input_ids"], row["completion_mask"]) if keep])
+            for row in trainer.train_dataset]
+
+
+def test_every_assistant_reply_is_learned_with_a_chatml_template(tiny_model: Path, tmp_path: Path) -> None:
+    trainer, tokenizer = _sft_trainer(tiny_model, tmp_path)
+    assert trainer.args.assistant_only_loss
+    [learned] = _learned_text(trainer, tokenizer)
+    assert "Alpha answer." in learned and "Beta answer." in learned and "question" not in learned
+
+
+def test_an_unknown_template_learns_every_reply_one_example_each(tiny_model: Path, tmp_path: Path) -> None:
+    plain = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    trainer, tokenizer = _sft_trainer(tiny_model, tmp_path, plain)
+    learned = _learned_text(trainer, tokenizer)
+    assert len(learned) == 2
+    assert "Alpha answer." in learned[0] and "Beta answer." in learned[1]
+    assert not any("question" in text for text in learned)
