@@ -19,7 +19,8 @@ class MemoryBar(QWidget):
 
     def set_parts(self, parts: list[tuple[str, int]], capacity: int | None) -> None:
         colors = theme.colors().series
-        self.parts = [(name, int(v), colors[i % len(colors)]) for i, (name, v) in enumerate(parts) if v > 0]
+        shown = [(name, int(v)) for name, v in parts if v > 0]  # colours follow the legend's order
+        self.parts = [(name, v, colors[i % len(colors)]) for i, (name, v) in enumerate(shown)]
         self.capacity = capacity
         self.update()
 

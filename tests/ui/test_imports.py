@@ -34,5 +34,8 @@ def test_window_shows_before_torch_loads():
     code = ("from desktop_ft.ui.app import create_app\napp = create_app([])\n"
             "from desktop_ft.ui.main_window import MainWindow\nw = MainWindow()\nw.show()\n"
             "for key in ('model', 'dataset', 'method', 'memory', 'train', 'chat', 'runs'):\n"
-            "    w.go(key)\n    app.processEvents()\n")
+            "    w.go(key)\n    app.processEvents()\n"
+            "seen = list(_Spy.seen)\n"
+            "from PySide6.QtCore import QThreadPool\nQThreadPool.globalInstance().waitForDone(240000)\n"
+            "_Spy.seen[:] = seen\n")
     assert _main_thread_imports(code) == []

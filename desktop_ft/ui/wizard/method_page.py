@@ -14,6 +14,7 @@ from desktop_ft.ui import core_api, theme
 from desktop_ft.ui.page import Card, Note, Page
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.settings_form import SettingsForm
+from desktop_ft.ui.workers import run_async
 
 #: chosen elsewhere (Model, Dataset pages, the method cards, the run folder)
 NOT_HERE = {"model.name", "data.path", "output.output_dir", "method.method", "method.task"}
@@ -61,13 +62,23 @@ class MethodCard(QFrame):
         text = theme.label(spec["sentence"] or "", wrap=True)
         text.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         lay.addWidget(text)
-        self.available = not (spec["needs_cuda"] and cuda is False)
-        if spec["needs_cuda"]:
-            lay.addWidget(theme.label("Needs an NVIDIA GPU" + (" — none found here" if cuda is False else ""),
-                                      "Warn" if cuda is False else "Muted"))
+        self.needs_cuda = spec["needs_cuda"]
+        self.available = True
+        self.cuda_note = theme.label("Needs an NVIDIA GPU", "Muted")
+        self.cuda_note.setVisible(self.needs_cuda)
+        lay.addWidget(self.cuda_note)
         lay.addStretch(1)
-        self.setEnabled(self.available)
         self.setMinimumHeight(110)
+        self.set_cuda(cuda)
+
+    def set_cuda(self, cuda: bool | None) -> None:
+        """Grey the card out when it needs a GPU this machine does not have."""
+        self.available = not (self.needs_cuda and cuda is False)
+        if self.needs_cuda and cuda is False:
+            self.cuda_note.setText("Needs an NVIDIA GPU — none found here")
+            self.cuda_note.setObjectName("Warn")
+            self.cuda_note.style().polish(self.cuda_note)
+        self.setEnabled(self.available)
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         if self.available:
@@ -154,8 +165,20 @@ class MethodPage(Page):
         self.content.addWidget(adv_card)
         self.content.addStretch(1)
 
+        self.hardware = None
+        self._workers = []
+        detect = core_api.hardware_detect()
+        if detect is not None:
+            self._workers.append(run_async(self, detect, on_result=self._on_hardware))
         session.configChanged.connect(self._on_config_changed)
         self._on_config_changed(session.config)
+
+    def _on_hardware(self, hardware) -> None:
+        self.hardware = hardware
+        cuda = bool(getattr(hardware, "gpus", None))
+        for card in self.cards.values():
+            card.set_cuda(cuda)
+        self._on_config_changed(self.session.config)
 
     def _on_method(self, name: str) -> None:
         try:
@@ -191,7 +214,7 @@ class MethodPage(Page):
         messages: list[str] = []
         if warn is not None:
             try:
-                messages = list(warn(config))
+                messages = list(warn(config, self.hardware) if self.hardware is not None else warn(config))
             except Exception as exc:  # a bug in a check must not break the page
                 messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
         self._show_problems(messages)

@@ -178,8 +178,7 @@ class ModelPage(Page):
         right.addWidget(self.hw_card)
         right.addStretch(1)
         row.addLayout(right, 2)
-        self.content.addLayout(row)
-        self.content.addStretch(1)
+        self.content.addLayout(row, 1)
 
         self._fill_list([])
         self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
@@ -344,7 +343,7 @@ def _count(n: Any) -> str | None:
     if not n:
         return None
     n = float(n)
-    if n >= 1e9:
+    if n >= 0.995e9:
         return f"{n / 1e9:.2f} B"
     if n >= 1e6:
         return f"{n / 1e6:.0f} M"
