@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if chat.tabs is not None:
         chat.select_run(run_dir)
         wait_until(lambda: chat.model is not None, 300, "the chat model")
+        if "max_new_tokens" in chat.settings_widgets:
+            chat.settings_widgets["max_new_tokens"].setValue(120)  # enough for a three-step answer
         chat.ask("How do I make a cup of tea?")
         wait_until(lambda: not chat._busy, 600, "both answers")
         for side in ("base", "tuned"):
