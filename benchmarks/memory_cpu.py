@@ -31,16 +31,16 @@ SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
 
 #: name → --set overrides; every run: the built-in model, 2 steps, no eval, no checkpoints
 CONFIGS: list[tuple[str, dict[str, object]]] = [
-    ("lora r16 b2 L256", {"training.batch_size": 2, "training.max_length": 256}),
     ("lora r16 b1 L256", {"training.batch_size": 1, "training.max_length": 256}),
+    ("lora r16 b2 L128", {"training.batch_size": 2, "training.max_length": 128}),
     ("lora r16 b1 L512", {"training.batch_size": 1, "training.max_length": 512}),
-    ("lora r64 b2 L256", {"training.batch_size": 2, "training.max_length": 256, "method.lora_rank": 64}),
-    ("lora r16 b2 L512 ckpt", {"training.batch_size": 2, "training.max_length": 512,
+    ("lora r64 b1 L256", {"training.batch_size": 1, "training.max_length": 256, "method.lora_rank": 64}),
+    ("lora r16 b1 L512 ckpt", {"training.batch_size": 1, "training.max_length": 512,
                                "training.gradient_checkpointing": True}),
-    ("lora r8 qv nodrop b2 L256", {"training.batch_size": 2, "training.max_length": 256, "method.lora_rank": 8,
+    ("lora r8 qv nodrop b1 L256", {"training.batch_size": 1, "training.max_length": 256, "method.lora_rank": 8,
                                    "method.target_modules": "q_proj,v_proj", "method.lora_dropout": 0.0}),
 ]
-FULL = ("full b1 L256", {"training.batch_size": 1, "training.max_length": 256, "method.method": "full"})
+FULL = ("full b1 L128", {"training.batch_size": 1, "training.max_length": 128, "method.method": "full"})
 
 
 def long_conversations(path: Path, rows: int = 24, turns: int = 16) -> Path:

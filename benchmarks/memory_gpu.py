@@ -90,6 +90,10 @@ def quantize_4bit(model, dtype) -> None:
                 setattr(module, child_name, q)
                 del child
     model.is_loaded_in_4bit = True
+    # what peft's prepare_model_for_kbit_training (run by the engine) does: non-4-bit params to fp32
+    for param in model.parameters():
+        if param.dtype in (torch.float16, torch.bfloat16) and param.__class__.__name__ != "Params4bit":
+            param.data = param.data.to(torch.float32)
     gc.collect()
     torch.cuda.empty_cache()
 

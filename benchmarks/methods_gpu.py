@@ -1,4 +1,4 @@
-"""LoRA, QLoRA, full fine-tuning and DPO through ``desktop_ft.core.engine.train``, ~10 steps each.
+"""LoRA, QLoRA, full fine-tuning and DPO (+ full DPO, 8-bit LoRA, DoRA) through the engine, ~10 steps each.
 
 For a GPU machine with no network: the model is a local Hugging Face folder (``--model``), the
 built-in SmolLM2 when it is installed, or else a random-init Llama of SmolLM2-135M's shape with a
@@ -8,7 +8,7 @@ LoRA run as the baseline for the ratios; writes ``methods_gpu.json`` to ``$OUT``
 
     python benchmarks/methods_gpu.py                      # GPU: lora, qlora, full, dpo (< 4 min on an H100)
     python benchmarks/methods_gpu.py --model /path/SmolLM2-135M-Instruct
-    python benchmarks/methods_gpu.py --cpu-smoke          # CPU: tiny model, 3 steps, QLoRA skipped
+    python benchmarks/methods_gpu.py --cpu-smoke          # CPU: tiny model, 3 steps, QLoRA/8-bit skipped
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ RUNS = {
     "full": ("full", "sft", 2e-5),
     "dpo": ("lora", "dpo", 5e-5),
     "dpo_full": ("full", "dpo", 5e-6),
+    "lora_8bit": ("lora_8bit", "sft", 2e-4),
+    "dora": ("dora", "sft", 2e-4),
 }
 
 
@@ -78,15 +80,28 @@ def build_model(folder: Path, *, tiny: bool) -> Path:
 
 
 def write_data(folder: Path, n: int) -> tuple[Path, Path]:
-    """The sample chats, and preference pairs made from them (chosen: the real answer; rejected: another's)."""
+    """The sample chats, and preference pairs made from them: a format preference.
+
+    chosen: the tutor's answer ("Step 1: … Done in three steps!"); rejected: the same advice as
+    one paragraph, without the steps or the closing line. (Rejecting another row's answer, as an
+    earlier version did, is not learnable by a random-init model in 10 steps: both answers are
+    equally likely to it, and the margin only wanders around 0.)
+    """
+    import re
+
     rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()[:n]]
     chat = folder / "chat.jsonl"
     chat.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def plain(answer: str) -> str:
+        text = re.sub(r"Step \d+:\s*", "", answer).replace("Done in three steps!", "")
+        return " ".join(text.split())
+
     pref = folder / "pref.jsonl"
     pref.write_text("".join(json.dumps({"prompt": r["messages"][0]["content"],
                                         "chosen": r["messages"][-1]["content"],
-                                        "rejected": rows[(i + 7) % len(rows)]["messages"][-1]["content"]}) + "\n"
-                            for i, r in enumerate(rows)), encoding="utf-8")
+                                        "rejected": plain(r["messages"][-1]["content"])}) + "\n"
+                            for r in rows), encoding="utf-8")
     return chat, pref
 
 
@@ -158,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = args.only.split(",") if args.only else list(RUNS)
     if args.cpu_smoke:
-        names = [n for n in names if RUNS[n][0] != "qlora"]
+        names = [n for n in names if RUNS[n][0] not in ("qlora", "lora_8bit")]  # bitsandbytes needs CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     steps = args.steps or (3 if args.cpu_smoke else 10)
     batch, max_length = (2, 128) if args.cpu_smoke else (8, 512)

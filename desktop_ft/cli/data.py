@@ -120,6 +120,8 @@ def _print_table(data: Any, report: Any, validation: Any = None) -> None:
         print(f"tokens:    min {t['min']}, median {t['median']}, p95 {t['p95']}, max {t['max']}; "
               f"{t['truncated']} row(s) longer than {t['max_length']} would be cut"
               + (f" (counted on a sample of {t['counted']} rows)" if t["counted"] < report.counts["rows"] else ""))
+        if t.get("answer_cut_off"):
+            print(f"           {t['answer_cut_off']} of them lose their whole answer: training skips those rows")
     if report.duplicate_lines:
         print(f"duplicates at {unit}s: {', '.join(map(str, report.duplicate_lines))}"
               + (" …" if report.duplicates > len(report.duplicate_lines) else ""))

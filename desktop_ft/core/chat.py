@@ -204,6 +204,88 @@ class ChatModel:
             streamer.finish(text)
             return text
 
+    def generate_pair(self, messages: list[Message], *, settings: GenerationSettings | None = None,
+                      on_token: Callable[[str, str], None] | None = None,
+                      stop: threading.Event | None = None) -> tuple[str, str]:
+        """Base and tuned answers to the same prompt, generated *together*: ``(base, tuned)``.
+
+        For a LoRA run this is one batched ``generate`` in which row 0 runs with the adapter off
+        and row 1 with it on (peft's mixed-adapter batches), so both answers stream at the same
+        time and cost one pass; ``on_token(side, piece)`` gets ``'base'`` or ``'tuned'`` pieces.
+        Full fine-tunes (two models) answer one after the other. Batched arithmetic can differ
+        from a lone run in the last float bits, so on a near-tie a greedy answer may differ from
+        ``generate``'s.
+        """
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        settings = settings or GenerationSettings()
+        emit = on_token or (lambda _side, _piece: None)
+        if self.tuned is None or self._tuned_model is not None or not self._mixed_batches_ok():
+            base = self.generate(messages, tuned=False, settings=settings, on_token=lambda p: emit("base", p),
+                                 stop=stop)
+            tuned = self.generate(messages, tuned=True, settings=settings, on_token=lambda p: emit("tuned", p),
+                                  stop=stop)
+            return base, tuned
+        with self._lock:
+            inputs = self.encode(messages, settings)
+            n_prompt = inputs["input_ids"].shape[1]
+            batch = {k: v.repeat(2, 1).to(self.model.device) for k, v in inputs.items()}
+            streamers = [_DeltaStreamer(self.tokenizer, n_prompt, lambda p: emit("base", p)),
+                         _DeltaStreamer(self.tokenizer, n_prompt, lambda p: emit("tuned", p))]
+            stop_ids = set(self.stop_token_ids())
+            stop_flag = stop
+
+            class _Both:
+                """Routes each row of the batch to its side's streamer, until that row ends."""
+
+                def __init__(self) -> None:
+                    self.first, self.done = True, [False, False]
+
+                def put(self, value: Any) -> None:
+                    if self.first:
+                        self.first = False
+                        return
+                    for row, token in enumerate(value.reshape(-1).tolist()):
+                        if self.done[row]:
+                            continue
+                        if int(token) in stop_ids:
+                            self.done[row] = True
+                            continue
+                        streamers[row]._skip_prompt = False
+                        streamers[row].put(torch.tensor([token]))
+
+                def end(self) -> None:
+                    pass
+
+            class _Stop(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    done = bool(stop_flag is not None and stop_flag.is_set())
+                    return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+            kwargs: dict[str, Any] = dict(max_new_tokens=settings.max_new_tokens, do_sample=not settings.greedy,
+                                          eos_token_id=self.stop_token_ids(), pad_token_id=self._pad_id(),
+                                          repetition_penalty=settings.repetition_penalty,
+                                          stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=_Both())
+            if settings.greedy:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            else:
+                kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+                torch.manual_seed(settings.seed)
+            if stop is not None and stop.is_set():
+                return "", ""
+            active = self.model.active_adapter
+            with torch.no_grad():
+                out = self.model.generate(**batch, adapter_names=["__base__", active], **kwargs)
+            answers = []
+            for row in range(2):
+                ids = [t for t in out[row][n_prompt:].tolist()]
+                cut = next((i for i, t in enumerate(ids) if t in stop_ids), len(ids))
+                text = self.tokenizer.decode(ids[:cut], skip_special_tokens=True)
+                streamers[row].finish(text)
+                answers.append(text)
+            return answers[0], answers[1]
+
     def encode(self, messages: list[Message], settings: GenerationSettings | None = None) -> Any:
         """The prompt as the model's chat template renders it, ending with the assistant's turn."""
         messages = with_system_prompt(messages, (settings or GenerationSettings()).system_prompt)
@@ -283,6 +365,12 @@ class ChatModel:
         if not tuned and self.tuned is not None:
             return self.model, self.model.disable_adapter()
         return self.model, contextlib.nullcontext()
+
+    def _mixed_batches_ok(self) -> bool:
+        """peft runs rows with different adapters in one batch for plain LoRA only (not DoRA, not prompt tuning)."""
+        config = getattr(self.model, "peft_config", {}).get(getattr(self.model, "active_adapter", None))
+        return config is not None and str(getattr(config, "peft_type", "")).endswith("LORA") and \
+            not getattr(config, "use_dora", False)
 
     def _pad_id(self) -> int | None:
         if self.tokenizer.pad_token_id is not None:
@@ -367,9 +455,10 @@ def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
             raise ChatError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
                             hint=f"Available checkpoints: {listing}.")
         return TunedSource(path, kind, checkpoint)
-    kind = _kind_of(run.adapter_dir)
-    if kind is not None:
-        return TunedSource(run.adapter_dir, kind)
+    for folder in (run.adapter_dir, run.path / "model"):  # model/: a full fine-tune saves the whole model
+        kind = _kind_of(folder)
+        if kind is not None:
+            return TunedSource(folder, kind)
     if available:  # still training, or killed before the end: the newest checkpoint is the best we have
         step = available[-1]
         path = run.checkpoints_dir / f"checkpoint-{step}"

@@ -175,14 +175,14 @@ def pick_probes(run_dir: str | Path, count: int = DEFAULT_PROBE_COUNT) -> list[P
 
     config = read_run_config(Path(run_dir))
     try:
-        data = ds.load_dataset(config.data.path, max_rows=config.data.max_rows)
+        data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     except UserError:
         return []  # the data moved away; the user's own prompts still work
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     source = "validation"
     if config.data.validation_path:
         try:
-            val_rows = ds.load_dataset(config.data.validation_path).rows
+            val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
         except UserError:
             val_rows = []
     if not val_rows:
@@ -244,7 +244,8 @@ def replay(run_dir: str | Path, probes: list[Probe] | None = None, *, checkpoint
 
     ``probes`` defaults to the run's probe set (picked and saved on first use). ``checkpoints``:
     False for the final adapter only, True for the final adapter and every checkpoint, or a list
-    of steps. Results are merged into ``RUN_DIR/compare.jsonl`` (same prompt and checkpoint:
+    of steps (the checkpoint saved at the final adapter's own step is skipped: same weights, same
+    answers). Results are merged into ``RUN_DIR/compare.jsonl`` (same prompt and checkpoint:
     replaced). A set ``stop`` ends the replay after the current answer; what is done is kept.
     """
     run_dir = Path(run_dir).expanduser()
@@ -263,7 +264,9 @@ def replay(run_dir: str | Path, probes: list[Probe] | None = None, *, checkpoint
     assert original is not None
     steps: list[int | None] = [original.checkpoint]
     if checkpoints is True:
-        steps += [s for s in chat.checkpoints() if s != original.checkpoint]
+        # the final adapter was saved at the run's last step: its checkpoint would repeat the same answers
+        final_step = _final_step(run_dir) if original.checkpoint is None else original.checkpoint
+        steps += [s for s in chat.checkpoints() if s != final_step]
     elif checkpoints:
         steps += [s for s in checkpoints if s != original.checkpoint]
     total = len(probes) * (1 + len(steps))
@@ -393,6 +396,14 @@ def forgetting_verdict(increase: float) -> str:
 
 # -- internals ---------------------------------------------------------------------------------------
 
+def _final_step(run_dir: Path) -> int | None:
+    """The step the final adapter was saved at (None while the run is still going)."""
+    from desktop_ft.core.runs import FINISHED, STOPPED, RunFolder
+
+    status = RunFolder(run_dir).read_status()
+    return status.step if status.state in (FINISHED, STOPPED) else None
+
+
 def _probe_from_row(row: dict[str, Any], source: str) -> Probe | None:
     """A conversation row → the last user turn before the last assistant reply, earlier turns as context."""
     messages = row.get("messages")
@@ -407,9 +418,9 @@ def _probe_from_row(row: dict[str, Any], source: str) -> Probe | None:
         context = tuple({"role": m["role"], "content": m["content"]} for m in head[:u])
         return Probe(str(head[u]["content"]), source=source, context=context, reference=reference)
     prompt = row.get("prompt")
+    answer = row.get("completion", row.get("chosen"))  # prompt/completion, or a preference pair's good answer
     if isinstance(prompt, str) and prompt.strip():
-        completion = row.get("completion")
-        return Probe(prompt, source=source, reference=completion if isinstance(completion, str) else None)
-    if isinstance(prompt, list):  # conversational prompt/completion
-        return _probe_from_row({"messages": [*prompt, *(row.get("completion") or [])]}, source)
-    return None
+        return Probe(prompt, source=source, reference=answer if isinstance(answer, str) else None)
+    if isinstance(prompt, list):  # conversational prompt/completion or preference
+        return _probe_from_row({"messages": [*prompt, *(answer if isinstance(answer, list) else [])]}, source)
+    return None  # raw text rows have no question to ask

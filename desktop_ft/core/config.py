@@ -111,7 +111,7 @@ class TrainingConfig:
     """Hyperparameters of the optimisation loop."""
 
     max_steps: int = _f(-1, help="Stop after this many optimizer steps (-1 means: train for 'epochs').",
-                        min=-1)
+                        min=-1, max=1_000_000)
     epochs: float = _f(1.0, help="How many times to go over the whole dataset.", min=0.01, max=100.0)
     learning_rate: float = _f(2e-4, help="How big each update is. LoRA likes 1e-4 to 3e-4; full "
                               "fine-tuning 1e-5 to 5e-5; preference tasks a quarter of that; prompt and prefix "
@@ -131,7 +131,7 @@ class TrainingConfig:
     weight_decay: float = _f(0.0, help="Pulls weights slightly towards zero each step; a mild regulariser.",
                              min=0.0, max=1.0, advanced=True)
     max_grad_norm: float = _f(1.0, help="Clip gradients to this norm so one bad batch cannot wreck the run.",
-                              min=0.0, advanced=True)
+                              min=0.0, max=100.0, advanced=True)
     optimizer: str = _f("auto", help="Optimizer. 'auto' is AdamW, or paged 8-bit AdamW for QLoRA "
                         "(needs bitsandbytes, saves memory).",
                         choices=["auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd"], advanced=True)
@@ -142,12 +142,14 @@ class TrainingConfig:
     packing: bool = _f(False, help="Pack several short examples into one sequence: faster on short data.",
                        advanced=True)
     seed: int = _f(42, help="Random seed, so the same config gives the same run.", advanced=True)
-    logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, advanced=True)
-    eval_steps: int = _f(50, help="Measure validation loss every N steps.", min=1, advanced=True)
+    logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, max=10_000,
+                           advanced=True)
+    eval_steps: int = _f(50, help="Measure validation loss every N steps.", min=1, max=1_000_000,
+                        advanced=True)
     save_steps: int = _f(50, help="Save a checkpoint every N steps (a stopped or crashed run resumes "
-                         "from the last one).", min=1, advanced=True)
+                         "from the last one).", min=1, max=1_000_000, advanced=True)
     save_total_limit: int = _f(3, help="Keep at most this many checkpoints; older ones are deleted.",
-                               min=1, advanced=True)
+                               min=1, max=1000, advanced=True)
 
 
 @dataclass

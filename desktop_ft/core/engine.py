@@ -160,7 +160,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     for err in data.errors[:20]:
-        run.log(f"skipped {data.path} line {err.line}: {err.message}")
+        run.log(f"skipped {data.path} {data.unit} {err.line}: {err.message}")
     if data.errors:
         emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
                               f"see train.log."))
@@ -171,6 +171,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         if not resume:
             run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
     method, task = methods.METHODS[config.method.method], methods.TASKS[task_name]
+    if task.check:
+        task.check(config)
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     if config.data.validation_path:
         val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
@@ -187,11 +189,12 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
         emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
-    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=_needs_chat(data.kind, task_name, data.rows))
+    needs_chat = _needs_chat(data.kind, task_name, data.rows)
+    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=needs_chat)
     peft_config = method.build_peft(config, model) if method.build_peft else None
     ref_model = None
     if task.needs_reference and not method.trains_adapter:
-        ref_model = _frozen_copy(model)  # full fine-tuning: the reference is the model as it started
+        ref_model = _frozen_copy(model, settings)  # full fine-tuning: the reference is the model as it started
 
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
@@ -252,7 +255,8 @@ def _check_hardware(method: methods.MethodSpec, settings: DeviceSettings) -> Non
                         hint="Use --method lora here (same quality, more memory), or run on a CUDA machine.")
     if method.quantized_bits and not methods.bitsandbytes_installed():
         raise UserError(f"'method.method' is '{method.name}', and {method.title} needs the bitsandbytes "
-                        "package, which is not installed", field="method.method", hint="Install it with: pip install bitsandbytes")
+                        "package, which is not installed", field="method.method",
+                        hint="Install it with: pip install bitsandbytes")
 
 
 def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec, settings: DeviceSettings, *,
@@ -270,8 +274,10 @@ def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec,
                         path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
     model_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
     apply_rope_scaling(model_config, config.method.rope_scaling, config.method.rope_factor)
-    kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust,
-                              "dtype": getattr(torch, settings.dtype_name)}
+    # Full fine-tuning keeps fp32 master weights (the Trainer's bf16/fp16 autocast does the maths):
+    # updates of lr × gradient are often below what a bf16 weight can represent, and would be lost.
+    dtype = torch.float32 if not method.trains_adapter else getattr(torch, settings.dtype_name)
+    kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust, "dtype": dtype}
     if method.quantized_bits:
         quant = methods.quantization_config(config, method, settings.bf16)
         kwargs["quantization_config"] = quant
@@ -309,11 +315,18 @@ def apply_rope_scaling(model_config: Any, kind: str, factor: float) -> None:
         model_config.max_position_embeddings = int(original * factor)
 
 
-def _frozen_copy(model: Any) -> Any:
-    """The reference model for preference training with full fine-tuning: the start, frozen."""
+def _frozen_copy(model: Any, settings: DeviceSettings) -> Any:
+    """The reference model for preference training with full fine-tuning: the start, frozen.
+
+    It only runs forward passes, so on a GPU it is kept in the compute dtype (half the memory).
+    """
     import copy
 
+    import torch
+
     ref = copy.deepcopy(model)
+    if settings.device == "cuda":
+        ref = ref.to(getattr(torch, settings.dtype_name))
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)

@@ -96,6 +96,10 @@ def export(run_dir: str | Path, format: str, out_dir: str | Path, quantization: 
     out_dir = Path(out_dir).expanduser().resolve()
     config = read_run_config(run_dir)
     source = tuned_source(run_dir, checkpoint)
+    if format != "adapter" and source.kind == "adapter" and _is_prompt_learning(source.path):
+        raise ExportError(f"a {config.method.method.replace('_', ' ')} run adds virtual tokens instead of changing "
+                          f"weights, so it cannot be merged into a model or converted to {format.upper()}",
+                          path=source.path, hint="Export it as 'adapter' (load it with peft on the base model).")
     converter = None
     if format in ("gguf", "ollama"):
         from desktop_ft.core.gguf_converter import find_converter
@@ -432,6 +436,14 @@ def _check_prompt(run_dir: Path) -> str:
     except UserError:
         probes = []
     return probes[0].prompt if probes else CHECK_PROMPT
+
+
+def _is_prompt_learning(adapter: Path) -> bool:
+    try:
+        peft_type = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return str(peft_type).upper() in ("PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING")
 
 
 def _is_training_state(name: str) -> bool:

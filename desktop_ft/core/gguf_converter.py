@@ -63,7 +63,7 @@ def install_converter(dest: Path | None = None, version: str = CONVERTER_VERSION
         return dest / SCRIPT
     with tempfile.TemporaryDirectory(prefix="desktop-ft-llama-cpp-") as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-deps",
-                        "--no-binary", ":all:", f"{CONVERTER_PACKAGE}=={version}", "-d", tmp], check=True)
+                        "--no-binary", CONVERTER_PACKAGE, f"{CONVERTER_PACKAGE}=={version}", "-d", tmp], check=True)
         sdist = next(Path(tmp).glob("*.tar.gz"))
         staging = Path(tmp) / "extract"
         prefix = f"{sdist.name[:-len('.tar.gz')]}/vendor/llama.cpp/"

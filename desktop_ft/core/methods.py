@@ -119,7 +119,6 @@ class MethodSpec:
     quantized_bits: int | None = None  # 4 or 8: the frozen base is loaded through bitsandbytes
     optimizer: str = "adamw_torch"  # what training.optimizer 'auto' means for this method
     build_peft: Callable[[RunConfig, Any], Any] | None = None  # (config, model) → peft config
-    memory_factor: float = 1.0  # rough weight memory relative to 16-bit weights, for warnings
 
 
 @dataclass(frozen=True)
@@ -136,6 +135,7 @@ class TaskSpec:
     learning_rate_factor: float = 1.0  # multiplies the method's learning rate
     needs_reference: bool = False  # keeps a reference model (frozen copy for full fine-tuning)
     build_trainer: Callable[[TrainerParts], Any] | None = None
+    check: Callable[[RunConfig], None] | None = None  # raises ConfigError for settings it cannot train with
 
 
 @dataclass(frozen=True)
@@ -423,6 +423,16 @@ def _build_kto(p: TrainerParts) -> Any:
                       processing_class=p.tokenizer, peft_config=p.peft_config, callbacks=p.callbacks)
 
 
+def _check_kto(config: RunConfig) -> None:
+    from desktop_ft.core.errors import ConfigError
+
+    if config.training.batch_size < 2:
+        raise ConfigError("KTO needs at least 2 examples per batch (it estimates its KL term from the other "
+                          f"examples in the batch); 'training.batch_size' is {config.training.batch_size}",
+                          field="training.batch_size",
+                          hint="Set training.batch_size to 2 or more (lower gradient_accumulation_steps to match).")
+
+
 def _build_orpo(p: TrainerParts) -> Any:
     import warnings
 
@@ -452,13 +462,11 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in [
                needs_cuda=True, settings=QLoraSettings, section="qlora",
                keys=LORA_KEYS + ("method.qlora.quant_type", "method.qlora.double_quant",
                                  "method.qlora.compute_dtype"),
-               learning_rate=2e-4, quantized_bits=4, optimizer="paged_adamw_8bit", build_peft=_lora,
-               memory_factor=0.3),
+               learning_rate=2e-4, quantized_bits=4, optimizer="paged_adamw_8bit", build_peft=_lora),
     MethodSpec("lora_8bit", "8-bit LoRA",
                "LoRA on a copy of the model stored in 8 bits: half the memory of plain LoRA; needs an "
                "NVIDIA GPU.",
-               needs_cuda=True, keys=LORA_KEYS, learning_rate=2e-4, quantized_bits=8, build_peft=_lora,
-               memory_factor=0.55),
+               needs_cuda=True, keys=LORA_KEYS, learning_rate=2e-4, quantized_bits=8, build_peft=_lora),
     MethodSpec("dora", "DoRA",
                "LoRA that learns the size and the direction of each change separately: often closer to full "
                "fine-tuning, somewhat slower.",
@@ -466,7 +474,7 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in [
     MethodSpec("full", "Full fine-tuning",
                "Changes every weight of the model: the most capable, but needs about four times the model's "
                "size in memory and saves a whole new model.",
-               learning_rate=2e-5, trains_adapter=False, memory_factor=4.0),
+               learning_rate=2e-5, trains_adapter=False),
     MethodSpec("prompt_tuning", "Prompt tuning",
                "Learns a few 'virtual words' put in front of every input; the model is untouched. Tiny, "
                "but learns less than LoRA.",
@@ -502,7 +510,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in [
              "good and one bad example.",
              data_kinds=("preference",), settings=KtoSettings, section="kto",
              keys=("method.kto.beta", "method.kto.desirable_weight", "method.kto.undesirable_weight"),
-             learning_rate_factor=0.25, needs_reference=True, build_trainer=_build_kto),
+             learning_rate_factor=0.25, needs_reference=True, build_trainer=_build_kto, check=_check_kto),
     TaskSpec("pretrain", "Continued pre-training",
              "Keeps training the model on raw text so it picks up your domain's words and facts; it does not "
              "teach it to answer.",
@@ -627,10 +635,15 @@ def method_settings_fields(name: str) -> list[dataclasses.Field]:
 def warnings_for(config: RunConfig, hardware: Any = None) -> list[str]:
     """Plain sentences about combinations that fail or disappoint; empty when all looks fine.
 
-    ``hardware`` is optional and read duck-typed: ``cuda`` / ``has_cuda`` (bool), ``vram_bytes`` or
-    ``gpu_memory_bytes`` (int), ``bf16`` (bool), ``bitsandbytes`` (bool). Without it, this machine's
-    CUDA is checked only if torch is already imported (this function never imports torch).
+    ``hardware`` is optional: a ``desktop_ft.core.hardware.Hardware`` (its ``gpus``, ``bf16``,
+    ``bitsandbytes``) or a dict with ``cuda`` (bool), ``vram_bytes`` (int), ``bf16``, ``bitsandbytes``.
+    Without it, this machine's CUDA is checked only if torch is already imported (this function
+    never imports torch).
     """
+    if hardware is not None and not isinstance(hardware, dict) and hasattr(hardware, "gpus"):
+        gpus = list(hardware.gpus)
+        hardware = {"cuda": bool(gpus), "vram_bytes": gpus[0].total_bytes if gpus else None,
+                    "bf16": hardware.bf16, "bitsandbytes": hardware.bitsandbytes}
     out: list[str] = []
     m, t = config.method, config.training
     spec = METHODS.get(m.method)
@@ -679,6 +692,8 @@ def warnings_for(config: RunConfig, hardware: Any = None) -> list[str]:
         out.append("Packing only applies to SFT and pre-training; it is ignored for preference tasks.")
     if t.optimizer in ("adamw_8bit", "paged_adamw_8bit") and not bnb:
         out.append(f"Optimizer '{t.optimizer}' needs bitsandbytes; use 'auto' or 'adamw_torch'.")
+    if m.task == "kto" and t.batch_size < 2:
+        out.append("KTO needs a batch size of at least 2; raise training.batch_size.")
     if t.max_steps == -1 and t.epochs > 10:
         out.append(f"{t.epochs:g} epochs will likely memorise the data; 1-3 is typical.")
     return out

@@ -91,7 +91,8 @@ def resolve_model(name: str | None, *, revision: str | None = None,
         raise ModelError("model path not found", path=path,
                          hint="Give a model folder, a .gguf file, or a Hugging Face id such as "
                               "'HuggingFaceTB/SmolLM2-135M-Instruct'.")
-    return download_model(name, revision=revision, on_progress=report)
+    entry = catalog_entry(name)  # a catalog short name ('qwen2.5-0.5b') means its Hub id
+    return download_model(entry.id if entry else name, revision=revision, on_progress=report)
 
 
 def download_model(repo_id: str, *, revision: str | None = None,

@@ -57,7 +57,7 @@ CUDA_CONTEXT_BYTES = 512 * MiB
 CUDA_ALLOCATOR_SHARE = 0.08
 #: a Python process that has imported torch, transformers, peft, TRL and datasets, with a Trainer
 #: set up (measured on Linux x86-64 CPU wheels; see docs/memory.md)
-CPU_RUNTIME_BYTES = 880 * MiB
+CPU_RUNTIME_BYTES = 480 * MiB
 #: glibc keeps freed blocks (per-thread arenas, raised mmap threshold), so from the second step on
 #: the resident peak sits about 30% above the live tensors of a step (measured, docs/memory.md)
 CPU_ALLOCATOR_SHARE = 0.30
@@ -192,15 +192,14 @@ def trainable_parameters(arch: Architecture, s: Settings) -> int:
 
 
 def weights_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
-    """The model as loaded: compute dtype, or 4-bit/8-bit linear layers with the rest in the compute dtype."""
+    """The model as loaded: compute dtype; or 4-bit/8-bit linear layers with everything else
+    (embeddings, output layer, norms) in fp32, because the engine runs peft's
+    ``prepare_model_for_kbit_training``, which upcasts every non-quantised parameter."""
     total = arch.parameters()
-    if s.method in QUANTIZED_4BIT:
+    if s.method in QUANTIZED_4BIT | QUANTIZED_8BIT:
         quantized = arch.quantizable_parameters()
-        per = NF4_DQ_BYTES if s.double_quant else NF4_BYTES
-        return int(quantized * per + (total - quantized) * dtype_bytes)
-    if s.method in QUANTIZED_8BIT:
-        quantized = arch.quantizable_parameters()
-        return int(quantized * INT8_BYTES + (total - quantized) * dtype_bytes)
+        per = INT8_BYTES if s.method in QUANTIZED_8BIT else (NF4_DQ_BYTES if s.double_quant else NF4_BYTES)
+        return int(quantized * per + (total - quantized) * 4)
     return total * dtype_bytes
 
 
@@ -261,7 +260,7 @@ def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_byte
             total += sum((d + mask) * fan_in for fan_in, _ in targets.values())
         else:  # the same input tensor is saved by every adapter reading it: count distinct inputs
             total += d * sum(set(fan_in for fan_in, _ in targets.values()))
-        total += sum(2 * d * s.lora_rank for _ in targets)  # A's output, B's input
+        total += sum(d * s.lora_rank for _ in targets)  # A's output, saved as B's input
     return total
 
 
@@ -270,7 +269,7 @@ def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device:
     plus one layer recomputed during backward."""
     tokens = tokens_per_batch(s)
     per_layer = layer_activation_bytes_per_token(arch, s, dtype_bytes, device)
-    final_norm = 4 * arch.hidden_size + dtype_bytes * arch.hidden_size
+    final_norm = 4 * arch.hidden_size
     if s.gradient_checkpointing:
         per_token = arch.num_layers * dtype_bytes * arch.hidden_size + per_layer + final_norm
     else:

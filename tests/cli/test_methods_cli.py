@@ -52,7 +52,9 @@ def test_resume_after_kill_9_continues_steps_and_metrics(tiny_model: Path, chat_
     assert [m["step"] for m in metrics if m["type"] == "train"] == list(range(1, 11))  # none doubled, none lost
     final = json.loads((out / "status.json").read_text())
     assert final["state"] == "finished" and final["step"] == 10
-    kept = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").iterdir())
+    from desktop_ft.core.runs import RunFolder
+
+    kept = [int(p.name.split("-")[1]) for p in RunFolder(out).checkpoints()]
     assert kept[-1] == 10 and len(kept) <= 3  # training.save_total_limit (3) caps the checkpoints kept
 
 

@@ -141,3 +141,82 @@ def test_settings_fields_carry_help() -> None:
         assert f.metadata["help"]
     assert GenerationSettings().greedy
     assert GenerationSettings.from_dict(GenerationSettings(seed=3).to_dict()).seed == 3
+
+
+def test_full_fine_tune_run_loads_two_models(tiny_run: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """A run folder holding a full model (not an adapter): base and tuned are two separate models."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    full = tmp_path / "full"
+    full.mkdir()
+    shutil.copy(tiny_run / "config.yaml", full / "config.yaml")
+    tuned = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        tuned.lm_head.weight.mul_(1.5)  # tied with the embeddings: a visibly different model
+    tuned.save_pretrained(full / "adapter")
+    shutil.copy(tiny_model / "tokenizer.json", full / "adapter" / "tokenizer.json")
+    shutil.copy(tiny_model / "tokenizer_config.json", full / "adapter" / "tokenizer_config.json")
+    shutil.copy(tiny_model / "chat_template.jinja", full / "adapter" / "chat_template.jinja")
+
+    chat = ChatModel.from_run(full)
+    assert chat.tuned is not None and chat.tuned.kind == "full"
+    ids = chat.encode(QUESTION)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert torch.equal(chat.logits(ids, tuned=False), base(input_ids=ids).logits)
+        assert torch.allclose(chat.logits(ids), tuned(input_ids=ids).logits, atol=1e-5)
+
+
+def test_two_models_that_do_not_fit_are_refused(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import desktop_ft.core.chat as chat_module
+
+    monkeypatch.setattr(chat_module, "available_memory_bytes", lambda: 1000)
+    with pytest.raises(ChatError, match="need about .* GiB, but only .* free"):
+        chat_module.check_memory_for(tiny_model, tiny_model)
+
+
+def test_pair_streams_both_sides_at_once_and_matches_single_answers(chat: ChatModel) -> None:
+    settings = GenerationSettings(max_new_tokens=12)
+    pieces: dict[str, list[str]] = {"base": [], "tuned": []}
+    order: list[str] = []
+
+    def on_token(side: str, piece: str) -> None:
+        pieces[side].append(piece)
+        order.append(side)
+
+    base, tuned = chat.generate_pair(QUESTION, settings=settings, on_token=on_token)
+    assert "".join(pieces["base"]) == base and "".join(pieces["tuned"]) == tuned
+    assert base == chat.generate(QUESTION, tuned=False, settings=settings)
+    assert tuned == chat.generate(QUESTION, settings=settings)
+    assert order[:2] == ["base", "tuned"] or order[:2] == ["tuned", "base"]  # interleaved, not one after the other
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "full"])
+def test_other_methods_runs_chat_and_compare_with_their_base(method: str, tiny_model: Path, chat_jsonl: Path,
+                                                              tmp_path: Path) -> None:
+    """Prompt tuning (virtual tokens, toggled off for the base) and full fine-tuning (model/, two models)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from desktop_ft.core.engine import train
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tiny_model, chat_jsonl, tmp_path / "run", max_steps=2, save_steps=100)
+    config = config.replace({"method.method": method})
+    assert train(config).state == "finished"
+    chat = ChatModel.from_run(tmp_path / "run")
+    assert chat.tuned is not None and chat.tuned.kind == ("full" if method == "full" else "adapter")
+    ids = chat.encode(QUESTION)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        assert torch.equal(chat.logits(ids, tuned=False), base(input_ids=ids).logits)
+    settings = GenerationSettings(max_new_tokens=4)
+    base_answer, tuned_answer = chat.generate_pair(QUESTION, settings=settings)
+    assert base_answer == chat.generate(QUESTION, tuned=False, settings=settings)
+    assert tuned_answer == chat.generate(QUESTION, settings=settings)
+    if method == "prompt_tuning":
+        from desktop_ft.core.export import ExportError, export
+
+        with pytest.raises(ExportError, match="cannot be merged.*Export it as 'adapter'"):
+            export(tmp_path / "run", "merged", tmp_path / "out")

@@ -50,15 +50,18 @@ def test_replay_writes_one_row_per_prompt_and_checkpoint(run_copy: Path) -> None
     probes = [compare.Probe("How do I boil an egg?"), compare.Probe("How do I tie a tie?")]
     events: list = []
     results = compare.replay(run_copy, probes, checkpoints=True, settings=SHORT, chat=chat, on_event=events.append)
+    # checkpoint 4 is where the final adapter was saved: not replayed twice
     assert [(r.prompt, r.checkpoint) for r in results] == [
         ("How do I boil an egg?", None), ("How do I tie a tie?", None),
-        ("How do I boil an egg?", 2), ("How do I tie a tie?", 2),
-        ("How do I boil an egg?", 4), ("How do I tie a tie?", 4)]
+        ("How do I boil an egg?", 2), ("How do I tie a tie?", 2)]
     base = chat.generate(probes[0].messages(), tuned=False, settings=SHORT)
     assert all(r.base == base for r in results if r.prompt == probes[0].prompt)
     assert results[0].tuned == chat.generate(probes[0].messages(), settings=SHORT)  # back on the final adapter
     assert chat.tuned is not None and chat.tuned.checkpoint is None
 
+    results = compare.replay(run_copy, probes, checkpoints=[4], settings=SHORT, chat=chat)
+    assert [r.checkpoint for r in results] == [None, None, 4, 4]  # asked for by name, it is replayed
+    assert results[2].tuned == results[0].tuned
     rows = compare.read_table(run_copy)
     assert len(rows) == 6 and rows[2]["checkpoint"] == 2 and "checkpoint" not in rows[0]
     assert rows[0]["settings"]["max_new_tokens"] == 6

@@ -164,7 +164,8 @@ def test_mapping_overrides_what_detection_would_pick(tmp_path: Path) -> None:
 def test_a_mapping_naming_a_missing_column_says_which_exist() -> None:
     with pytest.raises(DatasetError) as info:
         ds.load_dataset(DATA / "custom_columns.csv", columns={"prompt": "question"})
-    assert "question" in str(info.value) and "frage, antwort" in str(info.value)
+    assert "custom_columns.csv" in str(info.value) and "question" in str(info.value)
+    assert "frage, antwort" in str(info.value)
     with pytest.raises(DatasetError, match="not a part"):
         ds.load_dataset(DATA / "custom_columns.csv", columns={"answer": "antwort2"})
 
@@ -247,3 +248,25 @@ def test_message_lists_in_csv_cells_as_json_or_as_pandas_wrote_them(tmp_path: Pa
                                        '{""role"": ""assistant"", ""content"": ""It\'s me""}]"\n')
     assert ds.load_dataset(tmp_path / "repr.csv").rows == [{"messages": messages}]
     assert ds.load_dataset(tmp_path / "json.csv").rows == [{"messages": messages}]
+
+
+def test_arrow_files_from_the_datasets_cache_and_feather(tmp_path: Path) -> None:
+    import pandas as pd
+    from datasets import Dataset
+
+    Dataset.from_list([{"question": "q", "answer": "a"}]).save_to_disk(str(tmp_path / "saved"))
+    cache_file = next((tmp_path / "saved").glob("*.arrow"))
+    assert ds.load_dataset(cache_file).rows == [{"prompt": "q", "completion": "a"}]
+    pd.DataFrame({"text": ["doc one", "doc two"]}).to_feather(tmp_path / "t.feather")
+    assert ds.load_dataset(tmp_path / "t.feather").rows == [{"text": "doc one"}, {"text": "doc two"}]
+
+
+def test_alpaca_with_history_becomes_a_conversation(tmp_path: Path) -> None:
+    path = tmp_path / "history.json"
+    path.write_text('[{"instruction": "And 3 + 3?", "input": "", "output": "6", "system": "Be brief.", '
+                    '"history": [["2 + 2?", "4"]]},\n {"instruction": "Hi", "input": "", "output": "Hello", '
+                    '"history": []}]')
+    data = ds.load_dataset(path)
+    assert (data.format, data.kind) == ("alpaca_history", "conversation")
+    assert data.rows[0] == {"messages": [S("Be brief."), U("2 + 2?"), A("4"), U("And 3 + 3?"), A("6")]}
+    assert data.rows[1] == {"messages": [U("Hi"), A("Hello")]}

@@ -36,7 +36,7 @@ def test_token_lengths_match_the_chat_template_and_count_truncation(tokenizer) -
     report = ds.inspect_dataset(data, tokenizer, max_length=lengths[1])
     t = report.token_lengths
     assert (t["min"], t["median"], t["max"]) == (lengths[0], lengths[1], lengths[2])
-    assert t["truncated"] == 1 and t["max_length"] == lengths[1]
+    assert t["truncated"] == 1 and t["max_length"] == lengths[1] and t["answer_cut_off"] == 0
     assert sorted(report.lengths) == lengths
     assert report.preview[0].startswith("<|im_start|>system\nYou answer in one word.<|im_end|>")
     assert report.preview[0].endswith("<|im_start|>assistant\nParis<|im_end|>\n")
@@ -166,3 +166,10 @@ def test_multi_turn_segments_agree_with_the_methods_engine(tokenizer, tiny_model
     segments = ds.loss_segments(row, tokenizer, "conversation")
     assert "".join(t for t, flag in segments if flag) == learned
     assert [t for t, flag in segments if flag] == ["4<|im_end|>", "6<|im_end|>"]
+
+
+def test_rows_whose_prompt_fills_max_length_are_counted_as_losing_their_answer(tokenizer, tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    path.write_text('{"prompt": "' + "word " * 200 + '", "completion": "ok"}\n{"prompt": "short", "completion": "ok"}\n')
+    t = ds.inspect_dataset(ds.load_dataset(path), tokenizer, max_length=64).token_lengths
+    assert (t["truncated"], t["answer_cut_off"]) == (1, 1)

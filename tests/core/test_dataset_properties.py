@@ -14,7 +14,7 @@ from desktop_ft.core import datasets as ds
 from desktop_ft.core.errors import DatasetError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-SUFFIXES = [".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".parquet", ".dat"]
+SUFFIXES = [".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".parquet", ".arrow", ".dat"]
 FIXTURES = sorted(p.name for p in DATA.iterdir() if p.is_file())
 SHAPES = {"conversation": {"messages"}, "prompt_completion": {"prompt", "completion"},
           "preference": {"prompt", "chosen", "rejected"}, "text": {"text"}}

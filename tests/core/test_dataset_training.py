@@ -1,4 +1,8 @@
-"""Round trip: each kind of data, from a file, through a real TRL trainer for one step on the tiny model."""
+"""Round trip: each kind of data, from a file, through a real TRL trainer for one step on the tiny model.
+
+The engine picks the task from the kind (method.task 'auto'): conversation and prompt/completion → SFT,
+text → continued pre-training, preference → DPO.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
     ("sharegpt.json", None),                       # conversation
     ("question_answer.csv", None),                 # prompt_completion
     ("custom_columns.csv", {"prompt": "frage", "completion": "antwort"}),  # mapped via data.columns
-    ("notes.md", None),                            # text
-    ("anthropic_hh.jsonl", None),                  # preference, SFT on the chosen replies
+    ("notes.md", None),                            # text → pretrain
+    ("anthropic_hh.jsonl", None),                  # preference → DPO
 ])
 def test_each_kind_trains_one_step_through_the_engine(name: str, columns, make_config, tmp_path: Path) -> None:
     from desktop_ft.core.engine import train
@@ -28,8 +32,8 @@ def test_each_kind_trains_one_step_through_the_engine(name: str, columns, make_c
     assert (Path(outcome.adapter_dir) / "adapter_config.json").exists()
 
 
-def test_preference_rows_train_one_dpo_step(tiny_model: Path, tmp_path: Path) -> None:
-    """Our preference rows are what TRL's DPOTrainer takes, conversational (HH) and plain strings alike."""
+def test_preference_rows_train_one_dpo_step_as_they_are(tiny_model: Path, tmp_path: Path) -> None:
+    """Our preference rows are what TRL's DPOTrainer takes, unchanged: conversational (HH) and plain strings."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer

@@ -276,3 +276,68 @@ def test_an_unknown_template_learns_every_reply_one_example_each(tiny_model: Pat
     assert len(learned) == 2
     assert "Alpha answer." in learned[0] and "Beta answer." in learned[1]
     assert not any("question" in text for text in learned)
+
+
+def test_full_dpo_stops_and_resumes_with_its_metrics(tiny_model: Path, toy_preference: Path, tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+
+    def on_event(event):
+        if isinstance(event, StepLogged) and event.step == 2:
+            stop.set()
+
+    config = _config(tiny_model, toy_preference, tmp_path / "run", "full", "dpo", **{"training.max_steps": 4})
+    assert train(config, on_event=on_event, stop=stop).state == "stopped"
+    run = RunFolder(tmp_path / "run")
+    assert run.last_checkpoint().name == "checkpoint-2"
+    resumed = train(run.read_config(), run=run, resume=True)
+    assert resumed.state == "finished" and resumed.step == 4
+    rows = [m for m in run.read_metrics() if m["type"] == "train"]
+    assert [m["step"] for m in rows] == [1, 2, 3, 4]
+    assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
+
+
+@pytest.mark.slow
+def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()[:32]]
+    data = _write(tmp_path / "pref.jsonl", [{"prompt": r["messages"][0]["content"],
+                                             "chosen": r["messages"][-1]["content"],
+                                             "rejected": "I am not sure, sorry."} for r in rows])
+    config = methods.apply_preset(RunConfig(), "quick_test", "preference").replace({
+        "data.path": str(data), "output.output_dir": str(tmp_path / "run"), "training.max_steps": 6,
+        "training.learning_rate": 5e-4, "training.save_steps": 100, "data.validation_fraction": 0.0})
+    assert train(config).state == "finished"
+    margins = [m["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["type"] == "train"]
+    assert margins[-1] > margins[0] and margins[-1] > 0, margins
+
+
+def test_warnings_read_the_hardware_the_estimate_detects() -> None:
+    from desktop_ft.core.hardware import Gpu, Hardware
+
+    gpu = Hardware(gpus=[Gpu("RTX 4090", 24 * 2**30, 23 * 2**30, (8, 9))], bf16=True, bitsandbytes=True)
+    full_7b = RunConfig().replace({"method.method": "full", "model.name": "mistralai/Mistral-7B-v0.3",
+                                   "training.learning_rate": 2e-5})
+    assert any("24 GiB" in w for w in warnings_for(full_7b, gpu))
+    assert warnings_for(RunConfig().replace({"method.method": "qlora"}), gpu) == []
+    assert any("NVIDIA" in w for w in warnings_for(RunConfig().replace({"method.method": "qlora"}), Hardware()))
+
+
+def test_kto_with_one_example_per_batch_is_refused_before_loading(tiny_model: Path, toy_preference: Path,
+                                                                  tmp_path: Path) -> None:
+    config = _config(tiny_model, toy_preference, tmp_path / "run", "lora", "kto", **{"training.batch_size": 1})
+    assert any("KTO" in w for w in warnings_for(config, {"cuda": False}))
+    with pytest.raises(ConfigError, match="at least 2") as info:
+        train(config)
+    assert info.value.field == "training.batch_size"
+
+
+def test_every_number_the_wizard_shows_has_a_sensible_range() -> None:
+    import typing
+
+    for key in all_dotted_keys():
+        f = field_info(key)
+        if key in ("training.seed",) or typing.get_origin(f.type) is not None:
+            continue
+        if f.type in ("int", "float", int, float):
+            assert "min" in f.metadata and "max" in f.metadata, key

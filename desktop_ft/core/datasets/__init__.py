@@ -116,7 +116,11 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
     if not pending:
         _raise_nothing_usable(where, errors, unit)
     found = list(seen_columns)
-    mapping = resolve_mapping(columns, found)
+    try:
+        mapping = resolve_mapping(columns, found)
+    except DatasetError as exc:
+        exc.path = exc.path or where  # name the file: a validation file may lack what the training file has
+        raise
     fmt = _vote(pending, mapping) or detect_format(found, [r for _, r in pending], mapping)
     if fmt is None:
         raise DatasetError(f"has no format Desktop FT recognises (columns found: {', '.join(found) or 'none'})",

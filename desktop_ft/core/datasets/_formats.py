@@ -66,6 +66,10 @@ class Format:
         f = self.fields
         if "messages" in f:
             messages = as_messages(_get(record, f["messages"]), f["messages"])
+        elif "history" in f:  # LLaMA-Factory's Alpaca: earlier [question, answer] pairs, then this one
+            messages = _history(record.get(f["history"]), f["history"]) + [
+                {"role": "user", "content": self._prompt_completion(record)["prompt"]},
+                {"role": "assistant", "content": text_value(record, f["completion"])}]
         else:  # conversational prompt/completion: lists of messages in two columns
             prompt = _get(record, f["prompt"])
             prompt_msgs = as_messages(prompt, f["prompt"]) if _is_chatlike(prompt) else \
@@ -121,6 +125,19 @@ class Format:
         return _checked_preference(pm, cm, rm)
 
 
+def _history(value: Any, col: str) -> list[dict[str, str]]:
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        raise RowProblem(f"'{col}' must be a list of [question, answer] pairs.")
+    messages = []
+    for question, answer in value:
+        if not isinstance(question, str) or not isinstance(answer, str):
+            raise RowProblem(f"'{col}' must hold text pairs, got {_type_name(question)} and {_type_name(answer)}.")
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return messages
+
+
 def _label(record: dict[str, Any], fields: dict[str, str]) -> dict[str, bool]:
     """KTO's thumbs up/down ('label': true/false), kept beside the row when the file has one."""
     label = record.get(fields["label"]) if "label" in fields else None
@@ -150,11 +167,13 @@ def resolve_mapping(mapping: dict[str, str] | None, columns: list[str]) -> dict[
         elif value in TARGETS and key in columns:
             resolved[value] = key
         elif key in TARGETS:
-            raise DatasetError(f"the column mapping names '{value}', which the file does not have",
+            raise DatasetError(f"the column mapping (--columns, data.columns) names '{value}', which the file "
+                               "does not have",
                                field="data.columns",
                                hint=f"Columns found: {', '.join(columns) or 'none'}.")
         else:
-            raise DatasetError(f"the column mapping uses '{key}', which is not a part Desktop FT knows",
+            raise DatasetError(f"the column mapping (--columns, data.columns) uses '{key}', which is not a part "
+                               "Desktop FT knows",
                                field="data.columns",
                                hint=f"Map these parts to your columns: {', '.join(TARGETS)}; "
                                     "e.g. prompt=question,completion=answer.")
@@ -206,6 +225,11 @@ def _detect(names: dict[str, str], sample: list[dict[str, Any]]) -> Format | Non
                 continue
             return Format("sharegpt" if _is_sharegpt(vals) else "messages", "conversation",
                           {"messages": col, **system, **label})
+    if "instruction" in names and "output" in names and "history" in names and \
+            any(isinstance(v, list) and v for v in values(names["history"])[:50]):
+        extra = {"context": names["input"]} if "input" in names else {}
+        return Format("alpaca_history", "conversation", {"prompt": names["instruction"],
+                      "completion": names["output"], "history": names["history"], **extra, **system, **label})
     if "instruction" in names and "output" in names:
         extra = {"context": names["input"]} if "input" in names else {}
         return Format("alpaca", "prompt_completion",

@@ -24,7 +24,7 @@ class DatasetReport:
     kind: str
     counts: dict[str, int]                              # rows, errors, duplicates, train, validation
     columns: list[str] = field(default_factory=list)
-    token_lengths: dict[str, Any] | None = None         # min, median, p95, max, truncated, max_length
+    token_lengths: dict[str, Any] | None = None         # min, median, p95, max, truncated, answer_cut_off, ...
     preview: list[str] = field(default_factory=list)    # first rows, rendered through the chat template
     duplicates: int = 0                                 # rows identical to an earlier row
     duplicate_lines: list[int] = field(default_factory=list)  # the first few of them
@@ -42,7 +42,8 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
 
     Token lengths are those of the full training example (prompt and answer through the chat
     template; raw text plus end-of-text for the ``text`` kind). ``truncated`` counts the rows longer
-    than ``max_length``, which training would cut. ``validation`` (a separate ``LoadedDataset``)
+    than ``max_length``, which training would cut; ``answer_cut_off`` those whose prompt alone fills
+    it (with assistant-only loss training drops them: no answer token is left to learn). ``validation`` (a separate ``LoadedDataset``)
     replaces the held-out fraction, as ``data.validation_path`` does in a run. Datasets larger than
     ``token_sample`` rows have token lengths counted on a seeded sample of that many rows (about
     0.7 ms a row goes into the chat template); ``token_lengths["counted"]`` says how many.
@@ -102,9 +103,24 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
             "min": ordered[0], "median": statistics.median_low(ordered),
             "p95": ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))],
             "max": ordered[-1], "truncated": sum(1 for n in ordered if n > max_length), "max_length": max_length,
-            "counted": len(ordered),
+            "counted": len(ordered), "answer_cut_off": _answers_cut_off(examples, report.lengths, tokenizer, max_length),
         }
     return report
+
+
+def _answers_cut_off(examples: list[dict[str, Any]], lengths: list[int | None], tokenizer: Any,
+                     max_length: int) -> int:
+    """Rows whose prompt alone fills ``max_length``: training drops them, as nothing is left to learn."""
+    cut = 0
+    for example, n in zip(examples, lengths):
+        if n is None or n <= max_length or "prompt" not in example:
+            continue
+        try:
+            if len(_chat_ids(tokenizer, example["prompt"], add_generation_prompt=True)) >= max_length:
+                cut += 1
+        except Exception:
+            continue
+    return cut
 
 
 def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *, assistant_only_loss: bool = True,

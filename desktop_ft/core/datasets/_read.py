@@ -23,7 +23,8 @@ CSV_SUFFIXES = (".csv",)
 TSV_SUFFIXES = (".tsv", ".tab")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
-SUPPORTED = ".jsonl, .json, .csv, .tsv, .parquet, .txt, .md, a folder saved with datasets' save_to_disk, " \
+ARROW_SUFFIXES = (".arrow", ".feather")
+SUPPORTED = ".jsonl, .json, .csv, .tsv, .parquet, .arrow, .txt, .md, a folder saved with datasets' save_to_disk, " \
             "or a Hugging Face dataset id"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
 #: a JSON object holding one list of rows: these keys win when it holds several
@@ -68,6 +69,8 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     suffix = p.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         return p, read_parquet(p)
+    if suffix in ARROW_SUFFIXES:
+        return p, read_arrow(p)
     if suffix in (".xlsx", ".xls", ".ods", ".numbers"):
         raise DatasetError("is a spreadsheet workbook, which Desktop FT does not read directly", path=p,
                            hint="Save it as 'CSV UTF-8 (comma delimited)' and pick the .csv file.")
@@ -563,6 +566,23 @@ def read_parquet(path: Path) -> Source:
                                hint="The file may be cut off; export it again.") from None
 
     return Source("parquet", _numbered(rows()), columns=columns, unit="row")
+
+
+def read_arrow(path: Path) -> Source:
+    """An Arrow file: a datasets cache file (IPC stream) or a Feather/IPC file."""
+    try:
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
+        try:
+            with pa.memory_map(str(path)) as source:
+                table = pa.ipc.open_stream(source).read_all()
+        except pa.ArrowInvalid:
+            table = feather.read_table(str(path))
+    except Exception as exc:
+        raise DatasetError(f"cannot be read as an Arrow file ({_first_line(exc)})", path=path,
+                           hint="Pick the dataset's folder (save_to_disk) or export it as .parquet.") from None
+    return Source("arrow", _numbered(table.to_pylist()), columns=list(table.column_names), unit="row")
 
 
 def read_saved(path: Path) -> Source:
