@@ -27,6 +27,7 @@ COMMANDS = {
     "chat": "chat",
     "compare": "compare",
     "export": "export",
+    "screenshots": "screenshots",
 }
 
 

@@ -1,1 +1,1 @@
-"""Thin Qt views over desktop_ft.core: render state, forward intent, never block."""
+"""Thin Qt views over ``desktop_ft.core``: they render state and forward intent, never block."""

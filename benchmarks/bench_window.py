@@ -1,0 +1,171 @@
+"""Window benchmarks, each against a baseline measured in the same run.
+
+1. Time to the first shown window: ``desktop-ft``'s main window vs a bare PySide6 QWidget, each in a
+   fresh Python process (median of N), printed as a ratio.
+2. GUI event-loop stalls while a real training run (a child process) streams events into the Train
+   view: a 10 ms QTimer measures how late each tick is; p99 and max are printed, with the same
+   measurement on an idle window as the baseline.
+
+Run:  QT_QPA_PLATFORM=offscreen python benchmarks/bench_window.py [--runs 3] [--steps 300] [--embedded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BARE = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QWidget
+app = QApplication(sys.argv)
+w = QWidget(); w.resize(1280, 840); w.show()
+QTimer.singleShot(0, lambda: (print("shown", flush=True), app.quit()))
+app.exec()
+"""
+
+OURS = """
+import sys
+from PySide6.QtCore import QTimer
+from desktop_ft.ui.app import create_app
+app = create_app(sys.argv)
+from desktop_ft.ui.main_window import MainWindow
+w = MainWindow(); w.show()
+QTimer.singleShot(0, lambda: (print("shown", flush=True), print("torch" in sys.modules, flush=True), app.quit()))
+app.exec()
+"""
+
+
+def time_to_window(code: str, env: dict[str, str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env, cwd=ROOT)
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - t0
+    rest = proc.stdout.read()
+    proc.wait(timeout=120)
+    assert line.strip() == "shown", line
+    return elapsed, rest.strip()
+
+
+def bench_first_window(runs: int) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"), PYTHONPATH=str(ROOT))
+    env["DESKTOP_FT_RUNS"] = tempfile.mkdtemp(prefix="bench-runs-")
+    bare, ours, torch_loaded = [], [], []
+    for _ in range(runs):
+        bare.append(time_to_window(BARE, env)[0])
+        t, rest = time_to_window(OURS, env)
+        ours.append(t)
+        torch_loaded.append(rest == "True")
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(f"first window: bare PySide6 {b * 1000:.0f} ms, Desktop FT {o * 1000:.0f} ms (median of {runs}) "
+          f"-> ratio {o / b:.2f}x; torch imported before the window showed: {any(torch_loaded)}")
+
+
+def bench_stalls(steps: int, embedded: bool) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    work = Path(tempfile.mkdtemp(prefix="bench-stall-"))
+    os.environ["DESKTOP_FT_RUNS"] = str(work / "runs")
+    sys.path.insert(0, str(ROOT))
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer
+
+    from desktop_ft.core.config import RunConfig
+    from desktop_ft.ui.app import create_app
+
+    app = create_app([sys.argv[0]])
+    from desktop_ft.ui.main_window import MainWindow
+
+    if embedded:
+        config = RunConfig().replace({"training.max_steps": steps, "training.logging_steps": 1,
+                                      "training.save_steps": 10_000, "training.eval_steps": 10_000})
+    else:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from conftest import build_tiny_model, tiny_config  # the test suite's tiny random Llama
+
+        model = build_tiny_model(work / "tiny")
+        config = tiny_config(model, ROOT / "resources/sample_data/three_step_tutor.jsonl", work / "run",
+                             max_steps=steps, logging_steps=1, save_steps=10_000, eval_steps=50)
+    w = MainWindow(settings=QSettings(str(work / "s.ini"), QSettings.Format.IniFormat))
+    w.show()
+    w.go("train")
+
+    interval = 10
+    lates: list[float] = []
+    clock = QElapsedTimer()
+    ticker = QTimer()
+    ticker.setInterval(interval)
+    last = [0]
+    recording = [False]
+
+    def tick() -> None:
+        now = clock.elapsed()
+        if recording[0]:
+            lates.append(max(0, now - last[0] - interval))
+        last[0] = now
+
+    ticker.timeout.connect(tick)
+    clock.start()
+    ticker.start()
+
+    def measure_idle(ms: int) -> list[float]:
+        lates.clear()
+        recording[0] = True
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+        recording[0] = False
+        return list(lates)
+
+    idle = measure_idle(3000)
+    events = [0]
+    w.training_view.stepLogged.connect(lambda _e: events.__setitem__(0, events[0] + 1))
+    first = QEventLoop()
+    w.training_view.stepLogged.connect(lambda _e: first.quit())
+    w.training_view.start(config)
+    first.exec()  # child start-up (torch import) is not the GUI's stall; measure once events stream
+    lates.clear()
+    recording[0] = True
+    t0 = time.perf_counter()
+    done = QEventLoop()
+    w.training_view.runEnded.connect(lambda _f: done.quit())
+    done.exec()
+    recording[0] = False
+    busy = list(lates)
+    secs = time.perf_counter() - t0
+    w.close()
+
+    def pct(xs: list[float], p: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+    print(f"event-loop stall, idle window (baseline): p99 {pct(idle, 99):.1f} ms, max {max(idle, default=0):.1f} ms "
+          f"({len(idle)} ticks)")
+    print(f"event-loop stall while training streams {events[0]} step events in {secs:.1f} s "
+          f"({events[0] / max(secs, 1e-9):.1f}/s, {'embedded model' if embedded else 'tiny model'}): "
+          f"p99 {pct(busy, 99):.1f} ms, max {max(busy, default=0):.1f} ms ({len(busy)} ticks)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--embedded", action="store_true", help="train the built-in model instead of the tiny one")
+    p.add_argument("--skip-window", action="store_true")
+    p.add_argument("--skip-stall", action="store_true")
+    args = p.parse_args()
+    if not args.skip_window:
+        bench_first_window(args.runs)
+    if not args.skip_stall:
+        bench_stalls(args.steps, args.embedded)
+
+
+if __name__ == "__main__":
+    main()

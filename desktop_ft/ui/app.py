@@ -1,0 +1,47 @@
+"""``desktop-ft`` with no arguments: the QApplication and the main window.
+
+Only Qt is imported here; torch and friends load later, inside workers and the training child
+process, so the window shows before any of them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def create_app(argv: list[str] | None = None):
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_ft.ui import theme
+
+    QCoreApplication.setOrganizationName("desktop-ft")
+    QCoreApplication.setApplicationName("Desktop FT")
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    from PySide6.QtGui import QFontDatabase
+
+    if not QFontDatabase.families():  # e.g. a bare container: text would render as empty boxes
+        print("desktop-ft: no fonts found; install a font package (Debian/Ubuntu: apt install fonts-dejavu-core) "
+              "or point QT_QPA_FONTDIR at a folder of .ttf files.", file=sys.stderr)
+    theme.apply(app)
+    hints = app.styleHints()
+    if hasattr(hints, "colorSchemeChanged"):
+        hints.colorSchemeChanged.connect(lambda _s: theme.apply(app))
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    app = create_app(argv)
+    from desktop_ft.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    code = app.exec()
+    from PySide6.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(15000)  # let short background reads finish before Qt goes away
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

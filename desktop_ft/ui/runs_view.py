@@ -1,0 +1,329 @@
+"""Runs page: every run on disk — state, method, model, dataset, final loss, duration — and what to
+do with them: reopen (curves, chat), compare curves and configs, resume, follow a run still going,
+delete (asks first), open its folder, copy its CLI command."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMessageBox, QPushButton, QSplitter,
+                               QTableWidget, QTableWidgetItem, QTabWidget, QWidget)
+
+from desktop_ft.core import runs as core_runs
+from desktop_ft.ui import theme
+from desktop_ft.ui.loss_plots import LossPlots
+from desktop_ft.ui.page import Page
+from desktop_ft.ui.workers import record_to_event, run_async
+
+COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]
+STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle", "stopped": "mdi6.pause-circle",
+               "failed": "mdi6.close-circle"}
+
+
+def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    """One summary dict per run folder, newest first (worker thread)."""
+    out = []
+    for run in core_runs.list_runs(root):
+        status = run.read_status()
+        try:
+            config = run.read_config().to_dict()
+        except Exception:
+            config = None
+        out.append({"path": str(run.path), "status": status, "config": config,
+                    "live": status.state == "running" and bool(status.pid)})
+    return out
+
+
+def read_curves(paths: list[str]) -> dict[str, list[Any]]:
+    return {p: [e for e in (record_to_event(r) for r in core_runs.RunFolder(Path(p)).read_metrics()) if e is not None]
+            for p in paths}
+
+
+def cli_command(path: str, state: str) -> str:
+    if state in ("stopped", "failed"):
+        return f"desktop-ft train --resume {shlex.quote(path)}"
+    return f"desktop-ft train {shlex.quote(str(Path(path) / 'config.yaml'))}"
+
+
+def _duration(status: core_runs.RunStatus) -> float | None:
+    try:
+        start = datetime.fromisoformat(status.started_at) if status.started_at else None
+        end = status.ended_at or status.updated_at
+        end_dt = datetime.fromisoformat(end) if end else None
+    except ValueError:
+        return None
+    if start and end_dt:
+        return (end_dt - start).total_seconds()
+    return None
+
+
+def _model_label(name: str) -> str:
+    from desktop_ft.core.models import is_embedded
+
+    return "SmolLM2-135M (built in)" if is_embedded(name) else Path(name).name or name
+
+
+class RunsView(Page):
+    openRequested = Signal(str)
+    resumeRequested = Signal(str)
+    followRequested = Signal(str, int)
+    chatRequested = Signal(str)
+    refreshed = Signal(int)   # number of runs listed
+    curvesShown = Signal(int)
+
+    def __init__(self, root: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Runs", "Every run on this machine. Select one to see its curves; select several "
+                         "to compare them.", parent, scroll=False)
+        self.root = root
+        self.runs: list[dict[str, Any]] = []
+        self._workers: list[Any] = []
+        self._req = 0
+
+        bar = QHBoxLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        for key, text, icon, slot in [
+            ("open", "Open", "mdi6.chart-line", self._on_open),
+            ("chat", "Chat", "mdi6.chat-processing-outline", self._on_chat),
+            ("resume", "Resume", "mdi6.restart", self._on_resume),
+            ("follow", "Follow", "mdi6.eye-outline", self._on_follow),
+            ("folder", "Open folder", "mdi6.folder-open-outline", self._on_folder),
+            ("copy", "Copy CLI command", "mdi6.content-copy", self._on_copy),
+            ("delete", "Delete…", "mdi6.delete-outline", self._on_delete),
+        ]:
+            b = QPushButton(theme.icon(icon, theme.colors().bad if key == "delete" else None), f"  {text}")
+            b.clicked.connect(slot)
+            if key == "delete":
+                b.setObjectName("Danger")
+            bar.addWidget(b)
+            self.buttons[key] = b
+        bar.addStretch(1)
+        refresh = QPushButton(theme.icon("mdi6.refresh"), "")
+        refresh.setToolTip("Look for runs again")
+        refresh.clicked.connect(self.refresh)
+        bar.addWidget(refresh)
+        self.content.addLayout(bar)
+        self.message = theme.label("", "Muted", wrap=True)
+        self.content.addWidget(self.message)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.itemDoubleClicked.connect(lambda _i: self._on_open())
+        split.addWidget(self.table)
+        self.detail = QTabWidget()
+        self.plots = LossPlots()
+        self.detail.addTab(self.plots, theme.icon("mdi6.chart-line"), "Curves")
+        self.config_table = QTableWidget(0, 1)
+        self.config_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.config_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.detail.addTab(self.config_table, theme.icon("mdi6.compare-horizontal"), "Config")
+        split.addWidget(self.detail)
+        split.setSizes([260, 420])
+        self.content.addWidget(split, 1)
+        self._on_selection()
+
+    # -- data -------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        self._req += 1
+        req = self._req
+        self._workers.append(run_async(self, scan_runs, self.root, on_result=lambda r, q=req: self._on_runs(q, r),
+                                       on_error=lambda e: self.message.setText(f"Could not list runs: {e}")))
+
+    def _on_runs(self, req: int, runs: list[dict[str, Any]]) -> None:
+        if req != self._req:
+            return
+        selected = set(self.selected_paths())
+        self.runs = runs
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(runs))
+        c = theme.colors()
+        for r, run in enumerate(runs):
+            status: core_runs.RunStatus = run["status"]
+            cfg = run["config"] or {}
+            name = (cfg.get("output") or {}).get("run_name") or Path(run["path"]).name
+            data_path = (cfg.get("data") or {}).get("path") or "sample"
+            values = [name,
+                      status.state + (" (live)" if run["live"] else ""),
+                      ((cfg.get("method") or {}).get("method") or "?").upper(),
+                      _model_label((cfg.get("model") or {}).get("name") or "default"),
+                      Path(data_path).name,
+                      f"{status.final_loss:.4f}" if status.final_loss is not None else "–",
+                      f"{status.step}/{status.max_steps}" if status.max_steps else str(status.step),
+                      theme.human_duration(_duration(status)),
+                      (status.started_at or "")[:16].replace("T", " ")]
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, run["path"])
+                if col == 0:
+                    item.setToolTip(run["path"])
+                if col == 1:
+                    color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(status.state, c.accent)
+                    item.setIcon(theme.icon(STATE_ICONS.get(status.state, "mdi6.help-circle-outline"), color))
+                    if status.error:
+                        item.setToolTip(status.error)
+                self.table.setItem(r, col, item)
+        self.table.clearSelection()
+        for r, run in enumerate(runs):
+            if run["path"] in selected:
+                self.table.selectRow(r)
+        self.message.setText("" if runs else f"No runs yet. Runs are kept in {self.root or core_runs.default_runs_root()}.")
+        self.message.setVisible(bool(self.message.text()))
+        self._on_selection()
+        self.refreshed.emit(len(runs))
+
+    def selected_paths(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in rows if self.table.item(r, 0)]
+
+    def select(self, paths: list[str]) -> None:
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) in paths:
+                self.table.selectRow(r)
+        self.table.setSelectionMode(mode)
+
+    def _run(self, path: str) -> dict[str, Any] | None:
+        return next((r for r in self.runs if r["path"] == path), None)
+
+    # -- slots ------------------------------------------------------------------------------------
+    def _on_selection(self) -> None:
+        paths = self.selected_paths()
+        one = len(paths) == 1
+        run = self._run(paths[0]) if one else None
+        state = run["status"].state if run else None
+        self.buttons["open"].setEnabled(one)
+        self.buttons["chat"].setEnabled(one and state in ("finished", "stopped"))
+        self.buttons["resume"].setEnabled(one and state in ("stopped", "failed"))
+        self.buttons["follow"].setEnabled(one and bool(run and run["live"]))
+        self.buttons["folder"].setEnabled(one)
+        self.buttons["copy"].setEnabled(one)
+        self.buttons["delete"].setEnabled(bool(paths) and not any((self._run(p) or {}).get("live") for p in paths))
+        self._show_config(paths)
+        if paths:
+            self._workers.append(run_async(self, read_curves, paths, on_result=self._on_curves))
+        else:
+            self.plots.clear()
+
+    def _on_curves(self, curves: dict[str, list[Any]]) -> None:
+        if set(curves) != set(self.selected_paths()):
+            return
+        self.plots.clear()
+        many = len(curves) > 1
+        for path, events in curves.items():
+            for ev in events:
+                self.plots.add_event(ev, run=Path(path).name if many else "")
+        self.plots._on_redraw()
+        self.curvesShown.emit(len(curves))
+
+    def _show_config(self, paths: list[str]) -> None:
+        configs = [(Path(p).name, (self._run(p) or {}).get("config") or {}) for p in paths]
+        flat = [(name, _flatten(cfg)) for name, cfg in configs]
+        keys = sorted({k for _n, f in flat for k in f})
+        if len(flat) > 1:
+            keys = [k for k in keys if len({repr(f.get(k)) for _n, f in flat}) > 1]
+            self.detail.setTabText(1, f"Config differences ({len(keys)})")
+        else:
+            self.detail.setTabText(1, "Config")
+        self.config_table.setColumnCount(max(1, len(flat)))
+        self.config_table.setHorizontalHeaderLabels([n for n, _f in flat] or [""])
+        self.config_table.setRowCount(len(keys))
+        self.config_table.setVerticalHeaderLabels(keys)
+        for r, key in enumerate(keys):
+            for c, (_n, f) in enumerate(flat):
+                self.config_table.setItem(r, c, QTableWidgetItem(str(f.get(key, "–"))))
+
+    def _one(self) -> str | None:
+        paths = self.selected_paths()
+        return paths[0] if len(paths) == 1 else None
+
+    def _on_open(self) -> None:
+        if (p := self._one()):
+            self.openRequested.emit(p)
+
+    def _on_chat(self) -> None:
+        if (p := self._one()):
+            self.chatRequested.emit(p)
+
+    def _on_resume(self) -> None:
+        if (p := self._one()):
+            self.resumeRequested.emit(p)
+
+    def _on_follow(self) -> None:
+        if (p := self._one()) and (run := self._run(p)):
+            self.followRequested.emit(p, int(run["status"].pid or 0))
+
+    def _on_folder(self) -> None:
+        if (p := self._one()):
+            QDesktopServices.openUrl(QUrl.fromLocalFile(p))
+
+    def _on_copy(self) -> None:
+        if (p := self._one()) and (run := self._run(p)):
+            text = cli_command(p, run["status"].state)
+            QGuiApplication.clipboard().setText(text)
+            self.message.setText(f"Copied: {text}")
+            self.message.show()
+
+    def _on_delete(self) -> None:
+        paths = self.selected_paths()
+        if not paths:
+            return
+        names = "\n".join(Path(p).name for p in paths)
+        answer = QMessageBox.question(self, "Delete runs?", f"Delete {len(paths)} run folder(s) and everything in "
+                                      f"them (adapter, checkpoints, curves)?\n\n{names}",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self._workers.append(run_async(self, _delete, paths, on_result=lambda _r: self.refresh(),
+                                       on_error=lambda e: self.message.setText(f"Could not delete: {e}")))
+
+
+def _delete(paths: list[str]) -> None:
+    for p in paths:
+        path = Path(p)
+        if (path / "config.yaml").exists():  # only ever remove run folders
+            shutil.rmtree(path)
+
+
+def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and all(isinstance(x, (dict, str, int, float, bool, type(None))) for x in v.values()) \
+                and key in ("model", "data", "method", "training", "output"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    theme.apply(app)
+    view = RunsView()
+    view.refresh()
+    view.resize(1100, 760)
+    view.show()
+    sys.exit(app.exec())

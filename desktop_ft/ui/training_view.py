@@ -1,0 +1,380 @@
+"""The Train step: start, follow, stop and resume a run, with live curves, progress and the log.
+
+The view owns at most one ``TrainingProcess`` (a child process followed from a QThread); it only
+renders the events that arrive and forwards Start/Stop/Resume. Closing the window asks whether a
+running child should keep going (it can be re-attached from the Runs page).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
+                               QSplitter, QVBoxLayout, QWidget)
+
+from desktop_ft.core.config import RunConfig, save_config
+from desktop_ft.core.errors import UserError
+from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Progress, RunFinished, RunStarted, StepLogged)
+from desktop_ft.core.runs import RunFolder, new_run_folder
+from desktop_ft.ui import theme
+from desktop_ft.ui.loss_plots import LossPlots
+from desktop_ft.ui.page import Card
+from desktop_ft.ui.session import Session
+from desktop_ft.ui.workers import TrainingProcess, record_to_event
+
+
+# library warnings, progress bars, and the CLI's own closing line (the view says the same in its words)
+_NOISE = re.compile(r"Warning|warnings\.warn|it/s\]|^\s|^stopping after|^\r|^finished: adapter saved|"
+                    r"^(stopped|failed) at step \d+; continue with")
+
+
+class _Stat(QWidget):
+    """A small caption-over-number tile."""
+
+    def __init__(self, caption: str) -> None:
+        super().__init__()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(theme.label(caption, "Muted"))
+        self.value = theme.label("–", "BigNumber")
+        lay.addWidget(self.value)
+
+    def set(self, text: str) -> None:
+        self.value.setText(text)
+
+
+class TrainingView(QWidget):
+    """Live view of one run."""
+
+    runStarted = Signal(str)        # run folder
+    runEnded = Signal(object)       # RunFinished
+    stepLogged = Signal(object)     # StepLogged, after the view took it in
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.process: TrainingProcess | None = None
+        self.run_dir: Path | None = None
+        self.max_steps = 0
+        self._started_at = 0.0
+        self._last_log_step = -1
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(28, 22, 28, 14)
+        outer.setSpacing(12)
+        head = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.setSpacing(2)
+        self.title = theme.label("Train", "PageTitle")
+        titles.addWidget(self.title)
+        self.subtitle = theme.label("Check the summary, then start. You can stop at any time: a checkpoint "
+                                    "is saved and Resume continues from it.", "PageIntro", wrap=True)
+        titles.addWidget(self.subtitle)
+        head.addLayout(titles, 1)
+        self.state_label = theme.label("Ready", "Muted")
+        head.addWidget(self.state_label, 0, Qt.AlignmentFlag.AlignTop)
+        outer.addLayout(head)
+
+        # what will be trained + the buttons
+        self.summary_card = Card("This run", "mdi6.clipboard-text-outline")
+        self.summary = theme.label("", wrap=True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary_card.body.addWidget(self.summary)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton(theme.icon("mdi6.play", theme.colors().accent_text), "  Start training")
+        self.start_button.setObjectName("Primary")
+        self.start_button.clicked.connect(self._on_start)
+        self.stop_button = QPushButton(theme.icon("mdi6.stop"), "  Stop")
+        self.stop_button.setToolTip("Stop after the current step and save a checkpoint.")
+        self.stop_button.clicked.connect(self._on_stop)
+        self.resume_button = QPushButton(theme.icon("mdi6.restart"), "  Resume")
+        self.resume_button.setToolTip("Continue this run from its last checkpoint.")
+        self.resume_button.clicked.connect(self._on_resume)
+        for b in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.summary_card.body.addLayout(buttons)
+        outer.addWidget(self.summary_card)
+
+        # the error banner
+        self.banner = Card()
+        self.banner.setObjectName("Banner")
+        self.banner_text = theme.label("", "Bad", wrap=True)
+        self.banner.body.addWidget(self.banner_text)
+        self.banner.hide()
+        outer.addWidget(self.banner)
+
+        # progress + stats
+        stats = QGridLayout()
+        stats.setHorizontalSpacing(28)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+        stats.addWidget(self.progress, 0, 0, 1, 7)
+        self.stat_step = _Stat("Step")
+        self.stat_epoch = _Stat("Epoch")
+        self.stat_loss = _Stat("Loss")
+        self.stat_eval = _Stat("Eval loss")
+        self.stat_eta = _Stat("Time left")
+        self.stat_speed = _Stat("Tokens / s")
+        self.stat_mem = _Stat("Peak memory")
+        for i, w in enumerate((self.stat_step, self.stat_epoch, self.stat_loss, self.stat_eval, self.stat_eta,
+                               self.stat_speed, self.stat_mem)):
+            stats.addWidget(w, 1, i)
+        outer.addLayout(stats)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.plots = LossPlots()
+        split.addWidget(self.plots)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(3000)
+        self.log.setFont(theme.mono_font())
+        self.log.setPlaceholderText("What the run does appears here.")
+        split.addWidget(self.log)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setSizes([420, 110])
+        outer.addWidget(split, 1)
+
+        session.configChanged.connect(self._on_config_changed)
+        self._on_config_changed(session.config)
+        self._update_buttons()
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
+    def start(self, config: RunConfig) -> Path:
+        """Create the run folder, write its config.yaml (the CLI's shape) and start the child process."""
+        if self.running:
+            raise RuntimeError("a run is already going")
+        run = new_run_folder(config)
+        config = config.replace({"output.output_dir": str(run.path)})
+        save_config(config, run.config_path)
+        self._reset(run.path, f"Training {run.path.name}")
+        self._log(f"Run folder: {run.path}")
+        self._attach(TrainingProcess.start_new(run.path, run.config_path, parent=self))
+        return run.path
+
+    def resume(self, run_dir: Path | str) -> None:
+        run_dir = Path(run_dir)
+        if self.running:
+            raise RuntimeError("a run is already going")
+        self.show_run(run_dir)
+        self.banner.hide()
+        self._log(f"Resuming {run_dir.name} from its last checkpoint…")
+        self._attach(TrainingProcess.resume(run_dir, parent=self))
+
+    def follow(self, run_dir: Path | str, pid: int | None) -> None:
+        """Re-attach to a run that is still going in another process."""
+        run_dir = Path(run_dir)
+        self.show_run(run_dir)
+        self._log(f"Following {run_dir.name} (process {pid}), started outside this window.")
+        self._attach(TrainingProcess.follow(run_dir, pid, parent=self))
+
+    def show_run(self, run_dir: Path | str) -> None:
+        """Show a run's saved curves and status (no process)."""
+        run_dir = Path(run_dir)
+        folder = RunFolder(run_dir)
+        self._reset(run_dir, run_dir.name)
+        for record in folder.read_metrics():
+            ev = record_to_event(record)
+            if ev is not None:
+                self._take(ev, quiet=True)
+        status = folder.read_status()
+        self.max_steps = status.max_steps or self.max_steps
+        self._set_progress(status.step)
+        self.stat_mem.set(theme.human_bytes(status.peak_memory_bytes))
+        self._set_state(status.state)
+        if status.state == "failed" and status.error:
+            self._show_error(status.error)
+        self._update_buttons()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self._log("Stopping after this step and saving a checkpoint…")
+            self.state_label.setText("Stopping…")
+            self.process.stop()
+
+    def detach(self) -> None:
+        if self.process is not None:
+            self.process.detach()
+            self.process = None
+
+    # -- slots --------------------------------------------------------------------------------
+    def _on_start(self) -> None:
+        problem = self.session.problem()
+        if problem is not None:
+            self._show_error(f"The settings need a fix first: {problem}")
+            return
+        try:
+            self.start(self.session.config)
+        except (UserError, OSError) as exc:
+            self._show_error(f"Could not start: {exc}")
+
+    def _on_stop(self) -> None:
+        self.stop()
+
+    def _on_resume(self) -> None:
+        if self.run_dir is not None:
+            self.resume(self.run_dir)
+
+    def _on_event(self, event: object) -> None:
+        self._take(event)
+
+    def _on_log_line(self, line: str) -> None:
+        """The child's stderr: library warnings and progress bars stay in RUN_DIR/stderr.log only."""
+        text = line.rstrip()
+        if text and not _NOISE.search(text):
+            self._log(text)
+
+    def _on_memory(self, rss: int) -> None:
+        self.stat_mem.set(theme.human_bytes(rss))
+
+    def _on_ended(self, finished: RunFinished) -> None:
+        self.process = None
+        self._set_state(finished.state)
+        if finished.state == "failed":
+            self._show_error(finished.error or "The run failed.")
+            self._log(f"Failed: {finished.error}")
+        elif finished.state == "stopped":
+            self._log(f"Stopped at step {finished.step}; a checkpoint is saved. Resume continues from it.")
+        else:
+            self._log(f"Finished at step {finished.step}. The adapter is in {finished.adapter_dir}.")
+            self._set_progress(self.max_steps or finished.step)
+        if self.run_dir is not None:
+            status = RunFolder(self.run_dir).read_status()
+            if status.peak_memory_bytes:
+                self.stat_mem.set(theme.human_bytes(status.peak_memory_bytes))
+        self._update_buttons()
+        self.runEnded.emit(finished)
+
+    def _on_config_changed(self, config: RunConfig) -> None:
+        t = config.training
+        model = config.model.name or "default"
+        if model == "default":
+            model = "SmolLM2-135M-Instruct (built in)"
+        data = Path(config.data.path).name if config.data.path else "sample dataset (three-step tutor)"
+        length = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.epochs:g} epoch(s)"
+        self.summary.setText(
+            f"<b>Model</b> {model} &nbsp;·&nbsp; <b>Data</b> {data} &nbsp;·&nbsp; <b>Method</b> "
+            f"{config.method.method.upper()} (rank {config.method.lora_rank}) &nbsp;·&nbsp; <b>Length</b> {length}, "
+            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}")
+
+    # -- internals ----------------------------------------------------------------------------
+    def _attach(self, process: TrainingProcess) -> None:
+        self.process = process
+        process.event.connect(self._on_event)
+        process.logLine.connect(self._on_log_line)
+        process.memory.connect(self._on_memory)
+        process.ended.connect(self._on_ended)
+        self._started_at = time.monotonic()
+        self._set_state("running")
+        self._update_buttons()
+        self.runStarted.emit(str(self.run_dir))
+
+    def _reset(self, run_dir: Path, title: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.title.setText(title)
+        self.subtitle.setText(str(run_dir))
+        self.plots.clear()
+        self.log.clear()
+        self.banner.hide()
+        self.max_steps = 0
+        self._last_log_step = -1
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        for s in (self.stat_step, self.stat_epoch, self.stat_loss, self.stat_eval, self.stat_eta, self.stat_speed,
+                  self.stat_mem):
+            s.set("–")
+
+    def _take(self, ev: object, quiet: bool = False) -> None:
+        if isinstance(ev, StepLogged):
+            self.plots.add_event(ev)
+            self.max_steps = ev.max_steps or self.max_steps
+            self._set_progress(ev.step)
+            self.stat_epoch.set(f"{ev.epoch:.2f}")
+            self.stat_loss.set(f"{ev.loss:.4f}")
+            if ev.tokens_per_second:
+                self.stat_speed.set(f"{ev.tokens_per_second:,.0f}")
+            if not quiet:
+                self.stat_eta.set(theme.human_duration(ev.eta_seconds) if ev.eta_seconds is not None else "–")
+                if ev.step - self._last_log_step >= 10 or ev.step == self.max_steps:
+                    self._last_log_step = ev.step
+                    self._log(f"step {ev.step}/{self.max_steps}  loss {ev.loss:.4f}"
+                              + (f"  lr {ev.learning_rate:.2e}" if ev.learning_rate is not None else "")
+                              + (f"  {ev.tokens_per_second:,.0f} tok/s" if ev.tokens_per_second else ""))
+                self.stepLogged.emit(ev)
+        elif isinstance(ev, EvalLogged):
+            self.plots.add_event(ev)
+            self.stat_eval.set(f"{ev.eval_loss:.4f}")
+            if not quiet:
+                self._log(f"eval at step {ev.step}: loss {ev.eval_loss:.4f}")
+        elif isinstance(ev, RunStarted):
+            self.max_steps = ev.max_steps
+            self._set_progress(ev.resumed_from_step)
+            self._log(f"Training started: {ev.max_steps} steps"
+                      + (f", resumed from step {ev.resumed_from_step}" if ev.resumed_from_step else "") + ".")
+        elif isinstance(ev, Progress):
+            self._log(ev.message)
+            self.state_label.setText(ev.message)
+        elif isinstance(ev, CheckpointSaved):
+            self._log(f"Checkpoint saved at step {ev.step}.")
+
+    def _set_progress(self, step: int) -> None:
+        self.stat_step.set(f"{step} / {self.max_steps}" if self.max_steps else str(step))
+        if self.max_steps:
+            self.progress.setRange(0, self.max_steps)
+            self.progress.setValue(min(step, self.max_steps))
+
+    def _set_state(self, state: str) -> None:
+        text = {"running": "Running", "finished": "Finished", "stopped": "Stopped — resumable",
+                "failed": "Failed — resumable"}.get(state, state)
+        name = {"finished": "Good", "stopped": "Warn", "failed": "Bad"}.get(state, "Muted")
+        self.state_label.setText(text)
+        self.state_label.setObjectName(name)
+        self.state_label.style().unpolish(self.state_label)
+        self.state_label.style().polish(self.state_label)
+
+    def _show_error(self, text: str) -> None:
+        self.banner_text.setText(text)
+        self.banner.show()
+
+    def _log(self, text: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    def _update_buttons(self) -> None:
+        running = self.running
+        resumable = False
+        if not running and self.run_dir is not None:
+            folder = RunFolder(self.run_dir)
+            resumable = folder.read_status().state in ("stopped", "failed") and folder.config_path.exists()
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(resumable)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.detach()
+        super().closeEvent(event)
+
+
+if __name__ == "__main__":  # a quick look: python -m desktop_ft.ui.training_view [RUN_DIR]
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    theme.apply(app)
+    view = TrainingView(Session())
+    if len(sys.argv) > 1:
+        view.show_run(sys.argv[1])
+    view.resize(1200, 800)
+    view.show()
+    sys.exit(app.exec())

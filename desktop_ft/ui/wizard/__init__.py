@@ -1,0 +1,1 @@
+"""The wizard pages: one file per page; each reads and writes the shared ``Session`` only."""

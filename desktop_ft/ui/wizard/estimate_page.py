@@ -1,0 +1,178 @@
+"""Memory step: will this run fit? The estimate as a stacked bar against this device's memory, a
+verdict, and the suggested settings that fit as one-click buttons. Recomputed (off the GUI thread,
+debounced) whenever a setting changes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from desktop_ft.core.errors import ConfigError, UserError
+from desktop_ft.ui import core_api, theme
+from desktop_ft.ui.memory_bar import MemoryBar
+from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.ui.session import Session
+from desktop_ft.ui.workers import run_async
+
+PART_LABELS = {"weights": "Weights", "optimizer": "Optimizer state", "gradients": "Gradients",
+               "activations": "Activations", "logits": "Logits", "overhead": "Overhead"}
+VERDICTS = {"fits": ("Fits", "Good", "mdi6.check-circle"), "tight": ("Tight — may not fit", "Warn", "mdi6.alert"),
+            "does_not_fit": ("Won't fit", "Bad", "mdi6.close-circle"),
+            "unknown": ("Unknown on this device", "Muted", "mdi6.help-circle-outline")}
+
+
+def estimate(config) -> Any:
+    fn = core_api.estimate_for_config()
+    if fn is None:
+        return None
+    return fn(config)
+
+
+class EstimatePage(Page):
+    estimated = Signal(object)
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Will it fit?", "An estimate of the memory this run needs on this machine, part by "
+                         "part. Change a setting anywhere and it updates.", parent)
+        self.session = session
+        self.result: Any = None
+        self._request = 0
+        self._workers: list[Any] = []
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self._on_recompute)
+
+        self.available = core_api.estimate_for_config() is not None
+        head = Card("Estimate", "mdi6.memory")
+        top = QHBoxLayout()
+        self.verdict_icon = QLabel()
+        top.addWidget(self.verdict_icon)
+        self.verdict = theme.label("Estimating…", "BigNumber")
+        top.addWidget(self.verdict)
+        top.addStretch(1)
+        self.total = theme.label("", "BigNumber")
+        top.addWidget(self.total)
+        head.body.addLayout(top)
+        self.device = theme.label("", "Muted", wrap=True)
+        head.body.addWidget(self.device)
+        self.notes = theme.label("", "Muted", wrap=True)
+        self.notes.hide()
+        self.bar = MemoryBar()
+        head.body.addWidget(self.bar)
+        self.legend = QGridLayout()
+        self.legend.setHorizontalSpacing(24)
+        head.body.addLayout(self.legend)
+        head.body.addWidget(self.notes)
+        self.content.addWidget(head)
+
+        self.suggest_card = Card("Settings that fit", "mdi6.lightbulb-on-outline")
+        self.suggest_box = QVBoxLayout()
+        self.suggest_card.body.addLayout(self.suggest_box)
+        self.content.addWidget(self.suggest_card)
+        self.suggest_card.hide()
+        if not self.available:
+            head.hide()
+            self.content.addWidget(Note("The memory estimate is not available in this build yet "
+                                        "(desktop_ft.core.vram has not landed). Training still works; if it runs out "
+                                        "of memory, the Train page says so and the run can be resumed with smaller "
+                                        "settings."))
+        self.error = theme.label("", "Bad", wrap=True)
+        self.error.hide()
+        self.content.addWidget(self.error)
+        self.content.addStretch(1)
+        session.configChanged.connect(self._on_config_changed)
+        if self.available:
+            self._timer.start(0)
+
+    def _on_config_changed(self, _config) -> None:
+        if self.available:
+            self._timer.start()
+
+    def _on_recompute(self) -> None:
+        self._request += 1
+        req = self._request
+        self._workers.append(run_async(self, estimate, self.session.config, on_result=lambda r, q=req: self._on_result(q, r),
+                                       on_error=lambda e, q=req: self._on_error(q, e)))
+
+    def _on_error(self, req: int, exc: BaseException) -> None:
+        if req != self._request:
+            return
+        self.verdict.setText("Could not estimate")
+        self.error.setText(str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+        self.error.show()
+
+    def _on_result(self, req: int, est: Any) -> None:
+        if req != self._request or est is None:
+            return
+        self.result = est
+        self.error.hide()
+        text, style, icon = VERDICTS.get(est.verdict, (est.verdict, "Muted", "mdi6.help-circle-outline"))
+        color = {"Good": theme.colors().good, "Warn": theme.colors().warn, "Bad": theme.colors().bad}.get(
+            style, theme.colors().muted)
+        self.verdict.setText(text)
+        self.verdict.setObjectName(style)
+        self.verdict.setStyleSheet("font-size: 16pt;")
+        self.verdict_icon.setPixmap(theme.icon(icon, color).pixmap(28, 28))
+        self.total.setText(f"{theme.human_bytes(est.total_bytes)} needed")
+        avail = getattr(est, "available_bytes", None)
+        self.device.setText(f"On {est.device}: {theme.human_bytes(avail)} available." if avail else f"On {est.device}.")
+        parts = [(PART_LABELS.get(k, k.replace('_', ' ').capitalize()), int(v)) for k, v in est.breakdown.items()]
+        self.bar.set_parts(parts, avail)
+        while self.legend.count():
+            w = self.legend.takeAt(0).widget()
+            if w:
+                w.deleteLater()
+        colors = theme.colors().series
+        shown = [p for p in parts if p[1] > 0]
+        for i, (name, value) in enumerate(shown):
+            sw = QLabel()
+            sw.setFixedSize(12, 12)
+            sw.setStyleSheet(f"background:{colors[i % len(colors)]}; border-radius:3px;")
+            holder = QWidget()
+            hl = QHBoxLayout(holder)
+            hl.setContentsMargins(0, 0, 0, 0)
+            hl.addWidget(sw)
+            hl.addWidget(theme.label(f"{name}: {theme.human_bytes(value)}"))
+            hl.addStretch(1)
+            self.legend.addWidget(holder, i // 3, i % 3)
+        while self.suggest_box.count():
+            w = self.suggest_box.takeAt(0).widget()
+            if w:
+                w.deleteLater()
+        suggestions = list(getattr(est, "suggestions", []) or [])
+        for s in suggestions:
+            overrides = dict(s.overrides)
+            detail = ", ".join(f"{k.split('.')[-1].replace('_', ' ')} = {v}" for k, v in overrides.items())
+            b = QPushButton(theme.icon("mdi6.auto-fix"), f"  {s.title} — {theme.human_bytes(s.total_bytes)}  ({detail})")
+            b.setStyleSheet("text-align: left;")
+            b.clicked.connect(lambda _c=False, o=overrides: self._on_apply(o))
+            self.suggest_box.addWidget(b)
+        self.suggest_card.setVisible(bool(suggestions))
+        notes = list(getattr(est, "notes", []) or [])
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes))
+        self.estimated.emit(est)
+
+    def _on_apply(self, overrides: dict[str, Any]) -> None:
+        try:
+            self.session.update(overrides)
+        except ConfigError as exc:
+            self.error.setText(str(exc))
+            self.error.show()
+
+
+if __name__ == "__main__":
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    theme.apply(app)
+    page = EstimatePage(Session())
+    page.resize(1000, 600)
+    page.show()
+    sys.exit(app.exec())

@@ -1,0 +1,254 @@
+"""Method step: how the weights are trained (cards with one plain sentence each), presets, and the
+settings — a form generated from the config dataclass fields, with "Advanced" folded away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from desktop_ft.core.config import field_info
+from desktop_ft.core.errors import ConfigError
+from desktop_ft.ui import core_api, theme
+from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.ui.session import Session
+from desktop_ft.ui.settings_form import SettingsForm
+from desktop_ft.ui.workers import run_async
+
+#: chosen elsewhere (Model, Dataset pages, the method cards, the run folder)
+NOT_HERE = {"model.name", "data.path", "output.output_dir", "method.method", "method.task"}
+METHOD_ICONS = {"lora": "mdi6.puzzle-outline", "qlora": "mdi6.puzzle-check-outline", "full": "mdi6.weight-lifter",
+                "dpo": "mdi6.thumbs-up-down-outline", "orpo": "mdi6.scale-balance", "kto": "mdi6.thumb-up-outline"}
+
+
+def method_specs() -> list[dict[str, Any]]:
+    """The methods the engine offers: from ``core.methods.METHODS`` when present, else the config's choices."""
+    mod = core_api.methods_module()
+    specs = getattr(mod, "METHODS", None) if mod else None
+    if specs:
+        out = []
+        for name, spec in specs.items():
+            out.append({"name": name, "title": getattr(spec, "title", name.upper()),
+                        "sentence": getattr(spec, "sentence", ""), "needs_cuda": bool(getattr(spec, "needs_cuda", False))})
+        return out
+    info = field_info("method.method")
+    return [{"name": n, "title": n.upper() if len(n) <= 5 else n.title(), "sentence": info.metadata["help"].split(": ", 1)[-1]
+             if n == "lora" else "", "needs_cuda": False} for n in info.metadata.get("choices", [])]
+
+
+def presets() -> dict[str, Any]:
+    mod = core_api.methods_module()
+    return dict(getattr(mod, "PRESETS", {}) or {}) if mod else {}
+
+
+class MethodCard(QFrame):
+    clicked = Signal(str)
+
+    def __init__(self, spec: dict[str, Any], cuda: bool | None) -> None:
+        super().__init__()
+        self.setObjectName("Card")
+        self.name = spec["name"]
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(14, 12, 14, 12)
+        row = QHBoxLayout()
+        pic = theme.label("")
+        pic.setPixmap(theme.icon(METHOD_ICONS.get(self.name, "mdi6.tune"), theme.colors().accent).pixmap(22, 22))
+        row.addWidget(pic)
+        row.addWidget(theme.label(spec["title"], "CardTitle"))
+        row.addStretch(1)
+        lay.addLayout(row)
+        text = theme.label(spec["sentence"] or "", wrap=True)
+        text.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        lay.addWidget(text)
+        self.needs_cuda = spec["needs_cuda"]
+        self.available = True
+        self.cuda_note = theme.label("Needs an NVIDIA GPU", "Muted")
+        self.cuda_note.setVisible(self.needs_cuda)
+        lay.addWidget(self.cuda_note)
+        lay.addStretch(1)
+        self.setMinimumHeight(110)
+        self.set_cuda(cuda)
+
+    def set_cuda(self, cuda: bool | None) -> None:
+        """Grey the card out when it needs a GPU this machine does not have."""
+        self.available = not (self.needs_cuda and cuda is False)
+        if self.needs_cuda and cuda is False:
+            self.cuda_note.setText("Needs an NVIDIA GPU — none found here")
+            self.cuda_note.setObjectName("Warn")
+            self.cuda_note.style().polish(self.cuda_note)
+        self.setEnabled(self.available)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.available:
+            self.clicked.emit(self.name)
+        super().mousePressEvent(event)
+
+
+class MethodPage(Page):
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("How should it learn?", "Pick a method and a starting point. Every setting explains "
+                         "itself when you hover it; the defaults are good for a first run.", parent)
+        self.session = session
+        self.cards: dict[str, MethodCard] = {}
+        grid = QGridLayout()
+        grid.setSpacing(12)
+        for i, spec in enumerate(method_specs()):
+            card = MethodCard(spec, cuda=None)
+            card.clicked.connect(self._on_method)
+            grid.addWidget(card, i // 3, i % 3)
+            self.cards[spec["name"]] = card
+        for c in range(3):
+            grid.setColumnStretch(c, 1)
+        self.content.addLayout(grid)
+
+        task_info = field_info("method.task")
+        task_row = QHBoxLayout()
+        task_row.addWidget(theme.label("Objective", "CardTitle"))
+        self.task = QComboBox()
+        mod = core_api.methods_module()
+        tasks = getattr(mod, "TASKS", None) if mod else None
+        for name in task_info.metadata.get("choices", ["sft"]):
+            spec = (tasks or {}).get(name)
+            self.task.addItem(getattr(spec, "title", None) or name, name)
+            if spec is not None:
+                self.task.setItemData(self.task.count() - 1, getattr(spec, "sentence", ""), Qt.ItemDataRole.ToolTipRole)
+        self.task.setToolTip(task_info.metadata["help"])
+        self.task.currentIndexChanged.connect(lambda _i: self._on_task(self.task.currentData()))
+        task_row.addWidget(self.task)
+        self.task_help = theme.label(task_info.metadata["help"], "Muted", wrap=True)
+        task_row.addWidget(self.task_help, 1)
+        self.content.addLayout(task_row)
+
+        preset_card = Card("Start from a preset", "mdi6.lightning-bolt")
+        found = presets()
+        if found:
+            row = QHBoxLayout()
+            for name, preset in found.items():
+                b = QPushButton(getattr(preset, "title", name))
+                b.setToolTip(getattr(preset, "description", ""))
+                b.clicked.connect(lambda _c=False, p=preset: self._on_preset(p))
+                row.addWidget(b)
+            row.addStretch(1)
+            preset_card.body.addLayout(row)
+        else:
+            preset_card.body.addWidget(Note("Presets are not available in this build yet; the defaults "
+                                            "below are a sensible first run."))
+        self.content.addWidget(preset_card)
+
+        self.problems = theme.label("", "Warn", wrap=True)
+        self.problems.hide()
+        self.content.addWidget(self.problems)
+
+        settings = Card("Settings", "mdi6.tune-variant")
+        self.form = SettingsForm(session, lambda s, f: f"{s}.{f.name}" not in NOT_HERE and s.count(".") == 0
+                                 and not f.metadata.get("advanced"))
+        settings.body.addWidget(self.form)
+        self.content.addWidget(settings)
+
+        # settings that belong to one method or task (method.qlora.*, method.dpo.*, …), when the config has them
+        self.specific_card = Card("Settings of this method", "mdi6.puzzle-outline")
+        self.specific = SettingsForm(session, lambda s, f: s.count(".") >= 1)
+        self.specific_card.body.addWidget(self.specific)
+        self.content.addWidget(self.specific_card)
+        self.specific_card.setVisible(bool(self.specific.editors))
+
+        from superqt import QCollapsible
+
+        self.advanced = QCollapsible("Advanced settings")
+        self.advanced_form = SettingsForm(session, lambda s, f: f"{s}.{f.name}" not in NOT_HERE and s.count(".") == 0
+                                          and bool(f.metadata.get("advanced")))
+        self.advanced.addWidget(self.advanced_form)
+        adv_card = Card()
+        adv_card.body.addWidget(self.advanced)
+        self.content.addWidget(adv_card)
+        self.content.addStretch(1)
+
+        self.hardware = None
+        self._workers = []
+        detect = core_api.hardware_detect()
+        if detect is not None:
+            self._workers.append(run_async(self, detect, on_result=self._on_hardware))
+        session.configChanged.connect(self._on_config_changed)
+        self._on_config_changed(session.config)
+
+    def _on_hardware(self, hardware) -> None:
+        self.hardware = hardware
+        cuda = bool(getattr(hardware, "gpus", None))
+        for card in self.cards.values():
+            card.set_cuda(cuda)
+        self._on_config_changed(self.session.config)
+
+    def _on_method(self, name: str) -> None:
+        try:
+            self.session.update({"method.method": name})
+        except ConfigError as exc:
+            self._show_problems([str(exc)])
+
+    def _on_task(self, name: str) -> None:
+        if name and name != self.session.config.method.task:
+            try:
+                self.session.update({"method.task": name})
+            except ConfigError as exc:
+                self._show_problems([str(exc)])
+
+    def _on_preset(self, preset: Any) -> None:
+        try:
+            self.session.update(dict(getattr(preset, "overrides", {})))
+        except ConfigError as exc:
+            self._show_problems([str(exc)])
+
+    def _on_config_changed(self, config) -> None:
+        for name, card in self.cards.items():
+            card.setProperty("selected", "true" if name == config.method.method else "false")
+            card.style().unpolish(card)
+            card.style().polish(card)
+        if self.task.currentData() != config.method.task:
+            self.task.blockSignals(True)
+            self.task.setCurrentIndex(max(0, self.task.findData(config.method.task)))
+            self.task.blockSignals(False)
+        mod = core_api.methods_module()
+        self._show_specific(config, mod)
+        warn = getattr(mod, "warnings_for", None) if mod else None
+        messages: list[str] = []
+        if warn is not None:
+            try:
+                messages = list(warn(config, self.hardware) if self.hardware is not None else warn(config))
+            except Exception as exc:  # a bug in a check must not break the page
+                messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
+        self._show_problems(messages)
+
+    def _show_specific(self, config, mod) -> None:
+        """Show only the settings sections of the chosen method and task."""
+        if not self.specific.editors:
+            return
+        sections = set()
+        spec = (getattr(mod, "METHODS", {}) or {}).get(config.method.method) if mod else None
+        task = (getattr(mod, "TASKS", {}) or {}).get(config.method.task) if mod else None
+        for s in (getattr(spec, "section", None), getattr(task, "section", None)):
+            if s:
+                sections.add(s if s.startswith("method.") else f"method.{s}")
+        keys = {k for k in self.specific.editors if k.rsplit(".", 1)[0] in sections}
+        self.specific.show_only(keys)
+        self.specific_card.setVisible(bool(keys))
+        title = " and ".join(x for x in (getattr(spec, "title", None) if any(k.startswith(f"method.{getattr(spec, 'section', '')}.") for k in keys) else None,
+                                          getattr(task, "title", None) if any(k.startswith(f"method.{getattr(task, 'section', '')}.") for k in keys) else None) if x)
+        self.specific_card.title_row.itemAt(1).widget().setText(f"{title} settings" if title else "Settings of this method")
+
+    def _show_problems(self, messages: list[str]) -> None:
+        self.problems.setText("\n".join(f"⚠ {m}" for m in messages))
+        self.problems.setVisible(bool(messages))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    theme.apply(app)
+    page = MethodPage(Session())
+    page.resize(1000, 760)
+    page.show()
+    sys.exit(app.exec())

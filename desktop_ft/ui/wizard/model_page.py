@@ -1,0 +1,367 @@
+"""Model step: pick the base model (built-in, catalog, local Hugging Face cache, a folder, a GGUF file
+or a Hub id), see what it is, and see what this machine has."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
+                               QPushButton, QVBoxLayout, QWidget)
+
+from desktop_ft.core import models as core_models
+from desktop_ft.core.errors import ConfigError, UserError
+from desktop_ft.ui import core_api, theme
+from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.ui.session import Session
+from desktop_ft.ui.workers import run_async
+
+RECENT_KEY = "recent/models"
+
+
+# -- work done in worker threads (plain functions) --------------------------------------------------
+
+def describe_model(name: str) -> dict[str, Any]:
+    """What is known about a model: ``models.model_info`` when present, else read from its local folder."""
+    info_fn = core_api.models("model_info")
+    if info_fn is not None:
+        info = info_fn(name)
+        return asdict(info) if is_dataclass(info) else dict(info)
+    return _describe_from_folder(name)
+
+
+def _describe_from_folder(name: str) -> dict[str, Any]:
+    path = Path(name).expanduser()
+    if core_models.is_embedded(name) or path.is_dir():
+        folder = core_models.resolve_model(name)
+    elif path.suffix.lower() == ".gguf":
+        return {"source": "GGUF file", "size_on_disk_bytes": path.stat().st_size if path.exists() else None,
+                "note": "Converted to a Hugging Face folder on first use."}
+    else:
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(name, local_files_only=True, allow_patterns=["*.json", "*.safetensors",
+                                                                                         "*.jinja"]))
+        except Exception:
+            return {"source": "Hugging Face Hub", "note": "Not downloaded yet: it is downloaded when training starts."}
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tok_cfg = folder / "tokenizer_config.json"
+    template = (folder / "chat_template.jinja").exists()
+    if not template and tok_cfg.exists():
+        template = bool(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template"))
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    params = sum(_safetensors_params(f) for f in folder.glob("*.safetensors"))
+    return {"architecture": (config.get("architectures") or [config.get("model_type", "?")])[0],
+            "parameters": params or None, "dtype": config.get("torch_dtype") or config.get("dtype"),
+            "context_length": config.get("max_position_embeddings"), "has_chat_template": template,
+            "size_on_disk_bytes": size, "licence": None, "gated": None, "folder": str(folder)}
+
+
+def _safetensors_params(path: Path) -> int:
+    """Parameter count from a safetensors header (no weights are read)."""
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        header = json.loads(fh.read(n))
+    total = 0
+    for key, meta in header.items():
+        if key == "__metadata__":
+            continue
+        count = 1
+        for d in meta["shape"]:
+            count *= d
+        total += count
+    return total
+
+
+def describe_hardware() -> dict[str, Any]:
+    """This machine: ``hardware.detect()`` when present, else CPU and RAM from psutil (GPU not checked)."""
+    detect = core_api.hardware_detect()
+    if detect is not None:
+        hw = detect()
+        data = asdict(hw) if is_dataclass(hw) else dict(hw)
+        data["detected"] = True
+        return data
+    import psutil
+
+    mem = psutil.virtual_memory()
+    return {"detected": False, "cpu_cores": os.cpu_count(), "ram_total_bytes": mem.total,
+            "ram_available_bytes": mem.available, "gpus": None}
+
+
+def list_choices() -> list[tuple[str, str, str]]:
+    """``(group, label, name)`` for the list: catalog and the local Hugging Face cache, where available."""
+    out: list[tuple[str, str, str]] = []
+    catalog = core_api.models("catalog")
+    if catalog is not None:
+        for m in catalog():
+            name = getattr(m, "id", None) or getattr(m, "name", None) or str(m)
+            label = getattr(m, "title", None) or name
+            size = _count(getattr(m, "parameters", None))
+            licence = getattr(m, "licence", None)
+            extra = " · ".join(x for x in (size, licence) if x)
+            out.append(("Catalog", f"{label} — {extra}" if extra else label, name))
+    scan = core_api.models("scan_hf_cache")
+    if scan is not None:
+        for m in scan():
+            name = getattr(m, "id", None) or getattr(m, "name", None) or str(m)
+            size = getattr(m, "size_on_disk_bytes", None)
+            out.append(("In your Hugging Face cache", f"{name} — {theme.human_bytes(size)}" if size else name, name))
+    return out
+
+
+# -- the page -----------------------------------------------------------------------------------------
+
+class ModelPage(Page):
+    infoReady = Signal(dict)
+    hardwareReady = Signal(dict)
+
+    def __init__(self, session: Session, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Which model do you want to teach?", "The built-in model works offline and trains on "
+                         "any computer. Bigger models learn more but need a GPU.", parent)
+        self.session = session
+        self.settings = settings or QSettings()
+        self._workers: list[Any] = []
+        row = QHBoxLayout()
+        row.setSpacing(14)
+        left = Card("Choose a model", "mdi6.cube-outline")
+        self.list = QListWidget()
+        self.list.setObjectName("Plain")
+        self.list.setMinimumHeight(260)
+        self.list.itemClicked.connect(self._on_item)
+        left.body.addWidget(self.list, 1)
+        buttons = QHBoxLayout()
+        folder = QPushButton(theme.icon("mdi6.folder-outline"), " Model folder…")
+        folder.clicked.connect(self._on_pick_folder)
+        gguf = QPushButton(theme.icon("mdi6.file-outline"), " GGUF file…")
+        gguf.clicked.connect(self._on_pick_gguf)
+        buttons.addWidget(folder)
+        buttons.addWidget(gguf)
+        buttons.addStretch(1)
+        left.body.addLayout(buttons)
+        hub = QHBoxLayout()
+        self.hub_id = QLineEdit()
+        self.hub_id.setPlaceholderText("Hugging Face id, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+        self.hub_id.returnPressed.connect(self._on_use_hub)
+        use = QPushButton("Use")
+        use.clicked.connect(self._on_use_hub)
+        hub.addWidget(self.hub_id, 1)
+        hub.addWidget(use)
+        left.body.addLayout(hub)
+        self.error = theme.label("", "Bad", wrap=True)
+        self.error.hide()
+        left.body.addWidget(self.error)
+        row.addWidget(left, 3)
+
+        right = QVBoxLayout()
+        right.setSpacing(14)
+        self.info_card = Card("Selected model", "mdi6.information-outline")
+        self.selected = theme.label("", "BigNumber", wrap=True)
+        self.info_card.body.addWidget(self.selected)
+        self.info_form = QFormLayout()
+        self.info_form.setHorizontalSpacing(18)
+        self.info_card.body.addLayout(self.info_form)
+        self.info_note = theme.label("", "Muted", wrap=True)
+        self.info_card.body.addWidget(self.info_note)
+        right.addWidget(self.info_card)
+        self.hw_card = Card("This machine", "mdi6.chip")
+        self.hw_form = QFormLayout()
+        self.hw_form.setHorizontalSpacing(18)
+        self.hw_card.body.addLayout(self.hw_form)
+        self.hw_note = Note("Looking at this machine…")
+        self.hw_card.body.addWidget(self.hw_note)
+        right.addWidget(self.hw_card)
+        right.addStretch(1)
+        row.addLayout(right, 2)
+        self.content.addLayout(row, 1)
+
+        self._fill_list([])
+        self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
+        self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
+        session.configChanged.connect(self._on_config_changed)
+        self._show_selected(session.config.model.name)
+
+    # -- list ------------------------------------------------------------------------------------
+    def _fill_list(self, extra: list[tuple[str, str, str]]) -> None:
+        self.list.clear()
+        entries = [("Built in", f"{core_models.EMBEDDED_DISPLAY} — 135 M parameters, offline", "default")]
+        recent = [str(r) for r in (self.settings.value(RECENT_KEY) or []) if r]
+        entries += [("Recent", r, r) for r in recent if not core_models.is_embedded(r)]
+        entries += extra
+        group = None
+        for g, label, name in entries:
+            if g != group:
+                header = QListWidgetItem(g.upper())
+                header.setFlags(Qt.ItemFlag.NoItemFlags)
+                f = header.font()
+                f.setPointSizeF(f.pointSizeF() * 0.85)
+                f.setBold(True)
+                header.setFont(f)
+                header.setForeground(self.palette().placeholderText())
+                self.list.addItem(header)
+                group = g
+            item = QListWidgetItem(theme.icon("mdi6.cube-outline"), label)
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            item.setToolTip(name)
+            self.list.addItem(item)
+        self._mark_current()
+
+    def _mark_current(self) -> None:
+        current = self.session.config.model.name
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            name = item.data(Qt.ItemDataRole.UserRole)
+            if name and (name == current or (core_models.is_embedded(name) and core_models.is_embedded(current))):
+                self.list.setCurrentItem(item)
+                return
+
+    # -- slots -----------------------------------------------------------------------------------
+    def _on_item(self, item: QListWidgetItem) -> None:
+        name = item.data(Qt.ItemDataRole.UserRole)
+        if name:
+            self.choose(name)
+
+    def _on_pick_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a Hugging Face model folder (with config.json)")
+        if path:
+            self.choose(path)
+
+    def _on_pick_gguf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "", "GGUF models (*.gguf)")
+        if path:
+            self.choose(path)
+
+    def _on_use_hub(self) -> None:
+        text = self.hub_id.text().strip()
+        if text:
+            self.choose(text)
+
+    def choose(self, name: str) -> None:
+        path = Path(name).expanduser()
+        if not core_models.is_embedded(name) and path.is_dir() and not (path / "config.json").exists():
+            self._error(f"{path} has no config.json, so it is not a Hugging Face model folder.")
+            return
+        try:
+            self.session.update({"model.name": name})
+        except ConfigError as exc:
+            self._error(str(exc))
+            return
+        self.error.hide()
+        if not core_models.is_embedded(name):
+            recent = [r for r in (self.settings.value(RECENT_KEY) or []) if r and r != name]
+            self.settings.setValue(RECENT_KEY, [name] + recent[:7])
+
+    def _error(self, text: str) -> None:
+        self.error.setText(text)
+        self.error.show()
+
+    def _on_config_changed(self, config) -> None:
+        if config.model.name != getattr(self, "_shown", None):
+            self._show_selected(config.model.name)
+
+    def _show_selected(self, name: str) -> None:
+        self._shown = name
+        self.selected.setText(core_models.EMBEDDED_DISPLAY if core_models.is_embedded(name) else name)
+        _clear_form(self.info_form)
+        self.info_note.setText("Reading the model…")
+        self._mark_current()
+        self._workers.append(run_async(self, describe_model, name, on_result=lambda d, n=name: self._on_info(n, d),
+                                       on_error=lambda e, n=name: self._on_info_error(n, e)))
+
+    def _on_info(self, name: str, info: dict) -> None:
+        if name != self._shown:
+            return
+        _clear_form(self.info_form)
+        rows = [("Architecture", info.get("architecture")),
+                ("Parameters", _count(info.get("parameters"))),
+                ("Weights", info.get("dtype")),
+                ("Context", f"{info['context_length']:,} tokens" if info.get("context_length") else None),
+                ("Chat template", _yes_no(info.get("has_chat_template"))),
+                ("Size on disk", theme.human_bytes(info.get("size_on_disk_bytes")) if info.get("size_on_disk_bytes") else None),
+                ("Licence", info.get("licence") or ("Apache-2.0" if core_models.is_embedded(name) else None)),
+                ("Gated", _yes_no(info.get("gated")))]
+        for key, value in rows:
+            if value not in (None, ""):
+                self.info_form.addRow(theme.label(key, "Muted"), theme.label(str(value)))
+        note = info.get("note") or ""
+        if info.get("has_chat_template") is False:
+            note = "This model has no chat template: chat datasets cannot be formatted for it. Pick an instruct model."
+        self.info_note.setText(note)
+        self.info_note.setObjectName("Warn" if info.get("has_chat_template") is False else "Muted")
+        self.info_note.style().polish(self.info_note)
+        self.infoReady.emit(info)
+
+    def _on_info_error(self, name: str, exc: BaseException) -> None:
+        if name != self._shown:
+            return
+        self.info_note.setText(str(exc) if isinstance(exc, UserError) else f"Could not read this model: {exc}")
+        self.info_note.setObjectName("Bad")
+        self.info_note.style().polish(self.info_note)
+
+    def _on_hardware(self, hw: dict) -> None:
+        _clear_form(self.hw_form)
+        gpus = hw.get("gpus")
+        if gpus:
+            for g in gpus:
+                g = asdict(g) if is_dataclass(g) else dict(g)
+                self.hw_form.addRow(theme.label("GPU", "Muted"), theme.label(
+                    f"{g.get('name')} — {theme.human_bytes(g.get('total_bytes'))} VRAM"
+                    + (f" ({theme.human_bytes(g.get('free_bytes'))} free)" if g.get("free_bytes") else "")))
+        elif gpus is not None:
+            self.hw_form.addRow(theme.label("GPU", "Muted"), theme.label("none found — training runs on the CPU"))
+        if hw.get("mps"):
+            self.hw_form.addRow(theme.label("Apple GPU", "Muted"), theme.label("available (MPS)"))
+        self.hw_form.addRow(theme.label("CPU", "Muted"), theme.label(f"{hw.get('cpu_cores')} cores"))
+        self.hw_form.addRow(theme.label("Memory", "Muted"), theme.label(
+            f"{theme.human_bytes(hw.get('ram_total_bytes'))} ({theme.human_bytes(hw.get('ram_available_bytes'))} free)"))
+        if "bf16" in hw:
+            self.hw_form.addRow(theme.label("bf16", "Muted"), theme.label(_yes_no(hw.get("bf16"))))
+        if "bitsandbytes" in hw:
+            self.hw_form.addRow(theme.label("4-bit (QLoRA)", "Muted"), theme.label(
+                "available" if hw.get("bitsandbytes") else "not available (needs bitsandbytes and a CUDA GPU)"))
+        if hw.get("detected"):
+            self.hw_note.hide()
+        else:
+            self.hw_note.text.setText("GPU detection is not available in this build yet; CPU and memory are shown.")
+        self.hardwareReady.emit(hw)
+
+    def _on_hw_error(self, exc: BaseException) -> None:
+        self.hw_note.text.setText(f"Could not look at this machine: {exc}")
+
+
+def _clear_form(form: QFormLayout) -> None:
+    while form.rowCount():
+        form.removeRow(0)
+
+
+def _count(n: Any) -> str | None:
+    if not n:
+        return None
+    n = float(n)
+    if n >= 0.995e9:
+        return f"{n / 1e9:.2f} B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f} M"
+    return f"{n / 1e3:.0f} K"
+
+
+def _yes_no(v: Any) -> str | None:
+    return None if v is None else ("yes" if v else "no")
+
+
+if __name__ == "__main__":
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    theme.apply(app)
+    page = ModelPage(Session())
+    page.resize(1000, 700)
+    page.show()
+    sys.exit(app.exec())

@@ -1,0 +1,368 @@
+"""Work off the GUI thread.
+
+* ``run_async(fn, ...)``: a plain function on superqt's thread pool; its result/error come back as
+  signals to the callbacks (Orange3's ``self.start(run, ...)`` habit).
+* ``TrainingProcess``: one training run in a *child process* (``python -m desktop_ft train ...
+  --json-events``), followed by a ``QObject`` moved to a ``QThread`` that turns each JSON line into
+  an event signal. The child writes its event stream to ``RUN_DIR/events.jsonl`` (not a pipe), so it
+  can keep training after the window closes and be re-attached later; its stderr goes to
+  ``RUN_DIR/stderr.log``.
+* Stop: SIGTERM on POSIX — the CLI treats it as a clean stop that saves a checkpoint. On Windows
+  there is no SIGTERM: ``Popen.terminate()`` ends the process at once, and the run resumes from its
+  last saved checkpoint (documented in the README).
+* ``RunFollower``: re-attach to a run that is still going (started by an earlier window or by the
+  CLI): it tails ``events.jsonl`` (or ``metrics.jsonl``) and watches ``status.json`` and the pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
+
+POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
+
+
+def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
+              on_error: Callable[[BaseException], None] | None = None, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` on a worker thread; callbacks run in the GUI thread, and only while
+    ``owner`` (the widget that asked) still exists — a page closed meanwhile gets nothing."""
+    from shiboken6 import isValid
+    from superqt.utils import create_worker
+
+    def guarded(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def call(value: Any) -> None:
+            if isValid(owner):
+                callback(value)
+        return call
+
+    worker = create_worker(fn, *args, **kwargs)
+    if on_result is not None:
+        worker.returned.connect(guarded(on_result))
+    if on_error is not None:
+        worker.errored.connect(guarded(on_error))
+    worker.start()
+    return worker
+
+
+def record_to_event(record: dict[str, Any]) -> Any:
+    """A ``metrics.jsonl`` record → the event it was written from (or None)."""
+    kind = record.get("type")
+    try:
+        if kind == "train":
+            return StepLogged(step=int(record["step"]), max_steps=int(record.get("max_steps") or 0),
+                              epoch=float(record.get("epoch") or 0.0), loss=float(record["loss"]),
+                              learning_rate=record.get("learning_rate"), grad_norm=record.get("grad_norm"),
+                              tokens_per_second=record.get("tokens_per_second"))
+        if kind == "eval":
+            return EvalLogged(step=int(record["step"]), epoch=float(record.get("epoch") or 0.0),
+                              eval_loss=float(record["eval_loss"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def train_command(config_path: Path | None = None, resume_dir: Path | None = None) -> list[str]:
+    """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag)."""
+    cmd = [sys.executable, "-m", "desktop_ft", "train"]
+    if resume_dir is not None:
+        cmd += ["--resume", str(resume_dir)]
+    else:
+        cmd.append(str(config_path))
+    return cmd + ["--json-events"]
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def _rss(pid: int) -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).memory_info().rss)
+    except Exception:
+        return None
+
+
+class _Tail:
+    """Read complete new lines from a growing file, from a starting offset."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path, self.offset, self._partial = path, offset, b""
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        if not data:
+            return []
+        self.offset += len(data)
+        data = self._partial + data
+        parts = data.split(b"\n")
+        self._partial = parts.pop()
+        return [p.decode("utf-8", "replace") for p in parts if p.strip()]
+
+
+class _Follower(QObject):
+    """Lives in a QThread: starts (or adopts) the training process and reports what it does."""
+
+    event = Signal(object)
+    logLine = Signal(str)
+    memory = Signal(object)  # bytes; may exceed a C++ int
+    ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
+
+    def __init__(self, run_dir: Path, command: list[str] | None, pid: int | None, follow_metrics: bool) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.command = command
+        self.pid = pid
+        self.follow_metrics = follow_metrics
+        self.proc: subprocess.Popen | None = None
+        self._detach = threading.Event()
+        self._started = threading.Event()
+        self.last_step = 0
+
+    # -- called from the GUI thread -------------------------------------------------------------
+    def request_stop(self) -> bool:
+        pid = self.proc.pid if self.proc else self.pid
+        if not pid:
+            return False
+        try:
+            if sys.platform == "win32":
+                if self.proc:
+                    self.proc.terminate()
+            else:
+                os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def kill(self) -> None:
+        """Hard kill (tests and 'the process hangs'); the run stays resumable from its checkpoint."""
+        if self.proc:
+            self.proc.kill()
+        elif self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def detach(self) -> None:
+        self._detach.set()
+
+    # -- runs in the worker thread ---------------------------------------------------------------
+    @Slot()
+    def run(self) -> None:
+        events_path = self.run_dir / "events.jsonl"
+        stderr_path = self.run_dir / "stderr.log"
+        stderr_tail: deque[str] = deque(maxlen=30)
+        if self.command is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ev_offset = events_path.stat().st_size if events_path.exists() else 0
+            err_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
+            env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+            extra: dict[str, Any] = {}
+            if sys.platform == "win32":
+                extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+            else:
+                extra["start_new_session"] = True  # Ctrl-C in a terminal or closing the window does not hit it
+            try:
+                with open(events_path, "ab") as out, open(stderr_path, "ab") as err:
+                    self.proc = subprocess.Popen(self.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                                 env=env, **extra)
+            except OSError as exc:
+                self.ended.emit(RunFinished("failed", 0, error=f"Could not start the training process ({exc}).",
+                                            run_dir=str(self.run_dir)))
+                return
+            self.pid = self.proc.pid
+            events = _Tail(events_path, ev_offset)
+            errors = _Tail(stderr_path, err_offset)
+            to_event = _json_event
+        else:
+            path = events_path if (events_path.exists() and not self.follow_metrics) else self.run_dir / "metrics.jsonl"
+            to_event = _json_event if path == events_path else _metric_event
+            events = _Tail(path, path.stat().st_size if path.exists() else 0)
+            errors = _Tail(stderr_path, stderr_path.stat().st_size if stderr_path.exists() else 0)
+        finished: RunFinished | None = None
+        next_mem = 0.0
+        peak = 0
+        while True:
+            alive = self.proc.poll() is None if self.proc else _pid_alive(self.pid)
+            for line in events.lines():
+                ev = to_event(line)
+                if ev is None:
+                    continue
+                if isinstance(ev, StepLogged):
+                    self.last_step = ev.step
+                if isinstance(ev, RunFinished):
+                    finished = ev
+                else:
+                    self.event.emit(ev)
+            for line in errors.lines():
+                stderr_tail.append(line)
+                self.logLine.emit(line)
+            now = time.monotonic()
+            if self.pid and now >= next_mem:
+                next_mem = now + 1.0
+                rss = _rss(self.pid)
+                if rss and rss > peak:
+                    peak = rss
+                    self.memory.emit(rss)
+            if not alive:
+                break
+            if self._detach.is_set():
+                return
+            time.sleep(POLL_S)
+        # the process is gone: drain what it wrote last, then say how it ended
+        for line in events.lines():
+            ev = to_event(line)
+            if isinstance(ev, RunFinished):
+                finished = ev
+            elif ev is not None:
+                self.event.emit(ev)
+        for line in errors.lines():
+            stderr_tail.append(line)
+            self.logLine.emit(line)
+        if finished is None and self.command is None:
+            finished = _finished_from_status(self.run_dir)
+        if finished is None:
+            code = self.proc.returncode if self.proc else None
+            how = _describe_exit(code)
+            last = next((l for l in reversed(stderr_tail) if l.strip() and not l.startswith(" ")), "")
+            detail = f" Last message: {last.strip()[:240]}" if last else ""
+            finished = RunFinished("failed", self.last_step, run_dir=str(self.run_dir),
+                                   error=f"The training process {how}.{detail} The run folder is kept: "
+                                         "Resume continues from the last checkpoint.")
+        self.ended.emit(finished)
+
+
+def _json_event(line: str) -> Any:
+    try:
+        data = json.loads(line)
+        return event_from_dict(data) if isinstance(data, dict) and "event" in data else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _metric_event(line: str) -> Any:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return record_to_event(data) if isinstance(data, dict) else None
+
+
+def _finished_from_status(run_dir: Path) -> RunFinished | None:
+    from desktop_ft.core.runs import RunFolder
+
+    status = RunFolder(run_dir).read_status()
+    if status.state == "running":
+        return None
+    return RunFinished(status.state, status.step, error=status.error, run_dir=str(run_dir))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "ended without reporting how it finished"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == getattr(signal, "SIGKILL", 9):
+            return f"was killed ({name}; for example by the system when memory ran out)"
+        if -code == getattr(signal, "SIGSEGV", 11):
+            return f"crashed in a native library ({name})"
+        return f"was ended by {name}"
+    return f"exited with code {code} before finishing"
+
+
+class TrainingProcess(QObject):
+    """One training child process (or a followed run) as Qt signals. Create one per run."""
+
+    event = Signal(object)       # core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
+    logLine = Signal(str)        # the child's stderr, line by line
+    memory = Signal(object)      # peak resident memory of the child so far, in bytes
+    ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
+
+    def __init__(self, run_dir: Path, command: list[str] | None = None, *, pid: int | None = None,
+                 follow_metrics: bool = False, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.run_dir = Path(run_dir)
+        self._thread = QThread()
+        self._thread.setObjectName(f"training:{self.run_dir.name}")
+        self._follower = _Follower(self.run_dir, command, pid, follow_metrics)
+        self._follower.moveToThread(self._thread)
+        self._thread.started.connect(self._follower.run)
+        self._follower.event.connect(self.event)
+        self._follower.logLine.connect(self.logLine)
+        self._follower.memory.connect(self.memory)
+        self._follower.ended.connect(self._on_ended)
+        self.running = False
+
+    @classmethod
+    def start_new(cls, run_dir: Path, config_path: Path, parent: QObject | None = None) -> TrainingProcess:
+        proc = cls(run_dir, train_command(config_path=config_path), parent=parent)
+        proc.start()
+        return proc
+
+    @classmethod
+    def resume(cls, run_dir: Path, parent: QObject | None = None) -> TrainingProcess:
+        proc = cls(run_dir, train_command(resume_dir=run_dir), parent=parent)
+        proc.start()
+        return proc
+
+    @classmethod
+    def follow(cls, run_dir: Path, pid: int | None, parent: QObject | None = None) -> TrainingProcess:
+        proc = cls(run_dir, None, pid=pid, parent=parent)
+        proc.start()
+        return proc
+
+    @property
+    def pid(self) -> int | None:
+        return self._follower.pid
+
+    def start(self) -> None:
+        self.running = True
+        self._thread.start()
+
+    def stop(self) -> bool:
+        """Ask for a clean stop (a checkpoint is saved); ``ended`` follows."""
+        return self._follower.request_stop()
+
+    def kill(self) -> None:
+        self._follower.kill()
+
+    def detach(self) -> None:
+        """Stop following; the child keeps training on its own (re-attach from the Runs page)."""
+        self._follower.detach()
+        self._shutdown_thread()
+
+    def _on_ended(self, finished: RunFinished) -> None:
+        self.running = False
+        self._shutdown_thread()
+        self.ended.emit(finished)
+
+    def _shutdown_thread(self) -> None:
+        self.running = False
+        self._thread.quit()
+        self._thread.wait(3000)

@@ -1,0 +1,38 @@
+from desktop_ft.ui.main_window import STEPS, MainWindow
+
+
+def test_every_step_is_reachable_and_geometry_is_kept(qtbot, qsettings):
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.width() >= 1200 and w.height() >= 800
+    seen = []
+    order = [k for k, _l, _i in STEPS][1:] + ["model"]  # it opens on Model
+    for key in order:
+        with qtbot.waitSignal(w.pageChanged) as blocker:
+            w.go(key)
+        seen.append(blocker.args[0])
+        assert w.stack.currentWidget() is w.pages[key]
+    assert seen == order
+    w.go("model")
+    w._on_next()
+    assert w.current_key() == "dataset"
+    w._on_back()
+    assert w.current_key() == "model"
+    w.resize(1300, 900)
+    w.close()
+    assert qsettings.value("window/geometry") is not None
+    assert qsettings.value("window/page") == "model"
+
+
+def test_recent_choices_come_back(qtbot, qsettings, tiny_model):
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.model_page.choose(str(tiny_model))
+    w.session.update({"training.max_steps": 7})
+    w.close()
+    again = MainWindow(settings=qsettings)
+    qtbot.addWidget(again)
+    assert again.session.config.model.name == str(tiny_model)
+    assert again.session.config.training.max_steps == 7
+    assert str(tiny_model) in qsettings.value("recent/models")

@@ -1,0 +1,79 @@
+"""Runs page on real run folders; Chat page on a run trained with the engine (when core.chat exists)."""
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QMessageBox
+
+from desktop_ft.core.config import RunConfig
+from desktop_ft.core.runs import RunFolder, RunStatus
+from desktop_ft.ui import core_api
+from desktop_ft.ui.runs_view import RunsView
+
+
+def _fake_history(root, name, state, losses, lr=2e-4):
+    """A run folder written through the run-folder API, as a finished/stopped run leaves it."""
+    run = RunFolder(root / name)
+    run.write_config(RunConfig().replace({"training.learning_rate": lr, "output.run_name": name}))
+    run.write_status(RunStatus(state=state, step=len(losses), max_steps=len(losses), final_loss=losses[-1],
+                               started_at="2026-01-01T10:00:00+00:00", ended_at="2026-01-01T10:02:05+00:00"))
+    for i, loss in enumerate(losses, start=1):
+        run.append_metric({"type": "train", "step": i, "epoch": i / 10, "loss": loss, "learning_rate": lr})
+    run.close()
+    return run.path
+
+
+def test_runs_list_compare_copy_delete(qtbot, tmp_path, monkeypatch):
+    a = _fake_history(tmp_path, "run-a", "finished", [3.0, 2.0, 1.0])
+    b = _fake_history(tmp_path, "run-b", "stopped", [3.1, 2.5], lr=1e-4)
+    view = RunsView(root=tmp_path)
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.refreshed, timeout=20000) as listed:
+        view.refresh()
+    assert listed.args[0] == 2
+    texts = {view.table.item(r, 0).text(): [view.table.item(r, c).text() for c in range(view.table.columnCount())]
+             for r in range(view.table.rowCount())}
+    assert texts["run-a"][1] == "finished" and texts["run-a"][5] == "1.0000" and texts["run-a"][7] == "2 min 05 s"
+    with qtbot.waitSignal(view.curvesShown, timeout=20000):
+        view.select([str(b)])
+    assert view.buttons["resume"].isEnabled() and not view.buttons["follow"].isEnabled()
+    with qtbot.waitSignal(view.resumeRequested) as resume:
+        view.buttons["resume"].click()
+    assert resume.args[0] == str(b)
+    view.buttons["copy"].click()
+    assert QGuiApplication.clipboard().text() == f"desktop-ft train --resume {b}"
+    with qtbot.waitSignal(view.curvesShown, timeout=20000) as shown:
+        view.select([str(a), str(b)])
+    assert shown.args[0] == 2
+    assert view.plots.point_count("run-a") == 3 and view.plots.point_count("run-b") == 2
+    assert "differences" in view.detail.tabText(1)
+    keys = [view.config_table.verticalHeaderItem(r).text() for r in range(view.config_table.rowCount())]
+    assert "training.learning_rate" in keys and "model.name" not in keys
+    # delete asks first; "No" keeps the folder
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    view.select([str(a)])
+    view.buttons["delete"].click()
+    assert a.exists()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(view.refreshed, timeout=20000) as listed:
+        view.buttons["delete"].click()
+    assert not a.exists() and listed.args[0] == 1
+
+
+@pytest.mark.skipif(core_api.chat_module() is None, reason="desktop_ft.core.chat is not in this build")
+def test_chat_side_by_side_streams_both_answers(qtbot, make_config, tmp_path):
+    from desktop_ft.core.engine import train
+    from desktop_ft.ui.chat_view import ChatView
+
+    out = tmp_path / "runs" / "chat-run"
+    train(make_config(out=out, max_steps=2))
+    view = ChatView(root=tmp_path / "runs")
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.modelLoaded, timeout=120000):
+        view.select_run(str(out))
+    view.settings_widgets["max_new_tokens"].setValue(8)
+    with qtbot.waitSignals([view.answered, view.answered], timeout=120000, order="none"):
+        view.ask("How do I make tea?")
+    qtbot.waitUntil(lambda: not view._busy, timeout=60000)
+    assert len(view.history["base"]) == 2 and len(view.history["tuned"]) == 2
+    assert "How do I make tea?" in view.panes["base"].toPlainText()
+    assert view.ckpt_combo.count() >= 2  # final adapter + checkpoint(s)
