@@ -204,6 +204,12 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     trainer = task.build_trainer(parts)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)
+    longest = _longest_example(trainer)
+    if longest and longest < config.training.max_length and not config.training.packing:
+        # Batches are padded to their longest row, not to max_length: estimate what will really run.
+        fitted = config.replace({"training.max_length": max(longest, 16)})
+        status.estimated_memory_bytes = _estimated_memory(fitted, settings.device) or status.estimated_memory_bytes
+        run.write_status(status)
 
     checkpoint = run.last_checkpoint() if resume else None
     start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
@@ -374,6 +380,19 @@ def _estimated_memory(config: RunConfig, device: str) -> int | None:
         from desktop_ft.core import vram
 
         return vram.estimate_for_config(config, device=device, suggest=False).total_bytes
+    except Exception:
+        return None
+
+
+def _longest_example(trainer: Any) -> int | None:
+    """Tokens in the longest tokenised training row (SFT/pretrain shapes), capped at max_length; None if unknown."""
+    try:
+        dataset = trainer.train_dataset
+        column = "input_ids" if "input_ids" in dataset.column_names else None
+        if column is None:
+            return None
+        longest = max(len(ids) for ids in dataset[column])
+        return min(longest, trainer.args.max_length or longest)
     except Exception:
         return None
 

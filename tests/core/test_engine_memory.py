@@ -27,3 +27,15 @@ def test_an_estimate_that_fails_never_stops_training(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(vram, "estimate_for_config", broken)
     assert engine._estimated_memory(make_config(), "cpu") is None
+
+
+def test_the_recorded_estimate_follows_the_data_not_the_max_length_ceiling(make_config, tmp_path: Path) -> None:
+    """Batches are padded to their longest row: a higher max_length on short data changes nothing real."""
+    estimates = []
+    for max_length in (256, 1024):
+        config = make_config(out=tmp_path / f"run{max_length}", max_steps=1, max_length=max_length)
+        engine.train(config)
+        estimates.append(json.loads((tmp_path / f"run{max_length}" / "status.json").read_text())["estimated_memory_bytes"])
+    ceiling = vram.estimate_for_config(make_config(max_length=1024), device="cpu", suggest=False).total_bytes
+    assert estimates[0] == estimates[1]
+    assert estimates[1] < ceiling
