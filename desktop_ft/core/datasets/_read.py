@@ -222,6 +222,15 @@ class _Scanner:
     def skip(self, pos: int) -> int:
         return _WS.match(self.text, pos).end()  # type: ignore[union-attr]
 
+    def decode_at(self, pos: int, line: int) -> tuple[Any, int] | RowError:
+        """One JSON value starting at ``pos`` and where it ends, or the RowError that stops reading."""
+        try:
+            return self.decoder.raw_decode(self.text, pos)
+        except json.JSONDecodeError as exc:
+            return RowError(line, _broken_here(exc))
+        except RecursionError:
+            return RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
+
     def array(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
         """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError."""
         text = self.text
@@ -231,14 +240,11 @@ class _Scanner:
         while True:
             pos = self.skip(pos)
             line = self.line_at(pos)
-            try:
-                value, end = self.decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                yield RowError(line, _broken_here(exc))
+            decoded = self.decode_at(pos, line)
+            if isinstance(decoded, RowError):
+                yield decoded
                 return
-            except RecursionError:
-                yield RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
-                return
+            value, end = decoded
             yield line, value
             pos = self.skip(end)
             if pos < len(text) and text[pos] == ",":
@@ -258,14 +264,11 @@ class _Scanner:
         pos = self.skip(pos)
         while pos < len(text):
             line = self.line_at(pos)
-            try:
-                value, end = self.decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                yield RowError(line, _broken_here(exc))
+            decoded = self.decode_at(pos, line)
+            if isinstance(decoded, RowError):
+                yield decoded
                 return
-            except RecursionError:
-                yield RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
-                return
+            value, end = decoded
             yield line, value
             pos = self.skip(end)
 
