@@ -173,29 +173,14 @@ class ChatModel:
         ``stop`` ends generation after the current token and returns what was generated so far.
         """
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
 
         settings = settings or GenerationSettings()
         with self._lock:
             inputs = self.encode(messages, settings)
             model, context = self._side(tuned)
             streamer = _DeltaStreamer(self.tokenizer, inputs["input_ids"].shape[1], on_token)
-            stop_flag = stop
 
-            class _Stop(StoppingCriteria):
-                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                    done = bool(stop_flag is not None and stop_flag.is_set())
-                    return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-            kwargs: dict[str, Any] = dict(max_new_tokens=settings.max_new_tokens, do_sample=not settings.greedy,
-                                          eos_token_id=self.stop_token_ids(), pad_token_id=self._pad_id(),
-                                          repetition_penalty=settings.repetition_penalty,
-                                          stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=streamer)
-            if settings.greedy:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            else:
-                kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-                torch.manual_seed(settings.seed)
+            kwargs = self._generate_kwargs(settings, stop, streamer)
             if stop is not None and stop.is_set():
                 return ""
             with context, torch.no_grad():
@@ -217,7 +202,6 @@ class ChatModel:
         ``generate``'s.
         """
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
 
         settings = settings or GenerationSettings()
         emit = on_token or (lambda _side, _piece: None)
@@ -234,7 +218,6 @@ class ChatModel:
             streamers = [_DeltaStreamer(self.tokenizer, n_prompt, lambda p: emit("base", p)),
                          _DeltaStreamer(self.tokenizer, n_prompt, lambda p: emit("tuned", p))]
             stop_ids = set(self.stop_token_ids())
-            stop_flag = stop
 
             class _Both:
                 """Routes each row of the batch to its side's streamer, until that row ends."""
@@ -258,20 +241,7 @@ class ChatModel:
                 def end(self) -> None:
                     pass
 
-            class _Stop(StoppingCriteria):
-                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                    done = bool(stop_flag is not None and stop_flag.is_set())
-                    return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-            kwargs: dict[str, Any] = dict(max_new_tokens=settings.max_new_tokens, do_sample=not settings.greedy,
-                                          eos_token_id=self.stop_token_ids(), pad_token_id=self._pad_id(),
-                                          repetition_penalty=settings.repetition_penalty,
-                                          stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=_Both())
-            if settings.greedy:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            else:
-                kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-                torch.manual_seed(settings.seed)
+            kwargs = self._generate_kwargs(settings, stop, _Both())
             if stop is not None and stop.is_set():
                 return "", ""
             active = self.model.active_adapter
@@ -285,6 +255,29 @@ class ChatModel:
                 streamers[row].finish(text)
                 answers.append(text)
             return answers[0], answers[1]
+
+    def _generate_kwargs(self, settings: GenerationSettings, stop: threading.Event | None,
+                         streamer: Any) -> dict[str, Any]:
+        """``model.generate`` arguments for ``settings``: greedy or seeded sampling, our stop tokens, and a
+        stopping criterion that ends every row once ``stop`` is set."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                done = bool(stop is not None and stop.is_set())
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+        kwargs: dict[str, Any] = dict(max_new_tokens=settings.max_new_tokens, do_sample=not settings.greedy,
+                                      eos_token_id=self.stop_token_ids(), pad_token_id=self._pad_id(),
+                                      repetition_penalty=settings.repetition_penalty,
+                                      stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=streamer)
+        if settings.greedy:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+            torch.manual_seed(settings.seed)
+        return kwargs
 
     def encode(self, messages: list[Message], settings: GenerationSettings | None = None) -> Any:
         """The prompt as the model's chat template renders it, ending with the assistant's turn."""
