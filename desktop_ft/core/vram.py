@@ -551,7 +551,7 @@ def calibrate_time(metrics: list[dict[str, Any]] | str | Path, *, total_steps: i
 
         metrics = list(iter_jsonl(Path(metrics)))
     points = [(int(r["step"]), float(r["time"])) for r in metrics
-              if r.get("type", "train") == "train" and "time" in r and "step" in r]
+              if r.get("event") == "StepLogged" and "time" in r and "step" in r]
     points.sort()
     rates = []
     for (s0, t0), (s1, t1) in zip(points, points[1:]):

@@ -19,7 +19,8 @@ from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Page
-from desktop_ft.ui.workers import record_to_event, run_async
+from desktop_ft.core.events import EvalLogged, StepLogged
+from desktop_ft.ui.workers import run_async
 
 COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]
 STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle", "stopped": "mdi6.pause-circle",
@@ -36,12 +37,12 @@ def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
         except Exception:
             config = None
         out.append({"path": str(run.path), "status": status, "config": config,
-                    "live": status.state == "running" and bool(status.pid)})
+                    "live": status.state == "running"})  # read_status checked the process and the lock
     return out
 
 
 def read_curves(paths: list[str]) -> dict[str, list[Any]]:
-    return {p: [e for e in (record_to_event(r) for r in core_runs.RunFolder(Path(p)).read_metrics()) if e is not None]
+    return {p: [e for e in core_runs.RunFolder(Path(p)).read_events() if isinstance(e, (StepLogged, EvalLogged))]
             for p in paths}
 
 

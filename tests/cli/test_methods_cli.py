@@ -49,7 +49,7 @@ def test_resume_after_kill_9_continues_steps_and_metrics(tiny_model: Path, chat_
     steps = [e["step"] for e in events if e["event"] == "StepLogged"]
     assert steps == list(range(started["resumed_from_step"] + 1, 11))
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics if m["type"] == "train"] == list(range(1, 11))  # none doubled, none lost
+    assert [m["step"] for m in metrics if m["event"] == "StepLogged"] == list(range(1, 11))  # none doubled, none lost
     final = json.loads((out / "status.json").read_text())
     assert final["state"] == "finished" and final["step"] == 10
     from desktop_ft.core.runs import RunFolder

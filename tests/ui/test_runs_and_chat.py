@@ -5,6 +5,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from desktop_ft.core.config import RunConfig
+from desktop_ft.core.events import StepLogged
 from desktop_ft.core.runs import RunFolder, RunStatus
 from desktop_ft.ui import core_api
 from desktop_ft.ui.runs_view import RunsView
@@ -17,7 +18,7 @@ def _fake_history(root, name, state, losses, lr=2e-4):
     run.write_status(RunStatus(state=state, step=len(losses), max_steps=len(losses), final_loss=losses[-1],
                                started_at="2026-01-01T10:00:00+00:00", ended_at="2026-01-01T10:02:05+00:00"))
     for i, loss in enumerate(losses, start=1):
-        run.append_metric({"type": "train", "step": i, "epoch": i / 10, "loss": loss, "learning_rate": lr})
+        run.append_event(StepLogged(step=i, max_steps=len(losses), epoch=i / 10, loss=loss, learning_rate=lr))
     run.close()
     return run.path
 
