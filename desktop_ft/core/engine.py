@@ -10,7 +10,6 @@ settings that work on the machine at hand, turning the Trainer's logs into event
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import traceback

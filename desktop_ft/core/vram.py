@@ -1,6 +1,6 @@
 """How much memory a training run will take, where it goes, whether it fits, and what would fit.
 
-Worked out from the model's ``config.json`` numbers alone (``models.Architecture``), before any
+Worked out from the model's ``config.json`` numbers alone (``architecture.Architecture``), before any
 weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, with the number
 formats of ``desktop_ft.core.precision`` (the same plan the engine loads and trains by: fp32 master
 weights for full fine-tuning, a frozen base in the compute dtype under fp32 adapters), what a method
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from desktop_ft.core.methods import MethodSpec, TaskSpec, method_spec, optimizer_for, resolve_task, task_spec
-from desktop_ft.core.models import Architecture
+from desktop_ft.core.architecture import Architecture
 from desktop_ft.core.precision import BYTES, PrecisionPlan, plan_for
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,18 +7,18 @@ import dataclasses
 
 import pytest
 
-from desktop_ft.core import hardware, models, vram
+from desktop_ft.core import architecture, hardware, models, vram
 from desktop_ft.core.config import RunConfig
 
 LLAMA_1B = models.catalog_entry("llama-3.2-1b").arch
 LLAMA_8B = models.catalog_entry("llama-3.1-8b").arch
 SMOL = models.catalog_entry("default").arch
-SMALL = models.architecture_from_config({"model_type": "llama", "hidden_size": 128, "num_hidden_layers": 6,
+SMALL = architecture.architecture_from_config({"model_type": "llama", "hidden_size": 128, "num_hidden_layers": 6,
                                          "num_attention_heads": 4, "num_key_value_heads": 2,
                                          "intermediate_size": 256, "vocab_size": 512, "tie_word_embeddings": True})
 
 
-def _model(arch: models.Architecture):
+def _model(arch: architecture.Architecture):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
