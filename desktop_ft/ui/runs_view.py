@@ -88,7 +88,7 @@ def _duration(status: core_runs.RunStatus) -> float | None:
 
 
 def _model_label(name: str) -> str:
-    from desktop_ft.core.models import is_embedded
+    from desktop_ft.core.embedded import is_embedded
 
     return "SmolLM2-135M (built in)" if is_embedded(name) else Path(name).name or name
 
