@@ -429,45 +429,37 @@ def read_run_config(run_dir: Path) -> Any:
 
 def list_checkpoints(run_dir: Path) -> list[int]:
     """Steps of ``checkpoints/checkpoint-N`` folders that hold an adapter or a model, oldest first."""
-    from desktop_ft.core.runs import RunFolder
+    from desktop_ft.core.history import checkpoint_steps
 
-    return [int(p.name.split("-")[1]) for p in RunFolder(run_dir).checkpoints() if _kind_of(p) is not None]
+    return checkpoint_steps(run_dir)
 
 
 def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
-    """Where the tuned weights of a run are: ``adapter/``, or ``checkpoints/checkpoint-N``."""
+    """Where the tuned weights of a run are: ``adapter/``, ``model/``, or ``checkpoints/checkpoint-N``."""
+    from desktop_ft.core.history import final_weights, weights_kind
     from desktop_ft.core.runs import RunFolder
 
     run = RunFolder(run_dir)
     available = list_checkpoints(run_dir)
     if checkpoint is not None:
         path = run.checkpoints_dir / f"checkpoint-{checkpoint}"
-        kind = _kind_of(path)
+        kind = weights_kind(path)
         if kind is None:
             listing = ", ".join(map(str, available)) if available else "none"
             raise ChatError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
                             hint=f"Available checkpoints: {listing}.")
         return TunedSource(path, kind, checkpoint)
-    for folder in (run.adapter_dir, run.path / "model"):  # model/: a full fine-tune saves the whole model
-        kind = _kind_of(folder)
-        if kind is not None:
-            return TunedSource(folder, kind)
+    final = final_weights(run)
+    if final is not None:
+        return TunedSource(*final)
     if available:  # still training, or killed before the end: the newest checkpoint is the best we have
         step = available[-1]
         path = run.checkpoints_dir / f"checkpoint-{step}"
-        return TunedSource(path, _kind_of(path) or "adapter", step)
+        return TunedSource(path, weights_kind(path) or "adapter", step)
     state = run.read_status().state
     raise ChatError(f"this run has no adapter yet (it is {state}, with no checkpoint saved)", path=run_dir,
                     hint="Wait for the first checkpoint, resume the run, or chat with the base model "
                          "(--base).")
-
-
-def _kind_of(folder: Path) -> str | None:
-    if (folder / "adapter_config.json").exists() and any(folder.glob("adapter_model.*")):
-        return "adapter"
-    if (folder / "config.json").exists() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
-        return "full"
-    return None
 
 
 def _adapter_name(source: TunedSource) -> str:

@@ -5,8 +5,6 @@ delete (asks first), open its folder, copy its CLI command."""
 from __future__ import annotations
 
 import shlex
-import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMessageBox, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QWidget)
 
+from desktop_ft.core import history
 from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
@@ -26,18 +25,9 @@ STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle"
                "failed": "mdi6.close-circle"}
 
 
-def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
-    """One summary dict per run folder, newest first (worker thread)."""
-    out = []
-    for run in core_runs.list_runs(root):
-        status = run.read_status()
-        try:
-            config = run.read_config().to_dict()
-        except Exception:
-            config = None
-        out.append({"path": str(run.path), "status": status, "config": config,
-                    "live": status.state == "running" and bool(status.pid)})
-    return out
+def scan_runs(root: Path | None = None) -> list[history.RunSummary]:
+    """One summary per run folder, newest first (worker thread): ``desktop-ft runs list``'s rows."""
+    return history.list_summaries(root)
 
 
 def read_curves(paths: list[str]) -> dict[str, list[Any]]:
@@ -49,18 +39,6 @@ def cli_command(path: str, state: str) -> str:
     if state in ("stopped", "failed"):
         return f"desktop-ft train --resume {shlex.quote(path)}"
     return f"desktop-ft train {shlex.quote(str(Path(path) / 'config.yaml'))}"
-
-
-def _duration(status: core_runs.RunStatus) -> float | None:
-    try:
-        start = datetime.fromisoformat(status.started_at) if status.started_at else None
-        end = status.ended_at or status.updated_at
-        end_dt = datetime.fromisoformat(end) if end else None
-    except ValueError:
-        return None
-    if start and end_dt:
-        return (end_dt - start).total_seconds()
-    return None
 
 
 def _model_label(name: str) -> str:
@@ -76,6 +54,7 @@ class RunsView(Page):
     chatRequested = Signal(str)
     refreshed = Signal(int)   # number of runs listed
     curvesShown = Signal(int)
+    configShown = Signal(int)  # number of config rows shown (one run: all; several: the differences)
 
     def __init__(self, root: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Runs", "Every run on this machine. Select one to see its curves; select several "
@@ -145,7 +124,7 @@ class RunsView(Page):
         self._workers.append(run_async(self, scan_runs, self.root, on_result=lambda r, q=req: self._on_runs(q, r),
                                        on_error=lambda e: self.message.setText(f"Could not list runs: {e}")))
 
-    def _on_runs(self, req: int, runs: list[dict[str, Any]]) -> None:
+    def _on_runs(self, req: int, runs: list[history.RunSummary]) -> None:
         if req != self._req:
             return
         selected = set(self.selected_paths())
@@ -154,33 +133,29 @@ class RunsView(Page):
         self.table.setRowCount(len(runs))
         c = theme.colors()
         for r, run in enumerate(runs):
-            status: core_runs.RunStatus = run["status"]
-            cfg = run["config"] or {}
-            name = (cfg.get("output") or {}).get("run_name") or Path(run["path"]).name
-            data_path = (cfg.get("data") or {}).get("path") or "sample"
-            values = [name,
-                      status.state + (" (live)" if run["live"] else ""),
-                      ((cfg.get("method") or {}).get("method") or "?").upper(),
-                      _model_label((cfg.get("model") or {}).get("name") or "default"),
-                      Path(data_path).name,
-                      f"{status.final_loss:.4f}" if status.final_loss is not None else "–",
-                      f"{status.step}/{status.max_steps}" if status.max_steps else str(status.step),
-                      theme.human_duration(_duration(status)),
-                      (status.started_at or "")[:16].replace("T", " ")]
+            values = [run.name,
+                      run.state + (" (live)" if run.live else ""),
+                      run.method.upper(),
+                      _model_label(run.model),
+                      Path(run.dataset).name,
+                      f"{run.final_loss:.4f}" if run.final_loss is not None else "–",
+                      f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step),
+                      theme.human_duration(run.duration_seconds),
+                      (run.started_at or "")[:16].replace("T", " ")]
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, run["path"])
+                item.setData(Qt.ItemDataRole.UserRole, run.path)
                 if col == 0:
-                    item.setToolTip(run["path"])
+                    item.setToolTip(run.path)
                 if col == 1:
-                    color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(status.state, c.accent)
-                    item.setIcon(theme.icon(STATE_ICONS.get(status.state, "mdi6.help-circle-outline"), color))
-                    if status.error:
-                        item.setToolTip(status.error)
+                    color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(run.state, c.accent)
+                    item.setIcon(theme.icon(STATE_ICONS.get(run.state, "mdi6.help-circle-outline"), color))
+                    if run.error or run.config_error:
+                        item.setToolTip(run.error or run.config_error)
                 self.table.setItem(r, col, item)
         self.table.clearSelection()
         for r, run in enumerate(runs):
-            if run["path"] in selected:
+            if run.path in selected:
                 self.table.selectRow(r)
         self.message.setText("" if runs else f"No runs yet. Runs are kept in {self.root or core_runs.default_runs_root()}.")
         self.message.setVisible(bool(self.message.text()))
@@ -200,27 +175,28 @@ class RunsView(Page):
                 self.table.selectRow(r)
         self.table.setSelectionMode(mode)
 
-    def _run(self, path: str) -> dict[str, Any] | None:
-        return next((r for r in self.runs if r["path"] == path), None)
+    def _run(self, path: str) -> history.RunSummary | None:
+        return next((r for r in self.runs if r.path == path), None)
 
     # -- slots ------------------------------------------------------------------------------------
     def _on_selection(self) -> None:
         paths = self.selected_paths()
         one = len(paths) == 1
         run = self._run(paths[0]) if one else None
-        state = run["status"].state if run else None
+        state = run.state if run else None
         self.buttons["open"].setEnabled(one)
         self.buttons["chat"].setEnabled(one and state in ("finished", "stopped"))
         self.buttons["resume"].setEnabled(one and state in ("stopped", "failed"))
-        self.buttons["follow"].setEnabled(one and bool(run and run["live"]))
+        self.buttons["follow"].setEnabled(one and bool(run and run.live))
         self.buttons["folder"].setEnabled(one)
         self.buttons["copy"].setEnabled(one)
-        self.buttons["delete"].setEnabled(bool(paths) and not any((self._run(p) or {}).get("live") for p in paths))
-        self._show_config(paths)
+        self.buttons["delete"].setEnabled(bool(paths) and not any(r.live for r in map(self._run, paths) if r))
         if paths:
             self._workers.append(run_async(self, read_curves, paths, on_result=self._on_curves))
+            self._workers.append(run_async(self, _diff, paths, on_result=lambda d, p=paths: self._show_config(p, d)))
         else:
             self.plots.clear()
+            self._show_config([], {})
 
     def _on_curves(self, curves: dict[str, list[Any]]) -> None:
         if set(curves) != set(self.selected_paths()):
@@ -233,22 +209,23 @@ class RunsView(Page):
         self.plots._on_redraw()
         self.curvesShown.emit(len(curves))
 
-    def _show_config(self, paths: list[str]) -> None:
-        configs = [(Path(p).name, (self._run(p) or {}).get("config") or {}) for p in paths]
-        flat = [(name, _flatten(cfg)) for name, cfg in configs]
-        keys = sorted({k for _n, f in flat for k in f})
-        if len(flat) > 1:
-            keys = [k for k in keys if len({repr(f.get(k)) for _n, f in flat}) > 1]
+    def _show_config(self, paths: list[str], diff: dict[str, list[Any]]) -> None:
+        """One run: its config (and outcome); several: only what differs (``history.config_diff``)."""
+        if paths != self.selected_paths():
+            return
+        keys = list(diff)
+        if len(paths) > 1:
             self.detail.setTabText(1, f"Config differences ({len(keys)})")
         else:
             self.detail.setTabText(1, "Config")
-        self.config_table.setColumnCount(max(1, len(flat)))
-        self.config_table.setHorizontalHeaderLabels([n for n, _f in flat] or [""])
+        self.config_table.setColumnCount(max(1, len(paths)))
+        self.config_table.setHorizontalHeaderLabels([Path(p).name for p in paths] or [""])
         self.config_table.setRowCount(len(keys))
         self.config_table.setVerticalHeaderLabels(keys)
         for r, key in enumerate(keys):
-            for c, (_n, f) in enumerate(flat):
-                self.config_table.setItem(r, c, QTableWidgetItem(str(f.get(key, "–"))))
+            for c, value in enumerate(diff[key]):
+                self.config_table.setItem(r, c, QTableWidgetItem("–" if value is None else str(value)))
+        self.configShown.emit(len(keys))
 
     def _one(self) -> str | None:
         paths = self.selected_paths()
@@ -268,7 +245,7 @@ class RunsView(Page):
 
     def _on_follow(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            self.followRequested.emit(p, int(run["status"].pid or 0))
+            self.followRequested.emit(p, int(run.pid or 0))
 
     def _on_folder(self) -> None:
         if (p := self._one()):
@@ -276,7 +253,7 @@ class RunsView(Page):
 
     def _on_copy(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            text = cli_command(p, run["status"].state)
+            text = cli_command(p, run.state)
             QGuiApplication.clipboard().setText(text)
             self.message.setText(f"Copied: {text}")
             self.message.show()
@@ -296,23 +273,14 @@ class RunsView(Page):
                                        on_error=lambda e: self.message.setText(f"Could not delete: {e}")))
 
 
-def _delete(paths: list[str]) -> None:
-    for p in paths:
-        path = Path(p)
-        if (path / "config.yaml").exists():  # only ever remove run folders
-            shutil.rmtree(path)
+def _delete(paths: list[str]) -> list[str]:
+    """Delete the run folders (worker thread); every one is checked first, so a refusal deletes none."""
+    folders = [history.check_deletable(Path(p)) for p in paths]
+    return [str(history.delete_run(folder)) for folder in folders]
 
 
-def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and all(isinstance(x, (dict, str, int, float, bool, type(None))) for x in v.values()) \
-                and key in ("model", "data", "method", "training", "output"):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def _diff(paths: list[str]) -> dict[str, list[Any]]:
+    return history.config_diff([Path(p) for p in paths])
 
 
 if __name__ == "__main__":
