@@ -65,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if args.list_methods:
         _print_methods()
         return 0
+    config, resume_run = build_config(args)
+    return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
+
+
+def build_config(args: argparse.Namespace) -> tuple[RunConfig, Any]:
+    """The config to train (file or run folder, then flags, then the preset) and the run to resume."""
     from desktop_ft.core.runs import RunFolder
 
     resume_run = None
@@ -82,17 +88,8 @@ def run(args: argparse.Namespace) -> int:
     config = config.replace(overrides)
     if args.preset:
         # the preset picks the learning rate for the method and task chosen above; explicit flags still win
-        config = apply_preset(config, args.preset, _data_kind(config)).replace(overrides)
-    return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
-
-
-def _data_kind(config: RunConfig) -> str | None:
-    """The dataset's kind, read early so a preset can pick the learning rate for 'task: auto'."""
-    if config.method.task != "auto":
-        return None
-    from desktop_ft.core import datasets as ds
-
-    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
+        config = apply_preset(config, args.preset).replace(overrides)
+    return config, resume_run
 
 
 def _print_methods() -> None:

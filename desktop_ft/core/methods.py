@@ -586,12 +586,23 @@ def recommended_learning_rate(method: str, task: str) -> float:
 def apply_preset(config: RunConfig, name: str, data_kind: str | None = None) -> RunConfig:
     """``config`` with the preset's settings and the learning rate recommended for its method and task.
 
-    ``data_kind`` resolves ``method.task: auto`` (preference data → DPO's lower learning rate).
+    The one preset rule: the window's preset buttons and ``desktop-ft train --preset`` both call it.
+    ``method.task: auto`` is resolved from ``data_kind``, or, when that is not given, from the first
+    rows of ``config.data.path`` (preference data → DPO's lower learning rate).
     """
     preset = PRESETS[preset_key(name)]
+    if data_kind is None and config.method.task == "auto":
+        data_kind = dataset_kind(config)
     task = resolve_task(config.method.task, data_kind)
     lr = recommended_learning_rate(config.method.method, task)
     return config.replace({**preset.overrides, "training.learning_rate": lr})
+
+
+def dataset_kind(config: RunConfig) -> str:
+    """The kind of the run's dataset (conversation, preference, ...), read from its first 20 rows."""
+    from desktop_ft.core import datasets as ds
+
+    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
 
 
 def resolve_task(task: str, data_kind: str | None) -> str:
@@ -622,6 +633,37 @@ def check_task_data(task: str, data_kind: str, path: str | None = None) -> None:
                       path=path, field="method.task",
                       hint=f"Use --task {fits[0]} for this data, or give a {needs} dataset." if fits
                       else f"Give a {needs} dataset.")
+
+
+def settings_that_apply(method: str, task: str, data_kind: str | None = None) -> set[str]:
+    """Which method-owned config keys apply to ``method`` with ``task`` (what the Method page shows).
+
+    A key that some method or task owns (its ``keys``, or its settings section ``method.<section>.*``)
+    applies only when the chosen method or task owns it: full fine-tuning and prompt tuning get no
+    LoRA settings, DPO gets ``method.dpo.*``. Keys no spec owns (``method.rope_scaling``, every
+    ``training.*`` key) always apply, and ``applies`` says so without listing them.
+    """
+    chosen = [spec for spec in (METHODS.get(method), TASKS.get(resolve_task(task, data_kind))) if spec]
+    keys: set[str] = set()
+    for spec in chosen:
+        keys.update(spec.keys)
+        if spec.settings is not None and spec.section:
+            keys.update(f"method.{spec.section}.{f.name}" for f in dataclasses.fields(spec.settings))
+    return keys
+
+
+def _owned_keys() -> set[str]:
+    owned: set[str] = set()
+    for spec in [*METHODS.values(), *TASKS.values()]:
+        owned.update(spec.keys)
+        if spec.settings is not None and spec.section:
+            owned.update(f"method.{spec.section}.{f.name}" for f in dataclasses.fields(spec.settings))
+    return owned
+
+
+def applies(key: str, method: str, task: str, data_kind: str | None = None) -> bool:
+    """Whether the config key ``key`` means anything for this method and task (see ``settings_that_apply``)."""
+    return key not in _owned_keys() or key in settings_that_apply(method, task, data_kind)
 
 
 def method_settings_fields(name: str) -> list[dataclasses.Field]:

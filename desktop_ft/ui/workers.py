@@ -129,7 +129,6 @@ class _Follower(QObject):
     """Lives in a QThread: starts (or adopts) the training process and reports what it does."""
 
     event = Signal(object)
-    logLine = Signal(str)
     memory = Signal(object)  # bytes; may exceed a C++ int
     ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
 
@@ -218,8 +217,7 @@ class _Follower(QObject):
                 else:
                     self.event.emit(ev)
             for line in errors.lines():
-                stderr_tail.append(line)
-                self.logLine.emit(line)
+                stderr_tail.append(line)  # kept for the error of a crash that sends no RunFinished
             now = time.monotonic()
             if self.pid and now >= next_mem:
                 next_mem = now + 1.0
@@ -241,7 +239,6 @@ class _Follower(QObject):
                 self.event.emit(ev)
         for line in errors.lines():
             stderr_tail.append(line)
-            self.logLine.emit(line)
         if finished is None and self.command is None:
             finished = _finished_from_status(self.run_dir)
         if finished is None:
@@ -300,7 +297,6 @@ class TrainingProcess(QObject):
     """One training child process (or a followed run) as Qt signals. Create one per run."""
 
     event = Signal(object)       # core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
-    logLine = Signal(str)        # the child's stderr, line by line
     memory = Signal(object)      # peak resident memory of the child so far, in bytes
     ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
 
@@ -314,7 +310,6 @@ class TrainingProcess(QObject):
         self._follower.moveToThread(self._thread)
         self._thread.started.connect(self._follower.run)
         self._follower.event.connect(self.event)
-        self._follower.logLine.connect(self.logLine)
         self._follower.memory.connect(self.memory)
         self._follower.ended.connect(self._on_ended)
         self.running = False
