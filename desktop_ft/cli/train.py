@@ -116,14 +116,21 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         from desktop_ft.core.datasets import parse_columns
 
         overrides["data.columns"] = parse_columns(args.columns)
-    for item in args.overrides:
+    overrides.update(collect_set_overrides(args.overrides))
+    for key in ("model.name", "data.path", "output.output_dir"):
+        if key in overrides and overrides[key] is not None:
+            overrides[key] = str(overrides[key])
+    return overrides
+
+
+def collect_set_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as dotted keys with typed values (YAML rules: 1e-4, true, null)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set needs KEY=VALUE, got {item!r}", hint="For example --set training.batch_size=8.")
         overrides[key.strip()] = parse_cli_value(key.strip(), value)
-    for key in ("model.name", "data.path", "output.output_dir"):
-        if key in overrides and overrides[key] is not None:
-            overrides[key] = str(overrides[key])
     return overrides
 
 

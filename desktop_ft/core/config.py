@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tempfile
 import types
@@ -381,8 +382,12 @@ def validate(config: RunConfig) -> None:
         if value is None or isinstance(value, (dict, list, bool)):
             continue
         if "choices" in meta and value not in meta["choices"]:
+            close = difflib.get_close_matches(str(value), [str(c) for c in meta["choices"]], n=1, cutoff=0.6)
             raise ConfigError(f"'{dotted}' is {value!r}; choose one of: " + ", ".join(map(str, meta["choices"])),
-                              field=dotted)
+                              field=dotted, hint=f"Did you mean '{close[0]}'?" if close else None)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"'{dotted}' is {value}, which is not a number it can use", field=dotted,
+                              hint="Give a finite number.")
         if isinstance(value, (int, float)):
             if "min" in meta and value < meta["min"]:
                 raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)
