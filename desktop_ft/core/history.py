@@ -134,8 +134,19 @@ def summarize(run: RunFolder | Path) -> RunSummary:
 
 
 def list_summaries(root: Path | None = None) -> list[RunSummary]:
-    """Every run under ``root`` (default: the runs root), newest first."""
-    return [summarize(run) for run in list_runs(root)]
+    """Every run under ``root`` (default: the runs root), newest first; a folder that cannot be read
+    at all (permissions, a broken disk) is listed as 'unreadable' with the reason, never dropped."""
+    out = []
+    for run in list_runs(root):
+        try:
+            out.append(summarize(run))
+        except OSError as exc:
+            out.append(RunSummary(path=str(run.path), name=run.path.name, state="unreadable", live=False,
+                                  method="?", task="?", model="?", dataset="?", step=0, max_steps=0,
+                                  final_loss=None, started_at=None, ended_at=None, duration_seconds=None,
+                                  peak_memory_bytes=None, estimated_memory_bytes=None, result=None, checkpoints=[],
+                                  error=f"This run folder cannot be read ({exc}).", pid=None))
+    return out
 
 
 def _duration(start: str | None, end: str | None) -> float | None:

@@ -18,21 +18,38 @@ from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Page
-from desktop_ft.ui.workers import record_to_event, run_async
+from desktop_ft.ui import workers
+from desktop_ft.ui.workers import run_async
 
 COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]
 STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle", "stopped": "mdi6.pause-circle",
                "failed": "mdi6.close-circle"}
 
 
-def scan_runs(root: Path | None = None) -> list[history.RunSummary]:
-    """One summary per run folder, newest first (worker thread): ``desktop-ft runs list``'s rows."""
-    return history.list_summaries(root)
+def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    """One row per run folder, newest first, from ``history.list_summaries`` (what ``desktop-ft runs
+    list`` prints), with the table's texts already made (worker thread: this grows with the number of
+    runs). A folder that cannot be read is one row saying why."""
+    return [_row(summary) for summary in history.list_summaries(root)]
 
 
-def read_curves(paths: list[str]) -> dict[str, list[Any]]:
-    return {p: [e for e in (record_to_event(r) for r in core_runs.RunFolder(Path(p)).read_metrics()) if e is not None]
-            for p in paths}
+def _row(s: history.RunSummary) -> dict[str, Any]:
+    values = [s.name,
+              s.state + (" (live)" if s.live else ""),
+              s.method.upper(),
+              _model_label(s.model),
+              Path(s.dataset).name,
+              f"{s.final_loss:.4f}" if s.final_loss is not None else "–",
+              f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step),
+              theme.human_duration(s.duration_seconds),
+              (s.started_at or "")[:16].replace("T", " ")]
+    return {"path": s.path, "state": s.state, "live": s.live, "pid": s.pid, "values": values,
+            "error": s.error or s.config_error}
+
+
+def read_curves(paths: list[str]) -> dict[str, dict[str, Any]]:
+    """The saved curves of each selected run, as numpy columns (worker thread)."""
+    return {p: workers.read_curves(p) for p in paths}
 
 
 def cli_command(path: str, state: str) -> str:
@@ -42,7 +59,7 @@ def cli_command(path: str, state: str) -> str:
 
 
 def _model_label(name: str) -> str:
-    from desktop_ft.core.models import is_embedded
+    from desktop_ft.core.embedded import is_embedded
 
     return "SmolLM2-135M (built in)" if is_embedded(name) else Path(name).name or name
 
@@ -54,7 +71,7 @@ class RunsView(Page):
     chatRequested = Signal(str)
     refreshed = Signal(int)   # number of runs listed
     curvesShown = Signal(int)
-    configShown = Signal(int)  # number of config rows shown (one run: all; several: the differences)
+    configShown = Signal(int)  # config rows shown (one run: all of them; several: the differences)
 
     def __init__(self, root: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Runs", "Every run on this machine. Select one to see its curves; select several "
@@ -124,7 +141,7 @@ class RunsView(Page):
         self._workers.append(run_async(self, scan_runs, self.root, on_result=lambda r, q=req: self._on_runs(q, r),
                                        on_error=lambda e: self.message.setText(f"Could not list runs: {e}")))
 
-    def _on_runs(self, req: int, runs: list[history.RunSummary]) -> None:
+    def _on_runs(self, req: int, runs: list[dict[str, Any]]) -> None:
         if req != self._req:
             return
         selected = set(self.selected_paths())
@@ -132,30 +149,25 @@ class RunsView(Page):
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(runs))
         c = theme.colors()
+        icons: dict[str, Any] = {}  # one icon per state, not one per row
         for r, run in enumerate(runs):
-            values = [run.name,
-                      run.state + (" (live)" if run.live else ""),
-                      run.method.upper(),
-                      _model_label(run.model),
-                      Path(run.dataset).name,
-                      f"{run.final_loss:.4f}" if run.final_loss is not None else "–",
-                      f"{run.step}/{run.max_steps}" if run.max_steps else str(run.step),
-                      theme.human_duration(run.duration_seconds),
-                      (run.started_at or "")[:16].replace("T", " ")]
-            for col, text in enumerate(values):
+            state = run["state"]
+            if state not in icons:
+                color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(state, c.accent)
+                icons[state] = theme.icon(STATE_ICONS.get(state, "mdi6.help-circle-outline"), color)
+            for col, text in enumerate(run["values"]):
                 item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, run.path)
+                item.setData(Qt.ItemDataRole.UserRole, run["path"])
                 if col == 0:
-                    item.setToolTip(run.path)
+                    item.setToolTip(run["path"])
                 if col == 1:
-                    color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(run.state, c.accent)
-                    item.setIcon(theme.icon(STATE_ICONS.get(run.state, "mdi6.help-circle-outline"), color))
-                    if run.error or run.config_error:
-                        item.setToolTip(run.error or run.config_error)
+                    item.setIcon(icons[state])
+                    if run["error"]:
+                        item.setToolTip(run["error"])
                 self.table.setItem(r, col, item)
         self.table.clearSelection()
         for r, run in enumerate(runs):
-            if run.path in selected:
+            if run["path"] in selected:
                 self.table.selectRow(r)
         self.message.setText("" if runs else f"No runs yet. Runs are kept in {self.root or core_runs.default_runs_root()}.")
         self.message.setVisible(bool(self.message.text()))
@@ -175,22 +187,22 @@ class RunsView(Page):
                 self.table.selectRow(r)
         self.table.setSelectionMode(mode)
 
-    def _run(self, path: str) -> history.RunSummary | None:
-        return next((r for r in self.runs if r.path == path), None)
+    def _run(self, path: str) -> dict[str, Any] | None:
+        return next((r for r in self.runs if r["path"] == path), None)
 
     # -- slots ------------------------------------------------------------------------------------
     def _on_selection(self) -> None:
         paths = self.selected_paths()
         one = len(paths) == 1
         run = self._run(paths[0]) if one else None
-        state = run.state if run else None
+        state = run["state"] if run else None
         self.buttons["open"].setEnabled(one)
         self.buttons["chat"].setEnabled(one and state in ("finished", "stopped"))
         self.buttons["resume"].setEnabled(one and state in ("stopped", "failed"))
-        self.buttons["follow"].setEnabled(one and bool(run and run.live))
+        self.buttons["follow"].setEnabled(one and bool(run and run["live"]))
         self.buttons["folder"].setEnabled(one)
         self.buttons["copy"].setEnabled(one)
-        self.buttons["delete"].setEnabled(bool(paths) and not any(r.live for r in map(self._run, paths) if r))
+        self.buttons["delete"].setEnabled(bool(paths) and not any((self._run(p) or {}).get("live") for p in paths))
         if paths:
             self._workers.append(run_async(self, read_curves, paths, on_result=self._on_curves))
             self._workers.append(run_async(self, _diff, paths, on_result=lambda d, p=paths: self._show_config(p, d)))
@@ -198,26 +210,23 @@ class RunsView(Page):
             self.plots.clear()
             self._show_config([], {})
 
-    def _on_curves(self, curves: dict[str, list[Any]]) -> None:
+    def _on_curves(self, curves: dict[str, dict[str, Any]]) -> None:
         if set(curves) != set(self.selected_paths()):
             return
         self.plots.clear()
         many = len(curves) > 1
-        for path, events in curves.items():
-            for ev in events:
-                self.plots.add_event(ev, run=Path(path).name if many else "")
-        self.plots._on_redraw()
+        for path, columns in curves.items():
+            self.plots.add_history(columns, run=Path(path).name if many else "")
+        self.plots.redraw_now()
         self.curvesShown.emit(len(curves))
 
     def _show_config(self, paths: list[str], diff: dict[str, list[Any]]) -> None:
-        """One run: its config (and outcome); several: only what differs (``history.config_diff``)."""
+        """One run: its config (and outcome); several: only what differs (``history.config_diff``, as
+        ``desktop-ft runs diff`` prints it)."""
         if paths != self.selected_paths():
             return
         keys = list(diff)
-        if len(paths) > 1:
-            self.detail.setTabText(1, f"Config differences ({len(keys)})")
-        else:
-            self.detail.setTabText(1, "Config")
+        self.detail.setTabText(1, f"Config differences ({len(keys)})" if len(paths) > 1 else "Config")
         self.config_table.setColumnCount(max(1, len(paths)))
         self.config_table.setHorizontalHeaderLabels([Path(p).name for p in paths] or [""])
         self.config_table.setRowCount(len(keys))
@@ -245,7 +254,7 @@ class RunsView(Page):
 
     def _on_follow(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            self.followRequested.emit(p, int(run.pid or 0))
+            self.followRequested.emit(p, int(run["pid"] or 0))
 
     def _on_folder(self) -> None:
         if (p := self._one()):
@@ -253,7 +262,7 @@ class RunsView(Page):
 
     def _on_copy(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            text = cli_command(p, run.state)
+            text = cli_command(p, run["state"])
             QGuiApplication.clipboard().setText(text)
             self.message.setText(f"Copied: {text}")
             self.message.show()
