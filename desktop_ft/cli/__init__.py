@@ -28,6 +28,9 @@ COMMANDS = {
     "compare": "compare",
     "export": "export",
     "screenshots": "screenshots",
+    "doctor": "doctor",
+    "desktop-entry": "desktop_entry",
+    "run-script": "run_script",
 }
 
 

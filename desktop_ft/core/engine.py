@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from desktop_ft import resources
 from desktop_ft.core import datasets as ds
 from desktop_ft.core import memwatch, methods
 from desktop_ft.core.config import RunConfig, validate
@@ -132,7 +133,7 @@ def peak_memory_bytes(device: str | None) -> int | None:
 def _resolved(config: RunConfig) -> RunConfig:
     """The config as written to the run folder: the sample dataset spelled out, so it reruns anywhere."""
     if not config.data.path:
-        return config.replace({"data.path": str(ds.sample_dataset_path())})
+        return config.replace({"data.path": str(resources.sample_dataset())})
     return config
 
 
