@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from desktop_ft import resources
 from desktop_ft.core import config as config_module
 from desktop_ft.core import methods, presets, trainers
 from desktop_ft.core.config import RunConfig, all_dotted_keys, field_info, load_config, save_config, validate
@@ -21,7 +22,7 @@ from desktop_ft.core.methods import METHODS, PRESETS, TASKS, warnings_for
 from desktop_ft.core.runs import RunFolder
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+SAMPLE = resources.sample_dataset()
 ANSWER = "One, two, three."
 
 
