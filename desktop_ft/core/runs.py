@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from desktop_ft.core.config import RunConfig, load_config, save_config, write_text_atomic
-from desktop_ft.core.errors import UserError
+from desktop_ft.core.errors import RunError, UserError
 from desktop_ft.core.events import Event, event_from_dict, to_dict
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
@@ -127,9 +127,9 @@ class RunFolder:
         when ``task: auto`` is resolved, and when a resume changes settings. The built-in sample
         dataset is spelled out as a path, so the folder reruns anywhere."""
         if not config.data.path:
-            from desktop_ft.core.datasets import sample_dataset_path
+            from desktop_ft import resources
 
-            config = config.replace({"data.path": str(sample_dataset_path())})
+            config = config.replace({"data.path": str(resources.sample_dataset())})
         save_config(config, self.config_path)
 
     def read_config(self) -> RunConfig:
@@ -154,11 +154,14 @@ class RunFolder:
         problem = ""
         for attempt in range(3):
             try:
-                status = RunStatus.from_dict(json.loads(self.status_path.read_text(encoding="utf-8")))
+                data = json.loads(self.status_path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+                status = RunStatus.from_dict(data)
                 break
             except FileNotFoundError:
                 problem = "status.json is missing; the run never started properly."
-            except (ValueError, TypeError, OSError) as exc:  # torn, not an object, or locked (Windows)
+            except (ValueError, TypeError, OSError) as exc:  # torn, bad UTF-8, not an object, locked (Windows)
                 problem = f"status.json is unreadable ({exc})."
             time.sleep(0.02 * (attempt + 1))
         if status is None:
@@ -236,13 +239,15 @@ class RunFolder:
 
     def read_events(self) -> list[Event]:
         """Every event of the log, in order (lines of an unknown kind skipped)."""
-        out = []
-        for record in self.read_metrics():
+        return list(self.iter_events())
+
+    def iter_events(self) -> Iterator[Event]:
+        """The log's events one by one, without holding the file in memory."""
+        for record in self.iter_metrics():
             try:
-                out.append(event_from_dict(record))
+                yield event_from_dict(record)
             except (KeyError, TypeError, ValueError):
                 continue
-        return out
 
     def close(self) -> None:
         if self._metrics_fh is not None:
@@ -251,7 +256,11 @@ class RunFolder:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete metric lines; a torn last line (from a kill mid-write) is skipped."""
-        return list(iter_jsonl(self.metrics_path))
+        return list(self.iter_metrics())
+
+    def iter_metrics(self) -> Iterator[dict[str, Any]]:
+        """The metric lines one by one, without holding the file in memory."""
+        return iter_jsonl(self.metrics_path)
 
     def truncate_metrics_after(self, step: int) -> None:
         """Drop records past ``step`` (used on resume, so a resumed run's curve has no doubled steps)."""
@@ -648,3 +657,79 @@ def _default_name(config: RunConfig) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
+
+
+# -- what a run holds: its config, its checkpoints, its tuned weights ----------------------------------
+
+@dataclass(frozen=True)
+class TunedSource:
+    """What the tuned side is: the final adapter, a checkpoint, or a full model folder."""
+
+    path: Path
+    kind: str  # "adapter" | "full"
+    checkpoint: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"checkpoint {self.checkpoint}" if self.checkpoint is not None else "final"
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The config of the run in ``run_dir``; a ``RunError`` when it is not a run folder."""
+    run = RunFolder(run_dir)
+    if not run_dir.exists():
+        raise RunError("run folder not found", path=run_dir, hint="Check the path.")
+    if not run.config_path.exists():
+        raise RunError("is not a run folder (no config.yaml)", path=run_dir,
+                        hint="Give a folder that 'desktop-ft train' wrote, or a model name for a plain chat.")
+    return run.read_config()
+
+
+def list_checkpoints(run: RunFolder | Path) -> list[int]:
+    """Steps of ``checkpoints/checkpoint-N`` folders that hold an adapter or a model, oldest first."""
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    return [int(p.name.split("-")[1]) for p in run.checkpoints() if weights_kind(p) is not None]
+
+
+def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
+    """Where the tuned weights of a run are: ``adapter/``, or ``checkpoints/checkpoint-N``."""
+    run = RunFolder(run_dir)
+    available = list_checkpoints(run_dir)
+    if checkpoint is not None:
+        path = run.checkpoints_dir / f"checkpoint-{checkpoint}"
+        kind = weights_kind(path)
+        if kind is None:
+            listing = ", ".join(map(str, available)) if available else "none"
+            raise RunError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
+                            hint=f"Available checkpoints: {listing}.")
+        return TunedSource(path, kind, checkpoint)
+    final = final_weights(run)
+    if final is not None:
+        return TunedSource(*final)
+    if available:  # still training, or killed before the end: the newest checkpoint is the best we have
+        step = available[-1]
+        path = run.checkpoints_dir / f"checkpoint-{step}"
+        return TunedSource(path, weights_kind(path) or "adapter", step)
+    state = run.read_status().state
+    raise RunError(f"this run has no adapter yet (it is {state}, with no checkpoint saved)", path=run_dir,
+                    hint="Wait for the first checkpoint, resume the run, or chat with the base model "
+                         "(--base).")
+
+
+def final_weights(run: RunFolder | Path) -> tuple[Path, str] | None:
+    """``(folder, kind)`` of the run's final result: ``adapter/``, or ``model/`` after full fine-tuning."""
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    for folder in (run.adapter_dir, run.model_dir):
+        kind = weights_kind(folder)
+        if kind is not None:
+            return folder, kind
+    return None
+
+
+def weights_kind(folder: Path) -> str | None:
+    """'adapter' or 'full' for a folder holding an adapter or a whole model; None when it holds neither."""
+    if (folder / "adapter_config.json").exists() and any(folder.glob("adapter_model.*")):
+        return "adapter"
+    if (folder / "config.json").exists() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
+        return "full"
+    return None

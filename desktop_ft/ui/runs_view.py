@@ -5,8 +5,6 @@ delete (asks first), open its folder, copy its CLI command."""
 from __future__ import annotations
 
 import shlex
-import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,12 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMessageBox, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QWidget)
 
+from desktop_ft.core import history
 from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Page
-from desktop_ft.core.events import EvalLogged, StepLogged
+from desktop_ft.ui import workers
 from desktop_ft.ui.workers import run_async
 
 COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]
@@ -28,22 +27,29 @@ STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle"
 
 
 def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
-    """One summary dict per run folder, newest first (worker thread)."""
-    out = []
-    for run in core_runs.list_runs(root):
-        status = run.read_status()
-        try:
-            config = run.read_config().to_dict()
-        except Exception:
-            config = None
-        out.append({"path": str(run.path), "status": status, "config": config,
-                    "live": status.state == "running"})  # read_status checked the process and the lock
-    return out
+    """One row per run folder, newest first, from ``history.list_summaries`` (what ``desktop-ft runs
+    list`` prints), with the table's texts already made (worker thread: this grows with the number of
+    runs). A folder that cannot be read is one row saying why."""
+    return [_row(summary) for summary in history.list_summaries(root)]
 
 
-def read_curves(paths: list[str]) -> dict[str, list[Any]]:
-    return {p: [e for e in core_runs.RunFolder(Path(p)).read_events() if isinstance(e, (StepLogged, EvalLogged))]
-            for p in paths}
+def _row(s: history.RunSummary) -> dict[str, Any]:
+    values = [s.name,
+              s.state + (" (live)" if s.live else ""),
+              s.method.upper(),
+              _model_label(s.model),
+              Path(s.dataset).name,
+              f"{s.final_loss:.4f}" if s.final_loss is not None else "–",
+              f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step),
+              theme.human_duration(s.duration_seconds),
+              (s.started_at or "")[:16].replace("T", " ")]
+    return {"path": s.path, "state": s.state, "live": s.live, "pid": s.pid, "values": values,
+            "error": s.error or s.config_error}
+
+
+def read_curves(paths: list[str]) -> dict[str, dict[str, Any]]:
+    """The saved curves of each selected run, as numpy columns (worker thread)."""
+    return {p: workers.read_curves(p) for p in paths}
 
 
 def cli_command(path: str, state: str) -> str:
@@ -52,20 +58,8 @@ def cli_command(path: str, state: str) -> str:
     return f"desktop-ft train {shlex.quote(str(Path(path) / 'config.yaml'))}"
 
 
-def _duration(status: core_runs.RunStatus) -> float | None:
-    try:
-        start = datetime.fromisoformat(status.started_at) if status.started_at else None
-        end = status.ended_at or status.updated_at
-        end_dt = datetime.fromisoformat(end) if end else None
-    except ValueError:
-        return None
-    if start and end_dt:
-        return (end_dt - start).total_seconds()
-    return None
-
-
 def _model_label(name: str) -> str:
-    from desktop_ft.core.models import is_embedded
+    from desktop_ft.core.embedded import is_embedded
 
     return "SmolLM2-135M (built in)" if is_embedded(name) else Path(name).name or name
 
@@ -77,6 +71,7 @@ class RunsView(Page):
     chatRequested = Signal(str)
     refreshed = Signal(int)   # number of runs listed
     curvesShown = Signal(int)
+    configShown = Signal(int)  # config rows shown (one run: all of them; several: the differences)
 
     def __init__(self, root: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Runs", "Every run on this machine. Select one to see its curves; select several "
@@ -154,30 +149,21 @@ class RunsView(Page):
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(runs))
         c = theme.colors()
+        icons: dict[str, Any] = {}  # one icon per state, not one per row
         for r, run in enumerate(runs):
-            status: core_runs.RunStatus = run["status"]
-            cfg = run["config"] or {}
-            name = (cfg.get("output") or {}).get("run_name") or Path(run["path"]).name
-            data_path = (cfg.get("data") or {}).get("path") or "sample"
-            values = [name,
-                      status.state + (" (live)" if run["live"] else ""),
-                      ((cfg.get("method") or {}).get("method") or "?").upper(),
-                      _model_label((cfg.get("model") or {}).get("name") or "default"),
-                      Path(data_path).name,
-                      f"{status.final_loss:.4f}" if status.final_loss is not None else "–",
-                      f"{status.step}/{status.max_steps}" if status.max_steps else str(status.step),
-                      theme.human_duration(_duration(status)),
-                      (status.started_at or "")[:16].replace("T", " ")]
-            for col, text in enumerate(values):
+            state = run["state"]
+            if state not in icons:
+                color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(state, c.accent)
+                icons[state] = theme.icon(STATE_ICONS.get(state, "mdi6.help-circle-outline"), color)
+            for col, text in enumerate(run["values"]):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, run["path"])
                 if col == 0:
                     item.setToolTip(run["path"])
                 if col == 1:
-                    color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(status.state, c.accent)
-                    item.setIcon(theme.icon(STATE_ICONS.get(status.state, "mdi6.help-circle-outline"), color))
-                    if status.error:
-                        item.setToolTip(status.error)
+                    item.setIcon(icons[state])
+                    if run["error"]:
+                        item.setToolTip(run["error"])
                 self.table.setItem(r, col, item)
         self.table.clearSelection()
         for r, run in enumerate(runs):
@@ -209,7 +195,7 @@ class RunsView(Page):
         paths = self.selected_paths()
         one = len(paths) == 1
         run = self._run(paths[0]) if one else None
-        state = run["status"].state if run else None
+        state = run["state"] if run else None
         self.buttons["open"].setEnabled(one)
         self.buttons["chat"].setEnabled(one and state in ("finished", "stopped"))
         self.buttons["resume"].setEnabled(one and state in ("stopped", "failed"))
@@ -217,39 +203,38 @@ class RunsView(Page):
         self.buttons["folder"].setEnabled(one)
         self.buttons["copy"].setEnabled(one)
         self.buttons["delete"].setEnabled(bool(paths) and not any((self._run(p) or {}).get("live") for p in paths))
-        self._show_config(paths)
         if paths:
             self._workers.append(run_async(self, read_curves, paths, on_result=self._on_curves))
+            self._workers.append(run_async(self, _diff, paths, on_result=lambda d, p=paths: self._show_config(p, d)))
         else:
             self.plots.clear()
+            self._show_config([], {})
 
-    def _on_curves(self, curves: dict[str, list[Any]]) -> None:
+    def _on_curves(self, curves: dict[str, dict[str, Any]]) -> None:
         if set(curves) != set(self.selected_paths()):
             return
         self.plots.clear()
         many = len(curves) > 1
-        for path, events in curves.items():
-            for ev in events:
-                self.plots.add_event(ev, run=Path(path).name if many else "")
-        self.plots._on_redraw()
+        for path, columns in curves.items():
+            self.plots.add_history(columns, run=Path(path).name if many else "")
+        self.plots.redraw_now()
         self.curvesShown.emit(len(curves))
 
-    def _show_config(self, paths: list[str]) -> None:
-        configs = [(Path(p).name, (self._run(p) or {}).get("config") or {}) for p in paths]
-        flat = [(name, _flatten(cfg)) for name, cfg in configs]
-        keys = sorted({k for _n, f in flat for k in f})
-        if len(flat) > 1:
-            keys = [k for k in keys if len({repr(f.get(k)) for _n, f in flat}) > 1]
-            self.detail.setTabText(1, f"Config differences ({len(keys)})")
-        else:
-            self.detail.setTabText(1, "Config")
-        self.config_table.setColumnCount(max(1, len(flat)))
-        self.config_table.setHorizontalHeaderLabels([n for n, _f in flat] or [""])
+    def _show_config(self, paths: list[str], diff: dict[str, list[Any]]) -> None:
+        """One run: its config (and outcome); several: only what differs (``history.config_diff``, as
+        ``desktop-ft runs diff`` prints it)."""
+        if paths != self.selected_paths():
+            return
+        keys = list(diff)
+        self.detail.setTabText(1, f"Config differences ({len(keys)})" if len(paths) > 1 else "Config")
+        self.config_table.setColumnCount(max(1, len(paths)))
+        self.config_table.setHorizontalHeaderLabels([Path(p).name for p in paths] or [""])
         self.config_table.setRowCount(len(keys))
         self.config_table.setVerticalHeaderLabels(keys)
         for r, key in enumerate(keys):
-            for c, (_n, f) in enumerate(flat):
-                self.config_table.setItem(r, c, QTableWidgetItem(str(f.get(key, "–"))))
+            for c, value in enumerate(diff[key]):
+                self.config_table.setItem(r, c, QTableWidgetItem("–" if value is None else str(value)))
+        self.configShown.emit(len(keys))
 
     def _one(self) -> str | None:
         paths = self.selected_paths()
@@ -269,7 +254,7 @@ class RunsView(Page):
 
     def _on_follow(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            self.followRequested.emit(p, int(run["status"].pid or 0))
+            self.followRequested.emit(p, int(run["pid"] or 0))
 
     def _on_folder(self) -> None:
         if (p := self._one()):
@@ -277,7 +262,7 @@ class RunsView(Page):
 
     def _on_copy(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            text = cli_command(p, run["status"].state)
+            text = cli_command(p, run["state"])
             QGuiApplication.clipboard().setText(text)
             self.message.setText(f"Copied: {text}")
             self.message.show()
@@ -297,23 +282,14 @@ class RunsView(Page):
                                        on_error=lambda e: self.message.setText(f"Could not delete: {e}")))
 
 
-def _delete(paths: list[str]) -> None:
-    for p in paths:
-        path = Path(p)
-        if (path / "config.yaml").exists():  # only ever remove run folders
-            shutil.rmtree(path)
+def _delete(paths: list[str]) -> list[str]:
+    """Delete the run folders (worker thread); every one is checked first, so a refusal deletes none."""
+    folders = [history.check_deletable(Path(p)) for p in paths]
+    return [str(history.delete_run(folder)) for folder in folders]
 
 
-def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and all(isinstance(x, (dict, str, int, float, bool, type(None))) for x in v.values()) \
-                and key in ("model", "data", "method", "training", "output"):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def _diff(paths: list[str]) -> dict[str, list[Any]]:
+    return history.config_diff([Path(p) for p in paths])
 
 
 if __name__ == "__main__":

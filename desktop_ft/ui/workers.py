@@ -31,8 +31,11 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
+from desktop_ft.core.selfcmd import desktop_ft_command
 
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
+READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stays small for the GUI thread
+CHILD_NICE = 10  # the training child's CPU priority on POSIX (higher is lower)
 
 
 def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
@@ -57,13 +60,60 @@ def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Cal
     return worker
 
 
+def read_curves(run_dir: Path | str) -> dict[str, Any]:
+    """A run's saved curves as numpy columns (worker thread: this grows with the run's length).
+
+    ``step, loss, lr, grad, speed`` for train records and ``eval_step, eval`` for eval records, in
+    the order written; the plots hand them to pyqtgraph, whose peak downsampling and clip-to-view
+    decimate what is drawn to the pixels on screen.
+    """
+    import numpy as np
+
+    from desktop_ft.core.runs import RunFolder
+
+    train: list[tuple[float, float, float, float, float]] = []
+    evals: list[tuple[float, float]] = []
+    for ev in RunFolder(Path(run_dir)).iter_events():
+        if isinstance(ev, StepLogged):
+            train.append((ev.step, _num(ev.loss), _num(ev.learning_rate), _num(ev.grad_norm),
+                          _num(ev.tokens_per_second)))
+        elif isinstance(ev, EvalLogged):
+            evals.append((ev.step, _num(ev.eval_loss)))
+    t = np.array(train, dtype=float).reshape(-1, 5)
+    e = np.array(evals, dtype=float).reshape(-1, 2)
+    return {"step": t[:, 0], "loss": t[:, 1], "lr": t[:, 2], "grad": t[:, 3], "speed": t[:, 4],
+            "eval_step": e[:, 0], "eval": e[:, 1]}
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def lower_priority(pid: int) -> None:
+    """Let the training child yield the CPU to the desktop and the window: nice 10 on POSIX, the
+    below-normal priority class on Windows. Best effort: a process that already ended is left alone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if sys.platform == "win32":
+            proc.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+        else:
+            proc.nice(max(proc.nice(), CHILD_NICE))
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+
+
 def train_command(config_path: Path | None = None, resume_dir: Path | None = None, *,
                   trust_remote_code: bool = False) -> list[str]:
     """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag).
 
     ``trust_remote_code`` adds ``--trust-remote-code``: only after the user confirmed it this time.
     """
-    cmd = [sys.executable, "-m", "desktop_ft", "train"]
+    cmd = desktop_ft_command("train")
     if resume_dir is not None:
         cmd += ["--resume", str(resume_dir)]
     else:
@@ -94,6 +144,14 @@ class _Tail:
         self._ino = _inode(path)
         self.replaced = False
 
+    @property
+    def pending(self) -> bool:
+        """More was written than the last read took (a read takes at most READ_CHUNK bytes)."""
+        try:
+            return self.path.stat().st_size > self.offset
+        except FileNotFoundError:
+            return False
+
     def lines(self) -> list[str]:
         ino = _inode(self.path)
         if ino is not None and (ino != self._ino or os.path.getsize(self.path) < self.offset):
@@ -101,7 +159,7 @@ class _Tail:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read()
+                data = fh.read(READ_CHUNK)
         except (FileNotFoundError, PermissionError):  # not there yet, or being replaced (Windows)
             return []
         if not data:
@@ -139,8 +197,7 @@ def _inode(path: Path) -> int | None:
 class _Follower(QObject):
     """Lives in a QThread: starts (or adopts) the training process and reports what it does."""
 
-    event = Signal(object)
-    logLine = Signal(str)
+    events = Signal(object)  # a list of core events: all new lines of one poll, in one queued signal
     memory = Signal(object)  # bytes; may exceed a C++ int
     ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
 
@@ -210,11 +267,12 @@ class _Follower(QObject):
                                             run_dir=str(self.run_dir)))
                 return
             self.pid = self.proc.pid
+            lower_priority(self.pid)
         events = _Tail(log_path, log_offset)
         errors = _Tail(stderr_path, err_offset)
         last_time = _last_time(log_path)
 
-        def take(line: str) -> Any:
+        def to_event(line: str) -> Any:
             """The event of one log line; after a resume replaced the log, lines already seen are skipped."""
             nonlocal last_time
             try:
@@ -232,19 +290,9 @@ class _Follower(QObject):
         peak = 0
         while True:
             alive = self.proc.poll() is None if self.proc else self._live_pid() is not None
-            for line in events.lines():
-                ev = take(line)
-                if ev is None:
-                    continue
-                if isinstance(ev, StepLogged):
-                    self.last_step = ev.step
-                if isinstance(ev, RunFinished):
-                    finished = ev
-                else:
-                    self.event.emit(ev)
+            finished = self._emit_lines(events, to_event) or finished
             for line in errors.lines():
-                stderr_tail.append(line)
-                self.logLine.emit(line)
+                stderr_tail.append(line)  # kept for the error of a crash that sends no RunFinished
             now = time.monotonic()
             if self.pid and now >= next_mem:
                 next_mem = now + 1.0
@@ -252,21 +300,19 @@ class _Follower(QObject):
                 if rss and rss > peak:
                     peak = rss
                     self.memory.emit(rss)
-            if not alive:
+            if not alive and not events.pending:
                 break
             if self._detach.is_set():
                 return
-            time.sleep(POLL_S)
+            if not events.pending:
+                time.sleep(POLL_S)
         # the process is gone: drain what it wrote last, then say how it ended
-        for line in events.lines():
-            ev = take(line)
-            if isinstance(ev, RunFinished):
-                finished = ev
-            elif ev is not None:
-                self.event.emit(ev)
+        while True:
+            finished = self._emit_lines(events, to_event) or finished
+            if not events.pending:
+                break
         for line in errors.lines():
             stderr_tail.append(line)
-            self.logLine.emit(line)
         if finished is None and self.command is None:
             finished = _finished_from_status(self.run_dir)
         if finished is None:
@@ -278,6 +324,22 @@ class _Follower(QObject):
                                    error=f"The training process {how}.{detail} The run folder is kept: "
                                          "Resume continues from the last checkpoint.")
         self.ended.emit(finished)
+
+    def _emit_lines(self, tail: _Tail, to_event: Callable[[str], Any]) -> RunFinished | None:
+        batch, finished = [], None
+        for line in tail.lines():
+            ev = to_event(line)
+            if ev is None:
+                continue
+            if isinstance(ev, StepLogged):
+                self.last_step = ev.step
+            if isinstance(ev, RunFinished):
+                finished = ev
+            else:
+                batch.append(ev)
+        if batch:
+            self.events.emit(batch)
+        return finished
 
 
 def _json_event(data: Any) -> Any:
@@ -315,8 +377,7 @@ def _describe_exit(code: int | None) -> str:
 class TrainingProcess(QObject):
     """One training child process (or a followed run) as Qt signals. Create one per run."""
 
-    event = Signal(object)       # core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
-    logLine = Signal(str)        # the child's stderr, line by line
+    events = Signal(object)      # lists of core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
     memory = Signal(object)      # peak resident memory of the child so far, in bytes
     ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
 
@@ -329,8 +390,7 @@ class TrainingProcess(QObject):
         self._follower = _Follower(self.run_dir, command, pid)
         self._follower.moveToThread(self._thread)
         self._thread.started.connect(self._follower.run)
-        self._follower.event.connect(self.event)
-        self._follower.logLine.connect(self.logLine)
+        self._follower.events.connect(self.events)
         self._follower.memory.connect(self.memory)
         self._follower.ended.connect(self._on_ended)
         self.running = False
