@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
@@ -23,6 +23,9 @@ from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
+
+
+STATS_HZ = 4  # the step, loss and progress numbers are set at most this often (each sets off a repaint)
 
 
 class _Stat(QWidget):
@@ -73,6 +76,7 @@ class TrainingView(QWidget):
         self._history = 0  # increases with each reopened run; a stale read's result is dropped
         self._loading = False  # a run's saved curves are being read; live events wait in _pending
         self._pending: list[object] = []
+        self._last_step: StepLogged | None = None  # newest step not yet shown in the numbers
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(28, 22, 28, 14)
@@ -290,6 +294,7 @@ class TrainingView(QWidget):
         self.stat_mem.set(theme.human_bytes(rss))
 
     def _on_ended(self, finished: RunFinished) -> None:
+        self._show_last_step()
         self.process = None
         self._set_state(finished.state)
         if finished.state == "failed":
@@ -342,6 +347,7 @@ class TrainingView(QWidget):
         self._history += 1
         self._loading = False
         self._pending = []
+        self._last_step = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         for s in (self.stat_step, self.stat_epoch, self.stat_loss, self.stat_eval, self.stat_eta, self.stat_speed,
@@ -365,13 +371,21 @@ class TrainingView(QWidget):
             else:
                 self._take(ev)
         if last is not None:
-            self._set_progress(last.step)
-            self.stat_epoch.set(f"{last.epoch:.2f}")
-            self.stat_loss.set(f"{last.loss:.4f}")
-            if last.tokens_per_second:
-                self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
-            self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
-            self.stepLogged.emit(last)
+            if self._last_step is None:  # the numbers follow at most STATS_HZ times a second
+                QTimer.singleShot(int(1000 / STATS_HZ), self._show_last_step)
+            self._last_step = last
+
+    def _show_last_step(self) -> None:
+        last, self._last_step = self._last_step, None
+        if last is None:
+            return
+        self._set_progress(last.step)
+        self.stat_epoch.set(f"{last.epoch:.2f}")
+        self.stat_loss.set(f"{last.loss:.4f}")
+        if last.tokens_per_second:
+            self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
+        self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
+        self.stepLogged.emit(last)
 
     def _take(self, ev: object) -> None:
         if isinstance(ev, EvalLogged):
