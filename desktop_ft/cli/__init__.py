@@ -29,6 +29,9 @@ COMMANDS = {
     "export": "export",
     "runs": "runs",
     "screenshots": "screenshots",
+    "doctor": "doctor",
+    "desktop-entry": "desktop_entry",
+    "run-script": "run_script",
 }
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from desktop_ft.core.config import (RunConfig, all_dotted_keys, field_info, load_config, parse_cli_value)
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.core.events import Event, Progress, RunFinished, StepLogged, EvalLogged, to_dict
-from desktop_ft.core.methods import METHODS, PRESETS, TASKS, apply_preset
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS
+from desktop_ft.core.presets import apply_preset
 
 #: flag → config key; the flags are shortcuts for the commonest --set keys
 SHORTCUTS = {

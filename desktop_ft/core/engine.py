@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from desktop_ft import resources
 from desktop_ft.core import datasets as ds
 from desktop_ft.core import memwatch, methods, trainers
 from desktop_ft.core.config import RunConfig, validate
@@ -123,7 +124,7 @@ def peak_memory_bytes(device: str | None) -> int | None:
 def _resolved(config: RunConfig) -> RunConfig:
     """The config as written to the run folder: the sample dataset spelled out, so it reruns anywhere."""
     if not config.data.path:
-        return config.replace({"data.path": str(ds.sample_dataset_path())})
+        return config.replace({"data.path": str(resources.sample_dataset())})
     return config
 
 

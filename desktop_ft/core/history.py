@@ -16,40 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from desktop_ft.core.errors import UserError
-from desktop_ft.core.runs import RUNNING, RunFolder, default_runs_root, list_runs
-
-
-class RunError(UserError):
-    """A run cannot be found, read or deleted as asked."""
-
-
-# -- what weights a run holds ---------------------------------------------------------------------
-
-def weights_kind(folder: Path) -> str | None:
-    """'adapter' (a peft adapter), 'full' (a whole model) or None (nothing loadable in ``folder``)."""
-    folder = Path(folder)
-    if (folder / "adapter_config.json").exists() and any(folder.glob("adapter_model.*")):
-        return "adapter"
-    if (folder / "config.json").exists() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
-        return "full"
-    return None
-
-
-def checkpoint_steps(run: RunFolder | Path) -> list[int]:
-    """Steps of ``checkpoints/checkpoint-N`` folders that hold an adapter or a model, oldest first."""
-    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
-    return [int(p.name.split("-")[1]) for p in run.checkpoints() if weights_kind(p) is not None]
-
-
-def final_weights(run: RunFolder | Path) -> tuple[Path, str] | None:
-    """``(folder, kind)`` of the run's final result: ``adapter/``, or ``model/`` after full fine-tuning."""
-    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
-    for folder in (run.adapter_dir, run.model_dir):
-        kind = weights_kind(folder)
-        if kind is not None:
-            return folder, kind
-    return None
+from desktop_ft.core.errors import RunError, UserError
+from desktop_ft.core.runs import (
+    RUNNING,
+    RunFolder,
+    default_runs_root,
+    final_weights,
+    list_checkpoints,
+    list_runs,
+    weights_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +44,7 @@ def tuned_choices(run: RunFolder | Path) -> list[TunedChoice]:
     final = final_weights(run)
     if final is not None:
         out.append(TunedChoice("final adapter" if final[1] == "adapter" else "final model", None, final[1]))
-    for step in reversed(checkpoint_steps(run)):
+    for step in reversed(list_checkpoints(run)):
         kind = weights_kind(run.checkpoints_dir / f"checkpoint-{step}") or "adapter"
         out.append(TunedChoice(f"step {step}", step, kind))
     return out
@@ -129,7 +105,7 @@ def summarize(run: RunFolder | Path) -> RunSummary:
         started_at=status.started_at, ended_at=status.ended_at or None,
         duration_seconds=_duration(status.started_at, status.ended_at or status.updated_at),
         peak_memory_bytes=status.peak_memory_bytes, estimated_memory_bytes=status.estimated_memory_bytes,
-        result=final[1] if final else None, checkpoints=checkpoint_steps(run), error=status.error,
+        result=final[1] if final else None, checkpoints=list_checkpoints(run), error=status.error,
         pid=status.pid, config_error=config_error)
 
 

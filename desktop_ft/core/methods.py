@@ -11,7 +11,7 @@ means adding one entry below (and, if it has settings of its own, a settings dat
   model, whether chosen and rejected answers go through the model together, its keys.
 - ``method_spec(name)`` / ``task_spec(name)``: the spec, or a ``ConfigError`` naming the closest
   valid name; ``resolve_task`` and ``resolve_optimizer`` turn 'auto' into what will run.
-- ``PRESETS`` and ``apply_preset``: title-cased starting points that set the hyperparameters.
+- ``PRESETS``: title-cased starting points that set the hyperparameters (``core.presets`` applies them).
 - ``warnings_for(config, hardware)``: known-bad combinations, as sentences.
 
 How each method is built (peft and TRL objects) is ``desktop_ft.core.trainers``; which number
@@ -279,28 +279,6 @@ def recommended_learning_rate(method: str, task: str) -> float:
     """The method's starting learning rate, scaled down for preference tasks ('auto': the SFT rate)."""
     factor = task_spec(task).learning_rate_factor if task != "auto" else 1.0
     return method_spec(method).learning_rate * factor
-
-
-def apply_preset(config: RunConfig, name: str, data_kind: str | None = None) -> RunConfig:
-    """``config`` with the preset's settings and the learning rate recommended for its method and task.
-
-    The one preset rule: the window's preset buttons and ``desktop-ft train --preset`` both call it.
-    ``method.task: auto`` is resolved from ``data_kind``, or, when that is not given, from the first
-    rows of ``config.data.path`` (preference data → DPO's lower learning rate).
-    """
-    preset = PRESETS[preset_key(name)]
-    if data_kind is None and config.method.task == "auto":
-        data_kind = dataset_kind(config)
-    task = resolve_task(config.method.task, data_kind)
-    lr = recommended_learning_rate(config.method.method, task)
-    return config.replace({**preset.overrides, "training.learning_rate": lr})
-
-
-def dataset_kind(config: RunConfig) -> str:
-    """The kind of the run's dataset (conversation, preference, ...), read from its first 20 rows."""
-    from desktop_ft.core import datasets as ds
-
-    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
 
 
 def settings_that_apply(method: str, task: str, data_kind: str | None = None) -> set[str]:

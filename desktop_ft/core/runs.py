@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from desktop_ft.core.config import RunConfig, load_config, save_config, write_text_atomic
-from desktop_ft.core.errors import UserError
+from desktop_ft.core.errors import RunError, UserError
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
 STATES = (RUNNING, FINISHED, STOPPED, FAILED)
@@ -264,3 +264,79 @@ def _pid_alive(pid: int) -> bool:
         return True
     except Exception:
         return False
+
+
+# -- what a run holds: its config, its checkpoints, its tuned weights ----------------------------------
+
+@dataclass(frozen=True)
+class TunedSource:
+    """What the tuned side is: the final adapter, a checkpoint, or a full model folder."""
+
+    path: Path
+    kind: str  # "adapter" | "full"
+    checkpoint: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"checkpoint {self.checkpoint}" if self.checkpoint is not None else "final"
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The config of the run in ``run_dir``; a ``RunError`` when it is not a run folder."""
+    run = RunFolder(run_dir)
+    if not run_dir.exists():
+        raise RunError("run folder not found", path=run_dir, hint="Check the path.")
+    if not run.config_path.exists():
+        raise RunError("is not a run folder (no config.yaml)", path=run_dir,
+                        hint="Give a folder that 'desktop-ft train' wrote, or a model name for a plain chat.")
+    return run.read_config()
+
+
+def list_checkpoints(run: RunFolder | Path) -> list[int]:
+    """Steps of ``checkpoints/checkpoint-N`` folders that hold an adapter or a model, oldest first."""
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    return [int(p.name.split("-")[1]) for p in run.checkpoints() if weights_kind(p) is not None]
+
+
+def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
+    """Where the tuned weights of a run are: ``adapter/``, or ``checkpoints/checkpoint-N``."""
+    run = RunFolder(run_dir)
+    available = list_checkpoints(run_dir)
+    if checkpoint is not None:
+        path = run.checkpoints_dir / f"checkpoint-{checkpoint}"
+        kind = weights_kind(path)
+        if kind is None:
+            listing = ", ".join(map(str, available)) if available else "none"
+            raise RunError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
+                            hint=f"Available checkpoints: {listing}.")
+        return TunedSource(path, kind, checkpoint)
+    final = final_weights(run)
+    if final is not None:
+        return TunedSource(*final)
+    if available:  # still training, or killed before the end: the newest checkpoint is the best we have
+        step = available[-1]
+        path = run.checkpoints_dir / f"checkpoint-{step}"
+        return TunedSource(path, weights_kind(path) or "adapter", step)
+    state = run.read_status().state
+    raise RunError(f"this run has no adapter yet (it is {state}, with no checkpoint saved)", path=run_dir,
+                    hint="Wait for the first checkpoint, resume the run, or chat with the base model "
+                         "(--base).")
+
+
+def final_weights(run: RunFolder | Path) -> tuple[Path, str] | None:
+    """``(folder, kind)`` of the run's final result: ``adapter/``, or ``model/`` after full fine-tuning."""
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    for folder in (run.adapter_dir, run.model_dir):
+        kind = weights_kind(folder)
+        if kind is not None:
+            return folder, kind
+    return None
+
+
+def weights_kind(folder: Path) -> str | None:
+    """'adapter' or 'full' for a folder holding an adapter or a whole model; None when it holds neither."""
+    if (folder / "adapter_config.json").exists() and any(folder.glob("adapter_model.*")):
+        return "adapter"
+    if (folder / "config.json").exists() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
+        return "full"
+    return None

@@ -30,6 +30,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
+from desktop_ft.core.selfcmd import desktop_ft_command
 
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
 READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stays small for the GUI thread
@@ -125,7 +126,7 @@ def lower_priority(pid: int) -> None:
 
 def train_command(config_path: Path | None = None, resume_dir: Path | None = None) -> list[str]:
     """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag)."""
-    cmd = [sys.executable, "-m", "desktop_ft", "train"]
+    cmd = desktop_ft_command("train")
     if resume_dir is not None:
         cmd += ["--resume", str(resume_dir)]
     else:

@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QHBoxLayout, QPush
 from desktop_ft.core.config import RunConfig, field_info, validate
 from desktop_ft.core.errors import ConfigError
 from desktop_ft.core.hardware import detect
-from desktop_ft.core.methods import METHODS, PRESETS, TASKS, applies, apply_preset, warnings_for
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS, applies, warnings_for
+from desktop_ft.core.presets import apply_preset
 from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
@@ -177,7 +178,7 @@ class MethodPage(Page):
                 self._show_problems([str(exc)])
 
     def _on_preset(self, name: str) -> None:
-        """Apply the preset as the CLI's ``--preset`` does (``core.methods.apply_preset``: its settings
+        """Apply the preset as the CLI's ``--preset`` does (``core.presets.apply_preset``: its settings
         and the learning rate of the chosen method and task); it may read the data's first rows to
         resolve 'task: auto', so it runs in a worker."""
         for b in self.preset_buttons.values():
