@@ -39,7 +39,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+sys.path.insert(0, str(REPO))
+from desktop_ft import resources  # noqa: E402
+
+SAMPLE = resources.sample_dataset()
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -150,13 +153,12 @@ def run_one(label: str, model: Path, method: str, task: str, overrides: dict[str
     if proc.returncode != 0 or status.get("state") != "finished":
         tail = (status.get("error") or proc.stderr.strip().splitlines()[-1:] or ["failed"])
         return {"name": label, "error": tail if isinstance(tail, str) else tail[-1]}
-    return {"name": label, "estimated": status.get("estimated_memory_bytes"), "measured": status.get("peak_memory_bytes"),
-            "device": status.get("device"), "wall_s": round(wall, 1)}
+    return {"name": label, "estimated": status.get("estimated_memory_bytes"),
+            "measured": status.get("peak_memory_bytes"), "device": status.get("device"), "wall_s": round(wall, 1)}
 
 
 def allocated_part(config_path: Path, device: str) -> int:
     """On CUDA, the estimate without allocator slack and the CUDA context (what max_memory_allocated sees)."""
-    sys.path.insert(0, str(REPO))
     from desktop_ft.core import vram
     from desktop_ft.core.config import load_config
     from desktop_ft.core.lengths import padded_length

@@ -4,12 +4,13 @@ Worked out from the model's ``config.json`` numbers alone (``architecture.Archit
 weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, with the number
 formats of ``desktop_ft.core.precision`` (the same plan the engine loads and trains by: fp32 master
 weights for full fine-tuning, a frozen base in the compute dtype under fp32 adapters), what a method
-and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability head (TRL >= 1.x never materialises the full
-``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
+and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability
+head (TRL >= 1.x never materialises the full ``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
 derived, and how well the sum matched measured peaks, is written down in ``docs/memory.md``.
 
-The estimate is a *peak* for the worst batch: every sequence as long as ``training.max_length``.
-Short examples use less (batches are padded to their longest example only).
+The estimate is a *peak* for the worst batch. Without data every sequence is assumed as long as
+``training.max_length``; with the run's data (``lengths``) a batch is padded to its longest row, as
+TRL's collators pad it, so the worst batch is the one holding the longest row.
 """
 
 from __future__ import annotations
