@@ -77,8 +77,26 @@ class RunStatus:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
+        (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            kinds = _STATUS_TYPES[f.name]
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise ValueError(f"field '{f.name}' has {value!r}, which is not a {kinds[0].__name__}")
+            values[f.name] = value
+        return cls(**values)
+
+
+#: the JSON types each ``status.json`` field may hold (besides null): ints are fine where floats go
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,), "step": (int,), "max_steps": (int,), "error": (str,), "peak_memory_bytes": (int,),
+    "estimated_memory_bytes": (int,), "device": (str,), "started_at": (str,), "ended_at": (str,),
+    "updated_at": (str,), "pid": (int,), "pid_started": (float, int), "final_loss": (float, int),
+}
 
 
 @dataclass
