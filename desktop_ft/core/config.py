@@ -141,6 +141,10 @@ class TrainingConfig:
                                       "memory, about 30% slower.", advanced=True)
     packing: bool = _f(False, help="Pack several short examples into one sequence: faster on short data.",
                        advanced=True)
+    padding_free: bool = _f(True, help="Lay each batch's examples end to end instead of padding them to the "
+                            "longest, with attention kept inside each example: the same learning with less "
+                            "arithmetic on examples of mixed lengths. Off by itself where it would not be "
+                            "correct (the run log says why).", advanced=True)
     seed: int = _f(42, help="Random seed, so the same config gives the same run.", advanced=True)
     logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, max=10_000,
                            advanced=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import memwatch, methods
+from desktop_ft.core import memwatch, methods, speed
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -196,11 +196,17 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     if task.needs_reference and not method.trains_adapter:
         ref_model = _frozen_copy(model, settings)  # full fine-tuning: the reference is the model as it started
 
+    plan = speed.plan(config, task_name, settings.device, model)
+    for line in plan.log_lines():
+        run.log(line)
+    if settings.device == "cpu":
+        torch.set_num_threads(plan.threads)
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
+    args["use_liger_kernel"] = plan.liger
     parts = methods.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
                                  train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
-                                 data_kind=data.kind, ref_model=ref_model)
+                                 data_kind=data.kind, ref_model=ref_model, padding_free=plan.padding_free)
     trainer = task.build_trainer(parts)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)

@@ -1,0 +1,131 @@
+"""Padding-free batches learn exactly what padded batches learn, and are switched off where they would not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from desktop_ft.core import methods, speed
+from desktop_ft.core.config import RunConfig
+
+#: chats from a few words to a few hundred tokens, so the padded batch is mostly padding
+MIXED = [
+    {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]},
+    {"messages": [{"role": "user", "content": "Explain fractions step by step. " * 12},
+                  {"role": "assistant", "content": "First, a fraction is a part of a whole. " * 15}]},
+    {"messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "Four."}]},
+    {"messages": [{"role": "user", "content": "Name a colour."},
+                  {"role": "assistant", "content": "Blue, like the sky on a clear day. " * 4}]},
+]
+
+
+def _trainer(tiny_model: Path, tmp_path: Path, *, padding_free: bool, attn: str, method: str = "lora"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = RunConfig().replace({"model.name": str(tiny_model), "method.method": method,
+                                  "method.lora_dropout": 0.0, "training.batch_size": 4,
+                                  "training.max_length": 512})
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=attn)
+    model.config.use_cache = False
+    torch.manual_seed(0)
+    spec = methods.METHODS[method]
+    args = dict(output_dir=str(tmp_path / ("pf" if padding_free else "pad")), report_to="none", use_cpu=True,
+                per_device_train_batch_size=4, max_steps=1, disable_tqdm=True, seed=0)
+    parts = methods.TrainerParts(config=config, model=model, tokenizer=tokenizer,
+                                 peft_config=spec.build_peft(config, model) if spec.build_peft else None,
+                                 train_rows=MIXED, eval_rows=[], args=args, callbacks=[], data_kind="conversation",
+                                 padding_free=padding_free)
+    trainer = methods.TASKS["sft"].build_trainer(parts)
+    for p in trainer.model.parameters():  # LoRA's B starts at zero, which would hide a wrong gradient for A
+        if p.requires_grad:
+            with torch.no_grad():
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    return trainer
+
+
+def _loss_and_grads(trainer):
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    trainer.model.train()
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return batch, loss.detach(), grads
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padding_free_batch_gives_the_padded_loss_and_gradients(tiny_model: Path, tmp_path: Path, attn: str) -> None:
+    import torch
+
+    padded_batch, padded_loss, padded_grads = _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=False,
+                                                                       attn=attn))
+    flat_batch, flat_loss, flat_grads = _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=True, attn=attn))
+
+    # the padded batch is mostly padding; the flat one holds only the examples' tokens, in one row
+    real = int(padded_batch["attention_mask"].sum())
+    assert padded_batch["input_ids"].numel() > 2 * real
+    assert flat_batch["input_ids"].shape == (1, real)
+    assert "attention_mask" not in flat_batch
+    assert (flat_batch["position_ids"][0] == 0).sum() == len(MIXED)  # positions restart for each example
+
+    torch.testing.assert_close(flat_loss, padded_loss, rtol=1e-5, atol=1e-6)
+    assert flat_grads.keys() == padded_grads.keys() and flat_grads
+    for name in padded_grads:
+        torch.testing.assert_close(flat_grads[name], padded_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_attention_crossing_examples_would_be_caught(tiny_model: Path, tmp_path: Path) -> None:
+    """The same flat row with positions that do not restart (one long causal sequence) gives another loss,
+    so the equality above really shows attention kept inside each example."""
+    import torch
+
+    _, padded_loss, _ = _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=False, attn="sdpa"))
+    trainer = _trainer(tiny_model, tmp_path, padding_free=True, attn="sdpa")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    crossing = {"input_ids": batch["input_ids"], "labels": batch["labels"],
+                "position_ids": torch.arange(batch["input_ids"].shape[1])[None]}
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, crossing)
+    assert abs(float(loss) - float(padded_loss)) > 1e-3
+
+
+def test_padding_free_is_on_by_default_for_lora_sft_and_off_where_it_is_not_correct() -> None:
+    base = RunConfig()
+    assert speed.padding_free(base, "sft") == (True, "examples laid end to end, attention kept inside each one")
+    assert speed.padding_free(base, "pretrain")[0]
+
+    off = {
+        "dpo": (base, "dpo"),
+        "prompt tuning": (base.replace({"method.method": "prompt_tuning"}), "sft"),
+        "prefix tuning": (base.replace({"method.method": "prefix_tuning"}), "sft"),
+        "remote code": (base.replace({"model.trust_remote_code": True}), "sft"),
+        "batch of one": (base.replace({"training.batch_size": 1}), "sft"),
+        "asked": (base.replace({"training.padding_free": False}), "sft"),
+    }
+    for what, (config, task) in off.items():
+        on, reason = speed.padding_free(config, task)
+        assert not on and reason, what
+
+
+def test_models_outside_the_attention_interface_keep_padding() -> None:
+    class OwnAttention:  # a model class that builds its own masks
+        _supports_attention_backend = False
+
+    on, reason = speed.padding_free(RunConfig(), "sft", OwnAttention())
+    assert not on and "OwnAttention" in reason
+
+
+def test_run_log_says_what_was_switched_on(make_config) -> None:
+    from desktop_ft.core.engine import train
+
+    config = make_config(max_steps=1)
+    finished = train(config)
+    log = (Path(finished.run_dir) / "train.log").read_text(encoding="utf-8")
+    assert "padding-free batches: on (examples laid end to end" in log
+    assert "Liger kernels: off (its Triton kernels need a GPU)" in log
+    assert f"threads: {speed.physical_cores()}" in log
+    assert json.loads((Path(finished.run_dir) / "status.json").read_text())["state"] == "finished"
