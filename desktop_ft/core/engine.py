@@ -201,6 +201,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         run.log(line)
     if settings.device == "cpu":
         torch.set_num_threads(plan.threads)
+    if plan.padding_free and speed.use_varlen_attention(model):
+        run.log("attention: torch sdpa on each example of a padding-free row (no mask over the whole row)")
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
     args["use_liger_kernel"] = plan.liger

@@ -71,6 +71,51 @@ def padding_free(config: RunConfig, task: str, model: Any = None) -> tuple[bool,
     return True, "examples laid end to end, attention kept inside each one"
 
 
+#: the attention implementation padding-free runs use in place of sdpa (registered with transformers)
+VARLEN_SDPA = "desktop_ft_varlen_sdpa"
+
+
+def use_varlen_attention(model: Any) -> bool:
+    """Make a model that runs sdpa attend example by example in padding-free batches; True if it now does.
+
+    transformers' sdpa keeps packed examples apart with a block-diagonal mask over the whole row,
+    so the attention arithmetic grows with the square of the row (all the examples of a batch,
+    mostly masked out). This runs torch's causal sdpa on each example's slice instead, using the
+    example boundaries TRL's padding-free collator passes (``cu_seq_lens_q``): the same result, at
+    the cost of the examples alone. Without those boundaries, or where a sliding window is shorter
+    than an example, it is transformers' sdpa with its mask, unchanged.
+    """
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(VARLEN_SDPA, _varlen_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_SDPA, sdpa_mask)
+    model.set_attn_implementation(VARLEN_SDPA)
+    return True
+
+
+def _varlen_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                 scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    bounds = kwargs.get("cu_seq_lens_q")
+    window = getattr(module, "sliding_window", None)
+    longest = kwargs.get("max_length_q") or 0
+    if (bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] or kwargs.get("softcap") is not None
+            or (window is not None and longest > window)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    gqa = query.shape[1] != key.shape[1]
+    edges = bounds.tolist()
+    parts = [torch.nn.functional.scaled_dot_product_attention(
+        query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout, scale=scaling, is_causal=True,
+        enable_gqa=gqa) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
 def liger(device: str) -> tuple[bool, str]:
     """Liger kernels: CUDA only (Triton), and only when the liger-kernel package is installed."""
     if device != "cuda":

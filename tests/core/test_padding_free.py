@@ -29,8 +29,11 @@ def _trainer(tiny_model: Path, tmp_path: Path, *, padding_free: bool, attn: str,
                                   "method.lora_dropout": 0.0, "training.batch_size": 4,
                                   "training.max_length": 512})
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation=attn)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32,
+                                                 attn_implementation="sdpa" if attn == "varlen" else attn)
     model.config.use_cache = False
+    if attn == "varlen":
+        assert speed.use_varlen_attention(model)
     torch.manual_seed(0)
     spec = methods.METHODS[method]
     args = dict(output_dir=str(tmp_path / ("pf" if padding_free else "pad")), report_to="none", use_cpu=True,
@@ -57,12 +60,14 @@ def _loss_and_grads(trainer):
     return batch, loss.detach(), grads
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "varlen"])
 def test_padding_free_batch_gives_the_padded_loss_and_gradients(tiny_model: Path, tmp_path: Path, attn: str) -> None:
+    """Padded batches on plain sdpa are the reference; padding-free on sdpa's block mask, eager, and our
+    per-example sdpa must all match them."""
     import torch
 
     padded_batch, padded_loss, padded_grads = _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=False,
-                                                                       attn=attn))
+                                                                       attn="sdpa"))
     flat_batch, flat_loss, flat_grads = _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=True, attn=attn))
 
     # the padded batch is mostly padding; the flat one holds only the examples' tokens, in one row
@@ -127,5 +132,20 @@ def test_run_log_says_what_was_switched_on(make_config) -> None:
     log = (Path(finished.run_dir) / "train.log").read_text(encoding="utf-8")
     assert "padding-free batches: on (examples laid end to end" in log
     assert "Liger kernels: off (its Triton kernels need a GPU)" in log
+    assert "attention: torch sdpa on each example" in log
     assert f"threads: {speed.physical_cores()}" in log
     assert json.loads((Path(finished.run_dir) / "status.json").read_text())["state"] == "finished"
+
+
+def test_varlen_attention_attends_example_by_example_without_the_row_mask(tiny_model: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a padding-free row it never falls back to sdpa over the whole row; with padded batches it does."""
+    import transformers.integrations.sdpa_attention as sdpa
+
+    calls = []
+    real = sdpa.sdpa_attention_forward
+    monkeypatch.setattr(sdpa, "sdpa_attention_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=True, attn="varlen"))
+    assert calls == []
+    _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=False, attn="varlen"))
+    assert calls
