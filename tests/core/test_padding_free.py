@@ -149,3 +149,21 @@ def test_varlen_attention_attends_example_by_example_without_the_row_mask(tiny_m
     assert calls == []
     _loss_and_grads(_trainer(tiny_model, tmp_path, padding_free=False, attn="varlen"))
     assert calls
+
+
+def test_chunked_vocabulary_loss_equals_the_full_logits_loss(tiny_model: Path, tmp_path: Path) -> None:
+    """The trainer's loss (TRL's fused LM head: the vocabulary in chunks, never the full fp32 logits) is the
+    cross-entropy of the full logits over the answer tokens, in padded and padding-free batches alike."""
+    import torch
+
+    for padding_free in (False, True):
+        trainer = _trainer(tiny_model, tmp_path, padding_free=padding_free, attn="varlen")
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+        with torch.no_grad():
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            logits = trainer.model(**inputs).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        full = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                 ignore_index=-100)
+        torch.testing.assert_close(loss, full, rtol=1e-5, atol=1e-6)
