@@ -10,7 +10,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
@@ -181,10 +181,21 @@ class ModelPage(Page):
         self.content.addLayout(row, 1)
 
         self._fill_list([])
-        self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
-        self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
+        self._scanned = False
         session.configChanged.connect(self._on_config_changed)
         self._show_selected(session.config.model.name)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().paintEvent(event)
+        if not self._scanned:
+            # The cache scan and hardware.detect() (which imports torch) start once the page is on the
+            # screen: begun earlier, the import holds the interpreter while the first window is drawn.
+            self._scanned = True
+            QTimer.singleShot(0, self._start_scans)
+
+    def _start_scans(self) -> None:
+        self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
+        self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
 
     # -- list ------------------------------------------------------------------------------------
     def _fill_list(self, extra: list[tuple[str, str, str]]) -> None:
