@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from desktop_ft.core.errors import ConfigError
 from desktop_ft.core.methods import (METHODS, TASKS, DpoSettings, KtoSettings, OrpoSettings, PrefixTuningSettings,
                                      PromptTuningSettings, QLoraSettings)
@@ -219,6 +217,8 @@ def load_config(path: str | Path) -> RunConfig:
                           hint="Check the path, or run without a config file.") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path) from None
+    import yaml  # here, not at import: the window's first page needs no YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -232,6 +232,8 @@ def load_config(path: str | Path) -> RunConfig:
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write ``config.yaml`` atomically, with a header saying how to rerun it."""
+    import yaml
+
     header = "# Desktop FT run configuration. Rerun with: desktop-ft train config.yaml\n"
     text = header + yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
     write_text_atomic(Path(path), text)
@@ -285,6 +287,8 @@ def _leaf_fields(typ: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
 
 def parse_cli_value(dotted: str, text: str) -> Any:
     """Turn the text of ``--set key=value`` into the field's type (YAML rules: 1e-4, true, null)."""
+    import yaml
+
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
