@@ -167,3 +167,15 @@ def test_chunked_vocabulary_loss_equals_the_full_logits_loss(tiny_model: Path, t
         full = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                  ignore_index=-100)
         torch.testing.assert_close(loss, full, rtol=1e-5, atol=1e-6)
+
+
+def test_liger_kernels_only_on_cuda_and_only_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    assert speed.liger("cpu") == (False, "its Triton kernels need a GPU")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name, *a))
+    on, reason = speed.liger("cuda")
+    assert not on and "pip install liger-kernel" in reason
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
+    assert speed.liger("cuda")[0]
