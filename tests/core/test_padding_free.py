@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_ft.core import methods, speed
+from desktop_ft.core import speed, trainers
 from desktop_ft.core.config import RunConfig
 
 #: chats from a few words to a few hundred tokens, so the padded batch is mostly padding
@@ -35,14 +35,12 @@ def _trainer(tiny_model: Path, tmp_path: Path, *, padding_free: bool, attn: str,
     if attn == "varlen":
         assert speed.use_varlen_attention(model)
     torch.manual_seed(0)
-    spec = methods.METHODS[method]
     args = dict(output_dir=str(tmp_path / ("pf" if padding_free else "pad")), report_to="none", use_cpu=True,
                 per_device_train_batch_size=4, max_steps=1, disable_tqdm=True, seed=0)
-    parts = methods.TrainerParts(config=config, model=model, tokenizer=tokenizer,
-                                 peft_config=spec.build_peft(config, model) if spec.build_peft else None,
-                                 train_rows=MIXED, eval_rows=[], args=args, callbacks=[], data_kind="conversation",
-                                 padding_free=padding_free)
-    trainer = methods.TASKS["sft"].build_trainer(parts)
+    parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer,
+                                  peft_config=trainers.peft_config(config, model), train_rows=MIXED, eval_rows=[],
+                                  args=args, callbacks=[], data_kind="conversation", padding_free=padding_free)
+    trainer = trainers.build_trainer("sft", parts)
     for p in trainer.model.parameters():  # LoRA's B starts at zero, which would hide a wrong gradient for A
         if p.requires_grad:
             with torch.no_grad():
