@@ -140,7 +140,7 @@ def icon(name: str, color: str | None = None) -> QIcon:
     Rendered once to a PNG in the cache folder and read from there afterwards: importing qtawesome
     (and the Qt OpenGL modules qtpy pulls in) is the slowest part of opening the window.
     """
-    from desktop_ft.core.models import cache_root
+    from desktop_ft.core.embedded import cache_root
 
     color = color or _current.text
     path = cache_root() / "icons" / f"{name}-{color.lstrip('#')}-{ICON_CACHE_PX}.png"
