@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from desktop_ft.core import distributed
 from desktop_ft.core.config import RunConfig, load_config
 from desktop_ft.core.errors import ConfigError
 
@@ -28,6 +29,8 @@ FLAGS = {
     "gradient_accumulation_steps": "training.gradient_accumulation_steps",
     "precision": "training.precision",
     "target_modules": "method.target_modules",
+    "num_gpus": "distributed.nproc_per_node",
+    "strategy": "distributed.strategy",
 }
 
 
@@ -50,6 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["cuda", "cpu"], help="estimate for this device (default: this machine's best)")
     p.add_argument("--gpu-memory", type=float, metavar="GB",
                    help="judge the fit against a GPU with this many GiB (implies --device cuda)")
+    p.add_argument("--num-gpus", type=int, metavar="N", help="estimate one GPU's share of a run on N GPUs "
+                   "(sets distributed.nproc_per_node)")
+    p.add_argument("--strategy", choices=list(distributed.STRATEGIES),
+                   help="how N GPUs share the run: " + "; ".join(f"{k}: {v.sentence}"
+                                                                for k, v in distributed.STRATEGIES.items()))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -67,8 +75,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, dest, None)
         if value is not None:
             overrides[key] = value
+    if "distributed.nproc_per_node" in overrides:
+        overrides["distributed.nnodes"] = 1  # --num-gpus counts every GPU of the run
     for key in ("training.batch_size", "training.max_length", "method.lora_rank",
-                "training.gradient_accumulation_steps"):
+                "training.gradient_accumulation_steps", "distributed.nproc_per_node"):
         if key in overrides and overrides[key] < 1:
             raise ConfigError(f"'{key}' must be at least 1, got {overrides[key]}", field=key)
     # replace() rejects unknown keys; values are checked loosely here, so that methods this

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import memwatch, methods
+from desktop_ft.core import distributed, memwatch, methods
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -61,14 +61,21 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
     the run ends as ``stopped`` (resumable). ``resume=True`` continues ``run`` from its last
     complete checkpoint and appends to its ``metrics.jsonl``. A ``UserError`` is re-raised after the
     run folder says ``failed``; so is any other exception (a bug, an out-of-memory error).
+
+    Under a launcher (torchrun, accelerate) every process calls this; rank 0 alone writes the run
+    folder and emits events, the others only report their own failure (``RunFinished.rank``).
     """
     validate(config)
     stop = stop or threading.Event()
     listener = on_event or (lambda _e: None)
+    rank = distributed.process_rank()
+    if rank != 0:
+        return _train_other_rank(config, run, listener, stop, resume, rank)
     if run is None:
         run = new_run_folder(config)
     status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(),
-                       max_steps=max(config.training.max_steps, 0))
+                       max_steps=max(config.training.max_steps, 0),
+                       world_size=distributed.process_world_size(), launcher=distributed.launched_by())
     if resume:
         previous = run.read_status()
         status.started_at = previous.started_at or status.started_at
@@ -105,6 +112,24 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
         raise
     run.close()
     listener(outcome)
+    return outcome
+
+
+def _train_other_rank(config: RunConfig, run: RunFolder | None, listener: EventCallback, stop: threading.Event,
+                      resume: bool, rank: int) -> RunFinished:
+    """Rank > 0: the same training, writing nothing; its failure goes to the listener only (the
+    launching ``desktop-ft train`` puts it into status.json, rank 0 may be gone by then)."""
+    if run is None:
+        if not config.output.output_dir:
+            raise UserError("a launched process other than rank 0 needs 'output.output_dir'",
+                            field="output.output_dir", hint="Start the run with desktop-ft train, which sets it.")
+        run = RunFolder(Path(config.output.output_dir).expanduser())
+    status = RunStatus(state=RUNNING, pid=os.getpid())
+    try:
+        outcome = _train(config, run, lambda _e: None, stop, status, resume, writes=False)
+    except BaseException as exc:
+        listener(RunFinished(FAILED, status.step, error=describe_error(exc), run_dir=str(run.path), rank=rank))
+        raise
     return outcome
 
 
@@ -152,14 +177,20 @@ def _extras(logs: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
 
 
 def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
-           status: RunStatus, resume: bool) -> RunFinished:
+           status: RunStatus, resume: bool, *, writes: bool = True) -> RunFinished:
+    """The run itself; ``writes=False`` on ranks other than 0 (the run folder has one writer)."""
     settings = pick_device(config.training.precision)
     status.device = settings.device
     _check_hardware(methods.METHODS[config.method.method], settings)  # before any download or conversion
+    distributed.check_config(config, launching=False)
+    if distributed.in_launched_process():
+        import torch
+
+        distributed.check_machine(config, cuda_devices=torch.cuda.device_count())
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
-    for err in data.errors[:20]:
+    for err in data.errors[:20] if writes else ():
         run.log(f"skipped {data.path} {data.unit} {err.line}: {err.message}")
     if data.errors:
         emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
@@ -168,7 +199,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     methods.check_task_data(task_name, data.kind, data.path)
     if task_name != config.method.task:
         config = config.replace({"method.task": task_name})
-        if not resume:
+        if not resume and writes:
             run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
     method, task = methods.METHODS[config.method.method], methods.TASKS[task_name]
     if task.check:
@@ -198,6 +229,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
 
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
+    args.update(distributed.trainer_args(config, settings.device))
     parts = methods.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
                                  train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
                                  data_kind=data.kind, ref_model=ref_model)
@@ -209,11 +241,12 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         # Batches are padded to their longest row, not to max_length: estimate what will really run.
         fitted = config.replace({"training.max_length": max(longest, 16)})
         status.estimated_memory_bytes = _estimated_memory(fitted, settings.device) or status.estimated_memory_bytes
-        run.write_status(status)
+        if writes:
+            run.write_status(status)
 
     checkpoint = run.last_checkpoint() if resume else None
     start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
-    if resume:
+    if resume and writes:
         run.truncate_metrics_after(start_step)
         emit(Progress("resume", f"Resuming from step {start_step}." if checkpoint else
                       "No checkpoint yet; starting from the beginning."))
@@ -225,16 +258,20 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     step = trainer.state.global_step
-    stopped = stop.is_set() and step < trainer.state.max_steps
+    stopped = callback.stopped and step < trainer.state.max_steps
     if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
         trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
+    # every rank calls save_model (FSDP and ZeRO-3 gather the shards); the Trainer writes on rank 0 only
     if method.trains_adapter:
         out_dir = run.adapter_dir
         trainer.save_model(str(out_dir))
     else:
         out_dir = run.model_dir
         trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(str(out_dir))
+        if writes:
+            tokenizer.save_pretrained(str(out_dir))
+    if not writes:
+        return RunFinished(STOPPED if stopped else FINISHED, step, run_dir=str(run.path))
     status.state = STOPPED if stopped else FINISHED
     status.step = step
     status.max_steps = trainer.state.max_steps
@@ -287,7 +324,8 @@ def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec,
     if method.quantized_bits:
         quant = methods.quantization_config(config, method, settings.bf16)
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        # one GPU per process: under a launcher, this process's local rank
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
         if method.quantized_bits == 4:
             kwargs["dtype"] = quant.bnb_4bit_compute_dtype
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
@@ -434,6 +472,7 @@ class _EventCallback:
                          config: RunConfig) -> None:
                 self.emit, self.stop, self.run, self.config = emit, stop, run, config
                 self.start_step = 0
+                self.stopped = False  # a Stop every rank agreed on
                 self._t0: float | None = None
                 self._last_tokens: tuple[float, float] | None = None
                 self.last_eval_step = -1
@@ -444,12 +483,14 @@ class _EventCallback:
                 self.emit(RunStarted(str(self.run.path), state.max_steps, resumed_from_step=self.start_step))
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-                return self._check_stop(control)
+                return self._check_stop(args, control)
 
-            def _check_stop(self, control):  # noqa: ANN001
+            def _check_stop(self, args, control):  # noqa: ANN001
                 # Checked after the step and again after its log line, so a Stop asked for while a
                 # step's events are being shown saves *that* step (the Trainer saves after logging).
-                if self.stop.is_set():
+                # Under N processes the ranks agree first (all-reduce), so all stop after the same step.
+                if self.stopped or distributed.any_rank(self.stop.is_set(), args.device):
+                    self.stopped = True
                     control.should_training_stop = True
                     control.should_save = True
                 return control
@@ -485,7 +526,7 @@ class _EventCallback:
                                      loss=float(logs["loss"]), learning_rate=_opt(logs.get("learning_rate")),
                                      grad_norm=_opt(logs.get("grad_norm")), tokens_per_second=tps,
                                      eta_seconds=eta, extras=_extras(logs)))
-                return self._check_stop(control)
+                return self._check_stop(args, control)
 
         return EventCallback(*args, **kwargs)
 

@@ -64,6 +64,8 @@ class RunStatus:
     updated_at: str | None = None
     pid: int | None = None
     final_loss: float | None = None
+    world_size: int = 1  # training processes (all nodes); rank 0 alone writes the run folder
+    launcher: str | None = None  # 'torchrun' or 'accelerate' when launched; None for one plain process
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
@@ -211,6 +213,16 @@ def new_run_folder(config: RunConfig, runs_root: Path | None = None) -> RunFolde
                             hint="Choose another --output-dir, or continue it with --resume.")
         path.mkdir(parents=True, exist_ok=True)
         return RunFolder(path)
+    path = new_run_path(config, runs_root)
+    path.mkdir(parents=True)
+    return RunFolder(path)
+
+
+def new_run_path(config: RunConfig, runs_root: Path | None = None) -> Path:
+    """The dated folder a new run of ``config`` gets under the runs root (not created yet).
+
+    A launcher picks it before starting its processes, so that every rank names the same folder.
+    """
     root = Path(runs_root) if runs_root else default_runs_root()
     root.mkdir(parents=True, exist_ok=True)
     name = _slug(config.output.run_name or _default_name(config))
@@ -220,8 +232,7 @@ def new_run_folder(config: RunConfig, runs_root: Path | None = None) -> RunFolde
     while path.exists():
         n += 1
         path = root / f"{stamp}-{name}-{n}"
-    path.mkdir(parents=True)
-    return RunFolder(path)
+    return path
 
 
 def list_runs(runs_root: Path | None = None) -> list[RunFolder]:
