@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from desktop_ft.core import models, vram  # noqa: E402  (pure Python: no torch at import)
+from desktop_ft.core import architecture, models, vram  # noqa: E402  (pure Python: no torch at import)
 
 # (catalog name, method, task, batch, length, gradient checkpointing, optimizer)
 CONFIGS = [
@@ -54,14 +54,14 @@ CONFIGS = [
     ("llama-3.1-8b", "qlora", "sft", 2, 2048, True, "paged_adamw_8bit"),
     ("llama-3.1-8b", "lora", "sft", 2, 2048, True, "adamw_torch"),
 ]
-DRY_ARCH = models.architecture_from_config({
+DRY_ARCH = architecture.architecture_from_config({
     "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000, "tie_word_embeddings": True,
     "max_position_embeddings": 512})
 CHUNK_TOKENS = 1024  # token chunk of the fallback loss head (without TRL)
 
 
-def hf_config(arch: models.Architecture):
+def hf_config(arch: architecture.Architecture):
     from transformers import AutoConfig
 
     return AutoConfig.for_model(arch.model_type, hidden_size=arch.hidden_size, num_hidden_layers=arch.num_layers,

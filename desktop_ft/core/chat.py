@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from desktop_ft.core.config import _f
 from desktop_ft.core.errors import ModelError, UserError
+from desktop_ft.core.precision import TORCH_NAMES, inference_dtype
 
 Message = dict[str, str]
 TokenCallback = Callable[[str], None]
@@ -523,9 +524,8 @@ def _load_model(path: Path, trust_remote_code: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
     device = _device()
-    dtype = torch.float32
-    if device == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = getattr(torch, TORCH_NAMES[inference_dtype(device, bf16)])
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
     except OSError as exc:

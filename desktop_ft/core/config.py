@@ -12,7 +12,6 @@ Field metadata keys: ``help`` (one plain sentence), optionally ``choices``, ``mi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import tempfile
 import types
@@ -23,9 +22,8 @@ from typing import Any
 
 import yaml
 
-from desktop_ft.core.errors import ConfigError
-from desktop_ft.core.methods import (METHODS, TASKS, DpoSettings, KtoSettings, OrpoSettings, PrefixTuningSettings,
-                                     PromptTuningSettings, QLoraSettings)
+from desktop_ft.core.errors import ConfigError, did_you_mean
+from desktop_ft.core.methods import METHODS, TASKS
 
 
 def _f(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
@@ -37,6 +35,72 @@ def _f(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = 
     else:
         kwargs["default"] = default
     return field(**kwargs)
+
+
+# -- settings of their own: one dataclass per method or task that has any (its ``section``) -------
+
+@dataclass
+class QLoraSettings:
+    """How QLoRA stores the frozen base model in 4 bits."""
+
+    quant_type: str = _f("nf4", help="4-bit number format of the frozen weights: 'nf4' (NormalFloat, "
+                         "best for trained weights) or 'fp4'.", choices=["nf4", "fp4"], advanced=True)
+    double_quant: bool = _f(True, help="Also compress the quantisation constants (saves about 0.4 bits "
+                            "per weight at no quality cost).", advanced=True)
+    compute_dtype: str = _f("auto", help="Number format for the maths on the 4-bit weights: 'auto' picks "
+                            "bf16 where the GPU supports it, else fp16.", choices=["auto", "bf16", "fp16"],
+                            advanced=True)
+
+
+@dataclass
+class PromptTuningSettings:
+    """Prompt tuning learns a few 'virtual words' put in front of every input."""
+
+    num_virtual_tokens: int = _f(20, help="How many virtual words are learned. More can learn more; "
+                                 "8-100 is typical.", min=1, max=512)
+    init_text: str = _f("", help="Start the virtual words from this text (e.g. 'Answer in three steps:'); "
+                        "empty starts from random words.", advanced=True)
+
+
+@dataclass
+class PrefixTuningSettings:
+    """Prefix tuning learns a few virtual key/value vectors in every layer."""
+
+    num_virtual_tokens: int = _f(20, help="How many virtual positions are learned in each layer; "
+                                 "10-100 is typical.", min=1, max=512)
+
+
+@dataclass
+class DpoSettings:
+    """Direct Preference Optimisation: prefer the 'chosen' answer over the 'rejected' one."""
+
+    beta: float = _f(0.1, help="How far the model may move from where it started: lower moves further "
+                     "towards your preferences, higher stays closer to the original. 0.05-0.5 is typical.",
+                     min=0.001, max=5.0)
+    loss_type: str = _f("sigmoid", help="The DPO loss: 'sigmoid' (the original, a safe default), 'ipo' "
+                        "(less overfitting on small data), 'hinge', 'apo_zero' or 'sppo_hard'.",
+                        choices=["sigmoid", "ipo", "hinge", "apo_zero", "sppo_hard", "nca_pair"],
+                        advanced=True)
+
+
+@dataclass
+class OrpoSettings:
+    """ORPO: learns the chosen answers and the preference in one go, without a reference model."""
+
+    beta: float = _f(0.1, help="Weight of the preference part against the plain answer-learning part; "
+                     "0.05-0.5 is typical.", min=0.001, max=5.0)
+
+
+@dataclass
+class KtoSettings:
+    """KTO: learns from answers marked good or bad, one at a time (pairs are split up)."""
+
+    beta: float = _f(0.1, help="How far the model may move from where it started; 0.05-0.5 is typical.",
+                     min=0.001, max=5.0)
+    desirable_weight: float = _f(1.0, help="Weight of the good answers; raise it when you have fewer good "
+                                 "than bad ones.", min=0.01, max=10.0, advanced=True)
+    undesirable_weight: float = _f(1.0, help="Weight of the bad answers; raise it when you have fewer bad "
+                                   "than good ones.", min=0.01, max=10.0, advanced=True)
 
 
 @dataclass
@@ -73,7 +137,7 @@ class MethodConfig:
 
     The LoRA keys are shared by every LoRA-like method; settings that belong to one method or task
     live in its own section (``method.qlora.*``, ``method.dpo.*``, ...), described in
-    ``desktop_ft.core.methods``.
+    the settings dataclasses above (which method or task uses which: ``desktop_ft.core.methods``).
     """
 
     method: str = _f("lora", help="How weights are trained: 'lora' (small add-ons, model frozen), 'qlora' "
@@ -324,10 +388,7 @@ def parse_cli_value(dotted: str, text: str) -> Any:
 # -- internals ---------------------------------------------------------------------------------------
 
 def _did_you_mean(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    if close:
-        return f"Did you mean '{close[0]}'?"
-    return "Valid keys: " + ", ".join(candidates) + "."
+    return did_you_mean(name, candidates, what="Valid keys")
 
 
 def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> Any:
@@ -415,8 +476,11 @@ def validate(config: RunConfig) -> None:
         if value is None or isinstance(value, (dict, list, bool)):
             continue
         if "choices" in meta and value not in meta["choices"]:
-            raise ConfigError(f"'{dotted}' is {value!r}; choose one of: " + ", ".join(map(str, meta["choices"])),
-                              field=dotted)
+            choices = list(map(str, meta["choices"]))
+            hint = did_you_mean(str(value), choices, what="Choose one of")
+            if hint.startswith("Did"):
+                hint += " Choose one of: " + ", ".join(choices) + "."
+            raise ConfigError(f"'{dotted}' is {value!r}, which is not one of its choices", field=dotted, hint=hint)
         if isinstance(value, (int, float)):
             if "min" in meta and value < meta["min"]:
                 raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)

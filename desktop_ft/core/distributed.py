@@ -22,6 +22,7 @@ from typing import Any
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.core.errors import ConfigError
+from desktop_ft.core.methods import method_spec
 
 #: set by the launching ``desktop-ft train`` in its workers' environment: which launcher started them
 LAUNCHER_ENV = "DESKTOP_FT_LAUNCHER"
@@ -166,7 +167,7 @@ def check_config(config: RunConfig, *, launching: bool = True) -> None:
             kind = "a DeepSpeed JSON" if strategy.engine == "deepspeed" else "an accelerate FSDP YAML"
             raise ConfigError(f"strategy '{d.strategy}' needs {kind}", path=path, field="distributed.config_file")
     method = config.method.method
-    if method in ("qlora", "lora_8bit") and WEIGHTS in strategy.shards:
+    if method_spec(method).quantized_bits and WEIGHTS in strategy.shards:
         raise ConfigError(f"'distributed.strategy' {d.strategy} shards the weights, which a quantised "
                           f"model ({method}) cannot be", field="distributed.strategy",
                           hint="Use --strategy ddp or zero2 with QLoRA, or --method lora.")
@@ -369,7 +370,7 @@ def shard_suggestion(config: RunConfig, gpus: int) -> tuple[str, dict[str, Any]]
     if gpus < 2:
         return None
     strategy = "fsdp"
-    if config.method.method in ("qlora", "lora_8bit"):
+    if method_spec(config.method.method).quantized_bits:
         if importlib.util.find_spec("deepspeed") is None:
             return None
         strategy = "zero2"

@@ -10,47 +10,38 @@ settings that work on the machine at hand, turning the Trainer's logs into event
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import distributed, memwatch, methods
+from desktop_ft.core import distributed, memwatch, methods, trainers
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
                                     RunStarted, StepLogged)
+from desktop_ft.core.hardware import bitsandbytes_installed, detect
 from desktop_ft.core.models import resolve_model
+from desktop_ft.core.precision import TORCH_NAMES, PrecisionPlan, plan_for
 from desktop_ft.core.runs import FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, new_run_folder, now_iso
 
 
-@dataclass(frozen=True)
-class DeviceSettings:
-    """What the machine at hand gets: device name and the dtype flags for TrainingArguments."""
-
-    device: str
-    bf16: bool
-    fp16: bool
-    dtype_name: str
-
-
-def pick_device(precision: str = "auto") -> DeviceSettings:
-    """CUDA with bf16 where supported, else fp16 on CUDA; fp32 on the CPU (bf16 is very slow there)."""
+def pick_device() -> tuple[str, bool]:
+    """Where this process trains: ('cuda', bf16 supported?) when a CUDA GPU is there, else ('cpu', False)."""
     import torch
 
     if torch.cuda.is_available():
-        bf16_ok = torch.cuda.is_bf16_supported()
-        if precision == "auto":
-            precision = "bf16" if bf16_ok else "fp16"
-        return DeviceSettings("cuda", precision == "bf16", precision == "fp16",
-                              {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32"))
-    if precision in ("auto", "fp16"):
-        precision = "fp32"
-    return DeviceSettings("cpu", precision == "bf16", False, "bfloat16" if precision == "bf16" else "float32")
+        return "cuda", bool(torch.cuda.is_bf16_supported())
+    return "cpu", False
+
+
+def precision_plan(config: RunConfig) -> PrecisionPlan:
+    """The precision plan of ``config`` on this machine (``desktop_ft.core.precision`` decides it)."""
+    device, bf16 = pick_device()
+    return plan_for(methods.method_spec(config.method.method), config.training.precision, device, bf16,
+                    quant_compute=config.method.qlora.compute_dtype)
 
 
 def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCallback | None = None,
@@ -179,9 +170,9 @@ def _extras(logs: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
 def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
            status: RunStatus, resume: bool, *, writes: bool = True) -> RunFinished:
     """The run itself; ``writes=False`` on ranks other than 0 (the run folder has one writer)."""
-    settings = pick_device(config.training.precision)
-    status.device = settings.device
-    _check_hardware(methods.METHODS[config.method.method], settings)  # before any download or conversion
+    plan = precision_plan(config)
+    status.device = plan.device
+    _check_hardware(methods.method_spec(config.method.method), plan)  # before any download or conversion
     distributed.check_config(config, launching=False)
     if distributed.in_launched_process():
         import torch
@@ -201,9 +192,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         config = config.replace({"method.task": task_name})
         if not resume and writes:
             run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
-    method, task = methods.METHODS[config.method.method], methods.TASKS[task_name]
-    if task.check:
-        task.check(config)
+    method, task = methods.method_spec(config.method.method), methods.task_spec(task_name)
+    methods.check_task_settings(config, task_name)
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
     if config.data.validation_path:
         val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
@@ -215,32 +205,32 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
 
     disable_progress_bar()  # tokenising bars would interleave with ours; Progress events say the same
 
-    status.estimated_memory_bytes = _estimated_memory(config, settings.device)
-    memwatch.start(settings.device)
-    for warning in methods.warnings_for(config, {"cuda": settings.device == "cuda"}):
+    status.estimated_memory_bytes = _estimated_memory(config, plan.device)
+    memwatch.start(plan.device)
+    for warning in methods.warnings_for(config, detect()):
         emit(Progress("warning", warning))
     torch.manual_seed(config.training.seed)
     needs_chat = _needs_chat(data.kind, task_name, data.rows)
-    model, tokenizer = _load_model(config, model_path, method, settings, needs_chat=needs_chat)
-    peft_config = method.build_peft(config, model) if method.build_peft else None
+    model, tokenizer = _load_model(config, model_path, plan, needs_chat=needs_chat)
+    peft_config = trainers.peft_config(config, model)
     ref_model = None
     if task.needs_reference and not method.trains_adapter:
-        ref_model = _frozen_copy(model, settings)  # full fine-tuning: the reference is the model as it started
+        ref_model = _frozen_copy(model, plan)  # full fine-tuning: the reference is the model as it started
 
     callback = _EventCallback(emit, stop, run, config)
-    args = _trainer_args(config, run, settings, has_eval=bool(val_rows))
-    args.update(distributed.trainer_args(config, settings.device))
-    parts = methods.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
-                                 train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
-                                 data_kind=data.kind, ref_model=ref_model)
-    trainer = task.build_trainer(parts)
+    args = _trainer_args(config, run, plan, has_eval=bool(val_rows))
+    args.update(distributed.trainer_args(config, plan.device))
+    parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
+                                  train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
+                                  data_kind=data.kind, ref_model=ref_model)
+    trainer = trainers.build_trainer(task_name, parts)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)
     longest = _longest_example(trainer)
     if longest and longest < config.training.max_length and not config.training.packing:
         # Batches are padded to their longest row, not to max_length: estimate what will really run.
         fitted = config.replace({"training.max_length": max(longest, 16)})
-        status.estimated_memory_bytes = _estimated_memory(fitted, settings.device) or status.estimated_memory_bytes
+        status.estimated_memory_bytes = _estimated_memory(fitted, plan.device) or status.estimated_memory_bytes
         if writes:
             run.write_status(status)
 
@@ -252,7 +242,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
                       "No checkpoint yet; starting from the beginning."))
     callback.start_step = start_step
     emit(Progress("train", f"{method.title}, {task.title}: training on {len(train_rows)} examples "
-                           f"({settings.device}, {settings.dtype_name})."))
+                           f"({plan.device}, {plan.compute})."))
     if stop.is_set():
         raise KeyboardInterrupt
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -276,7 +266,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     status.step = step
     status.max_steps = trainer.state.max_steps
     status.ended_at = now_iso()
-    status.peak_memory_bytes = peak_memory_bytes(settings.device)
+    status.peak_memory_bytes = peak_memory_bytes(plan.device)
     run.write_status(status)
     run.log(f"{status.state} at step {step}; {'adapter' if method.trains_adapter else 'model'} saved to {out_dir}")
     return RunFinished(status.state, step, adapter_dir=str(out_dir) if method.trains_adapter else None,
@@ -287,23 +277,22 @@ def _needs_chat(kind: str, task: str, rows: list[dict[str, Any]]) -> bool:
     """SFT renders every kind but raw text as a chat; preference tasks only when the rows hold messages."""
     if kind == "text":
         return False
-    return task == "sft" or methods.is_conversational(rows)
+    return task == "sft" or trainers.is_conversational(rows)
 
 
-def _check_hardware(method: methods.MethodSpec, settings: DeviceSettings) -> None:
+def _check_hardware(method: methods.MethodSpec, plan: PrecisionPlan) -> None:
     """QLoRA and 8-bit LoRA need CUDA and bitsandbytes: say so before loading anything."""
-    if method.needs_cuda and settings.device != "cuda":
+    if method.needs_cuda and plan.device != "cuda":
         raise UserError(f"'method.method' is '{method.name}', and {method.title} needs an NVIDIA GPU with CUDA, "
                         "but none was found", field="method.method",
                         hint="Use --method lora here (same quality, more memory), or run on a CUDA machine.")
-    if method.quantized_bits and not methods.bitsandbytes_installed():
+    if method.quantized_bits and not bitsandbytes_installed():
         raise UserError(f"'method.method' is '{method.name}', and {method.title} needs the bitsandbytes "
                         "package, which is not installed", field="method.method",
                         hint="Install it with: pip install bitsandbytes")
 
 
-def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec, settings: DeviceSettings, *,
-                needs_chat: bool) -> tuple[Any, Any]:
+def _load_model(config: RunConfig, model_path: Path, plan: PrecisionPlan, *, needs_chat: bool) -> tuple[Any, Any]:
     """Tokenizer and model, quantised for QLoRA / 8-bit LoRA and with RoPE scaling applied."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -317,20 +306,15 @@ def _load_model(config: RunConfig, model_path: Path, method: methods.MethodSpec,
                         path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
     model_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
     apply_rope_scaling(model_config, config.method.rope_scaling, config.method.rope_factor)
-    # Full fine-tuning keeps fp32 master weights (the Trainer's bf16/fp16 autocast does the maths):
-    # updates of lr × gradient are often below what a bf16 weight can represent, and would be lost.
-    dtype = torch.float32 if not method.trains_adapter else getattr(torch, settings.dtype_name)
+    dtype = getattr(torch, TORCH_NAMES[plan.load])  # the precision plan: fp32 master weights for full
     kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust, "dtype": dtype}
-    if method.quantized_bits:
-        quant = methods.quantization_config(config, method, settings.bf16)
-        kwargs["quantization_config"] = quant
+    if plan.quantized_bits:
+        kwargs["quantization_config"] = trainers.quantization_config(config, plan)
         # one GPU per process: under a launcher, this process's local rank
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
-        if method.quantized_bits == 4:
-            kwargs["dtype"] = quant.bnb_4bit_compute_dtype
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False
-    if method.quantized_bits:
+    if plan.quantized_bits:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model,
@@ -359,25 +343,24 @@ def apply_rope_scaling(model_config: Any, kind: str, factor: float) -> None:
         model_config.max_position_embeddings = int(original * factor)
 
 
-def _frozen_copy(model: Any, settings: DeviceSettings) -> Any:
+def _frozen_copy(model: Any, plan: PrecisionPlan) -> Any:
     """The reference model for preference training with full fine-tuning: the start, frozen.
 
-    It only runs forward passes, so on a GPU it is kept in the compute dtype (half the memory).
+    It only runs forward passes, so it is kept in the plan's reference dtype (on a GPU, the
+    compute dtype: half the memory).
     """
     import copy
 
     import torch
 
-    ref = copy.deepcopy(model)
-    if settings.device == "cuda":
-        ref = ref.to(getattr(torch, settings.dtype_name))
+    ref = copy.deepcopy(model).to(getattr(torch, TORCH_NAMES[plan.reference]))
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
 
 
-def _trainer_args(config: RunConfig, run: RunFolder, settings: DeviceSettings, *, has_eval: bool) -> dict[str, Any]:
+def _trainer_args(config: RunConfig, run: RunFolder, plan: PrecisionPlan, *, has_eval: bool) -> dict[str, Any]:
     """TrainingArguments keywords every TRL trainer shares; each task adds its own (beta, packing, ...)."""
     t = config.training
     return dict(
@@ -393,8 +376,8 @@ def _trainer_args(config: RunConfig, run: RunFolder, settings: DeviceSettings, *
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=methods.resolve_optimizer(config),
-        bf16=settings.bf16,
-        fp16=settings.fp16,
+        bf16=plan.bf16,
+        fp16=plan.fp16,
         gradient_checkpointing=t.gradient_checkpointing,
         seed=t.seed,
         data_seed=t.seed,
@@ -405,9 +388,9 @@ def _trainer_args(config: RunConfig, run: RunFolder, settings: DeviceSettings, *
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         report_to="none",
-        use_cpu=settings.device == "cpu",
+        use_cpu=plan.device == "cpu",
         dataloader_num_workers=0,
-        dataloader_pin_memory=settings.device == "cuda",
+        dataloader_pin_memory=plan.device == "cuda",
         disable_tqdm=True,
     )
 

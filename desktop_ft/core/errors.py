@@ -49,3 +49,13 @@ class DatasetError(UserError):
 
 class ModelError(UserError):
     """A model cannot be found, downloaded or converted."""
+
+
+def did_you_mean(name: str, candidates: list[str], *, what: str = "Valid names") -> str:
+    """The hint for a misspelt name: the closest candidate, or the list of valid ones."""
+    import difflib
+
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    if close:
+        return f"Did you mean '{close[0]}'?"
+    return f"{what}: " + ", ".join(candidates) + "."

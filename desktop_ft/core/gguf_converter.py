@@ -36,7 +36,7 @@ def candidate_dirs() -> list[Path]:
     if env:
         dirs.append(Path(env).expanduser())
     dirs.append(Path(sys.prefix) / "share" / "desktop-ft" / "llama.cpp")
-    from desktop_ft.core.models import cache_root
+    from desktop_ft.core.embedded import cache_root
 
     dirs.append(cache_root() / "llama.cpp")
     return dirs

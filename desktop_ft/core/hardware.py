@@ -81,7 +81,12 @@ def detect() -> Hardware:
 
 def bitsandbytes_usable(has_cuda: bool) -> bool:
     """QLoRA and 8-bit optimizers need bitsandbytes and a CUDA GPU; found without importing it."""
-    return has_cuda and importlib.util.find_spec("bitsandbytes") is not None
+    return has_cuda and bitsandbytes_installed()
+
+
+def bitsandbytes_installed() -> bool:
+    """Whether the bitsandbytes package can be imported (looked up, not imported)."""
+    return importlib.util.find_spec("bitsandbytes") is not None
 
 
 def gpu(total_gb: float, name: str = "GPU", capability: tuple[int, int] = (8, 0)) -> Hardware:

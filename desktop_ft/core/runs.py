@@ -128,10 +128,13 @@ class RunFolder:
     def read_status(self) -> RunStatus:
         """The run's status; a 'running' run whose process is gone reads as 'failed' (it was killed)."""
         try:
-            status = RunStatus.from_dict(json.loads(self.status_path.read_text(encoding="utf-8")))
+            data = json.loads(self.status_path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+            status = RunStatus.from_dict(data)
         except FileNotFoundError:
             return RunStatus(state=FAILED, error="status.json is missing; the run never started properly.")
-        except (json.JSONDecodeError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # bad JSON, bad UTF-8, not an object, unreadable file
             return RunStatus(state=FAILED, error=f"status.json is unreadable ({exc}).")
         if status.state == RUNNING and status.pid and not _pid_alive(status.pid):
             status.state = FAILED
@@ -155,7 +158,11 @@ class RunFolder:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete metric lines; a torn last line (from a kill mid-write) is skipped."""
-        return list(iter_jsonl(self.metrics_path))
+        return list(self.iter_metrics())
+
+    def iter_metrics(self) -> Iterator[dict[str, Any]]:
+        """The metric lines one by one, without holding the file in memory."""
+        return iter_jsonl(self.metrics_path)
 
     def truncate_metrics_after(self, step: int) -> None:
         """Drop records past ``step`` (used on resume, so a resumed run's curve has no doubled steps)."""

@@ -1,9 +1,10 @@
 """How much memory a training run will take, where it goes, whether it fits, and what would fit.
 
-Worked out from the model's ``config.json`` numbers alone (``models.Architecture``), before any
-weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, weights in the
-compute dtype (bf16/fp16 on a GPU, fp32 on the CPU), LoRA adapters in fp32 (peft's default),
-SDPA attention, and TRL's tiled log-probability head (TRL >= 1.x never materialises the full
+Worked out from the model's ``config.json`` numbers alone (``architecture.Architecture``), before any
+weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, with the number
+formats of ``desktop_ft.core.precision`` (the same plan the engine loads and trains by: fp32 master
+weights for full fine-tuning, a frozen base in the compute dtype under fp32 adapters), what a method
+and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability head (TRL >= 1.x never materialises the full
 ``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
 derived, and how well the sum matched measured peaks, is written down in ``docs/memory.md``.
 
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from desktop_ft.core import distributed
-from desktop_ft.core.models import Architecture
+from desktop_ft.core.methods import MethodSpec, TaskSpec, method_spec, optimizer_for, resolve_task, task_spec
+from desktop_ft.core.architecture import Architecture
+from desktop_ft.core.precision import BYTES, PrecisionPlan, plan_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from desktop_ft.core.config import RunConfig
@@ -28,16 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 GiB = 1024**3
 MiB = 1024**2
 
-#: methods that train LoRA-style adapters on a frozen base (unknown names are treated like LoRA)
-LORA_METHODS = {"lora", "dora", "qlora", "lora_8bit", "rslora", "pissa", "olora", "loftq"}
-QUANTIZED_4BIT = {"qlora"}
-QUANTIZED_8BIT = {"lora_8bit"}
-#: tasks that run chosen and rejected answers through the model together (batch doubles)
-PAIRED_TASKS = {"dpo", "orpo", "ipo", "simpo", "cpo"}
-#: tasks with a reference model (the frozen base: adapter switched off, or a frozen copy for full)
-REFERENCE_TASKS = {"dpo", "kto", "ipo"}
-
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 #: optimizer state bytes per trainable parameter, beyond the parameter itself (None: 2 × param dtype)
 OPTIMIZER_STATE_BYTES = {"sgd": 0.0, "adamw_8bit": 2.03, "paged_adamw_8bit": 2.03, "adamw_bnb_8bit": 2.03,
                          "paged_adamw_32bit": 8.0, "adafactor": 0.05, "lion_8bit": 1.02, "paged_lion_8bit": 1.02}
@@ -78,7 +71,7 @@ class Settings:
     lora_rank: int = 16
     lora_dropout: float = 0.05
     target_modules: str = "all-linear"
-    optimizer: str = "adamw_torch"
+    optimizer: str = "auto"  # as in the config: 'auto' is the method's own choice (``optimizer_name``)
     precision: str = "auto"
     packing: bool = False
     double_quant: bool = True
@@ -87,12 +80,28 @@ class Settings:
     padded: bool = True
 
     @property
+    def spec(self) -> MethodSpec:
+        return method_spec(self.method)
+
+    @property
+    def task_spec(self) -> TaskSpec:
+        return task_spec(self.task)
+
+    @property
     def is_full(self) -> bool:
-        return self.method == "full"
+        return not self.spec.trains_adapter
 
     @property
     def is_adapter(self) -> bool:
-        return not self.is_full
+        return self.spec.trains_adapter
+
+    @property
+    def optimizer_name(self) -> str:
+        return optimizer_for(self.method, self.optimizer)
+
+    def plan(self, device: str, bf16_supported: bool = True) -> PrecisionPlan:
+        """The precision plan the engine trains these settings with on ``device``."""
+        return plan_for(self.spec, self.precision, device, bf16_supported)
 
 
 @dataclass(frozen=True)
@@ -134,33 +143,24 @@ class MemoryEstimate:
 # -- reading the config --------------------------------------------------------------------------------
 
 def settings_from_config(config: RunConfig) -> Settings:
-    """Pick the estimate's inputs out of a RunConfig; unknown or missing keys fall back to defaults."""
+    """Pick the estimate's inputs out of a RunConfig (unknown method or task names raise ``ConfigError``)."""
     m, t = config.method, config.training
-    qlora = getattr(m, "qlora", None)
+    method_spec(m.method)
     return Settings(
-        method=str(getattr(m, "method", "lora") or "lora").lower(),
-        task=str(getattr(m, "task", "sft") or "sft").lower(),
-        batch_size=int(getattr(t, "batch_size", 4)),
-        max_length=int(getattr(t, "max_length", 512)),
-        gradient_checkpointing=bool(getattr(t, "gradient_checkpointing", False)),
-        lora_rank=int(getattr(m, "lora_rank", 16)),
-        lora_dropout=float(getattr(m, "lora_dropout", 0.05)),
-        target_modules=str(getattr(m, "target_modules", "all-linear") or "all-linear"),
-        optimizer=str(getattr(t, "optimizer", "adamw_torch") or "adamw_torch"),
-        precision=str(getattr(t, "precision", "auto") or "auto"),
-        packing=bool(getattr(t, "packing", False)),
-        double_quant=bool(getattr(qlora, "double_quant", True)) if qlora is not None else True,
-        gradient_accumulation_steps=int(getattr(t, "gradient_accumulation_steps", 1)),
+        method=m.method,
+        task=resolve_task(m.task, None),
+        batch_size=t.batch_size,
+        max_length=t.max_length,
+        gradient_checkpointing=t.gradient_checkpointing,
+        lora_rank=m.lora_rank,
+        lora_dropout=m.lora_dropout,
+        target_modules=m.target_modules,
+        optimizer=t.optimizer,
+        precision=t.precision,
+        packing=t.packing,
+        double_quant=m.qlora.double_quant,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
     )
-
-
-def compute_dtype(precision: str, device: str, bf16_supported: bool = True) -> str:
-    """The number format the engine trains in: mirrors ``engine.pick_device``."""
-    if device == "cuda":
-        if precision in ("bf16", "fp16", "fp32"):
-            return precision
-        return "bf16" if bf16_supported else "fp16"
-    return "bf16" if precision == "bf16" else "fp32"
 
 
 # -- the terms ------------------------------------------------------------------------------------------
@@ -187,43 +187,38 @@ def trainable_parameters(arch: Architecture, s: Settings) -> int:
     per_layer = 0
     for fan_in, fan_out in target_layers(arch, s.target_modules).values():
         per_layer += s.lora_rank * (fan_in + fan_out)
-        if s.method == "dora":
+        if s.spec.adapter == "dora":
             per_layer += fan_out
     return per_layer * arch.num_layers
 
 
-def weights_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
-    """The model as loaded: compute dtype; or 4-bit/8-bit linear layers with everything else
-    (embeddings, output layer, norms) in fp32, because the engine runs peft's
-    ``prepare_model_for_kbit_training``, which upcasts every non-quantised parameter."""
+def weights_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int:
+    """The model while training, in the plan's weight dtype (fp32 master weights for full training);
+    or 4-bit/8-bit linear layers with everything else (embeddings, output layer, norms) in the
+    plan's fp32, because the engine runs peft's ``prepare_model_for_kbit_training``."""
     total = arch.parameters()
-    if s.method in QUANTIZED_4BIT | QUANTIZED_8BIT:
+    if plan.quantized_bits:
         quantized = arch.quantizable_parameters()
-        per = INT8_BYTES if s.method in QUANTIZED_8BIT else (NF4_DQ_BYTES if s.double_quant else NF4_BYTES)
-        return int(quantized * per + (total - quantized) * 4)
-    return total * dtype_bytes
+        per = INT8_BYTES if plan.quantized_bits == 8 else (NF4_DQ_BYTES if s.double_quant else NF4_BYTES)
+        return int(quantized * per + (total - quantized) * plan.bytes("weights"))
+    return total * plan.bytes("weights")
 
 
-def param_bytes(s: Settings, dtype_bytes: int) -> int:
-    """Bytes per trainable parameter: adapters are fp32 (peft upcasts them), full training keeps the dtype."""
-    return dtype_bytes if s.is_full else 4
+def gradients_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int:
+    return trainable_parameters(arch, s) * plan.bytes("trainable")
 
 
-def gradients_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
-    return trainable_parameters(arch, s) * param_bytes(s, dtype_bytes)
-
-
-def optimizer_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
+def optimizer_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int:
     """AdamW keeps two moments per trainable parameter in its dtype; 8-bit AdamW one byte each; SGD none."""
-    per = OPTIMIZER_STATE_BYTES.get(s.optimizer)
+    per = OPTIMIZER_STATE_BYTES.get(s.optimizer_name)
     if per is None:
-        per = 2 * param_bytes(s, dtype_bytes)
+        per = 2 * plan.bytes("trainable")
     return int(trainable_parameters(arch, s) * per)
 
 
 def tokens_per_batch(s: Settings) -> int:
     """Tokens in one micro-batch at the worst case: preference tasks run chosen and rejected together."""
-    rows = s.batch_size * (2 if s.task in PAIRED_TASKS else 1)
+    rows = s.batch_size * (2 if s.task_spec.paired else 1)
     return rows * s.max_length
 
 
@@ -293,21 +288,21 @@ def logits_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str)
     return int(total)
 
 
-def reference_bytes(arch: Architecture, s: Settings, dtype_bytes: int) -> int:
+def reference_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int:
     """DPO/KTO: with adapters the reference is the same model with the adapter off (no extra weights, its
-    no-grad pass frees as it goes); full training keeps a frozen copy of the model."""
-    if s.task not in REFERENCE_TASKS or not s.is_full:
+    no-grad pass frees as it goes); full training keeps a frozen copy in the plan's reference dtype."""
+    if not s.task_spec.needs_reference or not s.is_full:
         return 0
-    return arch.parameters() * dtype_bytes
+    return arch.parameters() * plan.bytes("reference")
 
 
-def optimizer_step_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str) -> int:
+def optimizer_step_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan, device: str) -> int:
     """Temporaries of the optimizer step: torch's foreach AdamW on CUDA allocates about one copy of the
     trainable parameters; the per-tensor loop on the CPU about two copies of the largest tensor."""
-    if s.optimizer == "sgd":
+    if s.optimizer_name == "sgd":
         return 0
-    pb = param_bytes(s, dtype_bytes)
-    if device == "cuda" and s.optimizer.startswith("adamw_torch"):
+    pb = plan.bytes("trainable")
+    if device == "cuda" and s.optimizer_name.startswith("adamw_torch"):
         return trainable_parameters(arch, s) * pb
     if s.is_full:
         return 2 * arch.vocab_size * arch.hidden_size * pb
@@ -318,20 +313,21 @@ def optimizer_step_bytes(arch: Architecture, s: Settings, dtype_bytes: int, devi
 def estimate(arch: Architecture, s: Settings, *, device: str = "cuda", bf16_supported: bool = True,
              available_bytes: int | None = None) -> MemoryEstimate:
     """The peak of a run with settings ``s`` on ``device``; the verdict against ``available_bytes``."""
-    dtype = compute_dtype(s.precision, device, bf16_supported)
-    d = DTYPE_BYTES[dtype]
-    weights = weights_bytes(arch, s, d)
-    grads = gradients_bytes(arch, s, d)
-    optim = optimizer_bytes(arch, s, d)
+    plan = s.plan(device, bf16_supported)
+    dtype = plan.compute
+    d = BYTES[dtype]
+    weights = weights_bytes(arch, s, plan)
+    grads = gradients_bytes(arch, s, plan)
+    optim = optimizer_bytes(arch, s, plan)
     acts = activations_bytes(arch, s, d, device)
     logits = logits_bytes(arch, s, d, device)
-    ref = reference_bytes(arch, s, d)
-    step_tmp = optimizer_step_bytes(arch, s, d, device)
+    ref = reference_bytes(arch, s, plan)
+    step_tmp = optimizer_step_bytes(arch, s, plan, device)
     # Two moments can be the peak: early in backward (all activations alive, few gradients yet) or
     # at the optimizer step (all gradients, no activations). Adapter gradients are tiny, so for
     # LoRA both are counted at once; for full training the larger of the two moments is taken.
     if s.is_full:
-        head_grad = arch.vocab_size * arch.hidden_size * d
+        head_grad = arch.vocab_size * arch.hidden_size * plan.bytes("trainable")
         backward = acts + logits + head_grad
         step = grads + step_tmp
         if backward >= step:
@@ -352,9 +348,9 @@ def estimate(arch: Architecture, s: Settings, *, device: str = "cuda", bf16_supp
     total = sum(breakdown.values())
     verdict, fits = judge(total, available_bytes)
     notes = []
-    if s.method in QUANTIZED_4BIT | QUANTIZED_8BIT and device != "cuda":
+    if plan.quantized_bits and device != "cuda":
         notes.append("QLoRA and 8-bit loading need a CUDA GPU with bitsandbytes.")
-    if "8bit" in s.optimizer and device != "cuda":
+    if "8bit" in s.optimizer_name and device != "cuda":
         notes.append("8-bit optimizers need a CUDA GPU with bitsandbytes.")
     if not arch.exact:
         notes.append(f"'{arch.model_type}' layers are not modelled in detail; the estimate is rough.")
@@ -452,11 +448,11 @@ def _candidates(s: Settings, device: str, can_quantize: bool) -> list[tuple[str,
         acc = acc * 2
         out.append((f"Batch size {b} with {acc} accumulation steps (same effective batch)",
                     {"training.batch_size": b, "training.gradient_accumulation_steps": acc}))
-    if device == "cuda" and can_quantize and s.optimizer in ("adamw_torch", "adamw_torch_fused", "adamw"):
+    if device == "cuda" and can_quantize and s.optimizer_name in ("adamw_torch", "adamw_torch_fused", "adamw"):
         out.append(("8-bit AdamW optimizer", {"training.optimizer": "paged_adamw_8bit"}))
     if s.is_full:
         out.append(("LoRA instead of full fine-tuning", {"method.method": "lora"}))
-    if device == "cuda" and can_quantize and s.method not in QUANTIZED_4BIT:
+    if device == "cuda" and can_quantize and s.spec.quantized_bits != 4:
         out.append(("QLoRA: 4-bit base model", {"method.method": "qlora"}))
     length = s.max_length
     while length > 256:

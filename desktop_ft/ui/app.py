@@ -30,8 +30,25 @@ def create_app(argv: list[str] | None = None):
     return app
 
 
+def qt_is_sound(parent=None) -> bool:
+    """The start-up self-check: a Qt binding that leaks a reference per call would abort the window a
+    few minutes in (``none_dealloc``); say so in a dialog now, with the fix, instead."""
+    from desktop_ft.ui.selfcheck import qt_problem
+
+    problem = qt_problem()
+    if problem is None:
+        return True
+    print(f"desktop-ft: {problem}", file=sys.stderr)
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.critical(parent, "Desktop FT cannot run safely", problem)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     app = create_app(argv)
+    if not qt_is_sound():
+        return 2
     from desktop_ft.ui.main_window import MainWindow
 
     window = MainWindow()

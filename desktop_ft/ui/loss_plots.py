@@ -18,18 +18,120 @@ from desktop_ft.ui import theme
 
 REDRAW_HZ = 5
 
+#: one row per logged train step: step, raw loss, smoothed loss, learning rate, grad norm, tokens/s
+COLUMNS = ("step", "loss", "smooth", "lr", "grad", "speed")
+_COL = {name: i for i, name in enumerate(COLUMNS)}
+
 
 def ema(values: np.ndarray, weight: float) -> np.ndarray:
-    """TensorBoard-style debiased exponential moving average (weight 0 = raw)."""
+    """TensorBoard-style debiased exponential moving average (weight 0 = raw), vectorised.
+
+    Non-finite points (a NaN loss) are skipped: they stay NaN and do not pull the average. The
+    recurrence ``acc = w·acc + (1-w)·v`` is solved block by block in closed form
+    (``acc_k = w^k · (w·acc_0 + Σ (1-w)·v_m · w^-m)``), each block short enough that ``w^-m`` stays
+    finite; ``EmaState.push`` gives the same numbers point by point for live runs.
+    """
+    values = np.asarray(values, dtype=float)
     if weight <= 0 or len(values) == 0:
-        return values
-    out = np.empty_like(values)
-    acc, norm = 0.0, 0.0
-    for i, v in enumerate(values):
-        acc = acc * weight + (1 - weight) * v
-        norm = norm * weight + (1 - weight)
-        out[i] = acc / norm
+        return values.copy()
+    out = np.full(len(values), np.nan)
+    ok = np.isfinite(values)
+    v = values[ok]
+    if len(v):
+        w = float(weight)
+        block = int(max(1, min(4096, 200 / -np.log10(w))))  # w^-block ≤ 1e200
+        num = np.empty_like(v)
+        den = np.empty_like(v)
+        acc = norm = 0.0
+        for s in range(0, len(v), block):
+            chunk = v[s:s + block]
+            m = np.arange(len(chunk))
+            up = w ** -m.astype(float)
+            down = w ** m.astype(float)
+            num[s:s + len(chunk)] = down * (w * acc + np.cumsum((1 - w) * chunk * up))
+            den[s:s + len(chunk)] = down * (w * norm + np.cumsum((1 - w) * up))
+            acc, norm = num[s + len(chunk) - 1], den[s + len(chunk) - 1]
+        out[ok] = num / den
     return out
+
+
+class EmaState:
+    """The same average, one point at a time (a live run adds points one by one)."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight, self.acc, self.norm = weight, 0.0, 0.0
+
+    def push(self, value: float) -> float:
+        if not math.isfinite(value):
+            return math.nan
+        if self.weight <= 0:
+            return value
+        w = self.weight
+        self.acc = w * self.acc + (1 - w) * value
+        self.norm = w * self.norm + (1 - w)
+        return self.acc / self.norm
+
+
+class Series:
+    """The curves of one run as numpy columns that grow in place (amortised O(1) per point), with the
+    smoothed loss kept up to date as points arrive, so a redraw only hands arrays to pyqtgraph."""
+
+    def __init__(self, weight: float) -> None:
+        self.data = np.empty((256, len(COLUMNS)))
+        self.n = 0
+        self.eval_step: list[float] = []
+        self.eval: list[float] = []
+        self._ema = EmaState(weight)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.data[:self.n, _COL[name]]
+
+    @property
+    def last_step(self) -> float | None:
+        return float(self.data[self.n - 1, 0]) if self.n else None
+
+    def append(self, step: float, loss: float, lr: float, grad: float, speed: float) -> None:
+        if self.n and step <= self.data[self.n - 1, 0]:  # a resumed run starts again from its checkpoint
+            self.truncate_from(step)
+        if self.n == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        self.data[self.n] = (step, loss, self._ema.push(loss), lr, grad, speed)
+        self.n += 1
+
+    def extend(self, columns: dict[str, np.ndarray]) -> None:
+        """Many points at once (a reopened run): one vectorised copy and one smoothing pass."""
+        steps = np.asarray(columns["step"], dtype=float)
+        if self.n and len(steps) and steps[0] <= self.data[self.n - 1, 0]:
+            self.truncate_from(steps[0])
+        k = len(steps)
+        if self.n + k > len(self.data):
+            grown = np.empty((max(2 * len(self.data), self.n + k), len(COLUMNS)))
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        rows = self.data[self.n:self.n + k]
+        for name in ("step", "loss", "lr", "grad", "speed"):
+            rows[:, _COL[name]] = np.asarray(columns[name], dtype=float) if name != "step" else steps
+        self.n += k
+        self.resmooth(self._ema.weight)
+
+    def add_eval(self, step: float, loss: float) -> None:
+        self.eval_step.append(step)
+        self.eval.append(loss)
+
+    def truncate_from(self, step: float) -> None:
+        self.n = int(np.searchsorted(self.data[:self.n, 0], step, side="left"))
+        self.resmooth(self._ema.weight)
+
+    def resmooth(self, weight: float) -> None:
+        """Recompute the smoothed column once (a new weight, or a bulk change), vectorised."""
+        loss = self.data[:self.n, _COL["loss"]]
+        self.data[:self.n, _COL["smooth"]] = ema(loss, weight)
+        self._ema = EmaState(weight)
+        finite = loss[np.isfinite(loss)]
+        if weight > 0 and len(finite):  # carry the average's state on for the points still to come
+            m = np.arange(len(finite))[::-1].astype(float)
+            self._ema.acc = float(np.sum((1 - weight) * finite * weight ** m))
+            self._ema.norm = float(np.sum((1 - weight) * weight ** m))
 
 
 class LossPlots(QWidget):
@@ -55,7 +157,7 @@ class LossPlots(QWidget):
         self.loss.setXLink(self.lr)
         self.grad.setXLink(self.lr)
         self.speed.setXLink(self.lr)
-        self._series: dict[str, dict[str, list[float]]] = {}
+        self._series: dict[str, Series] = {}
         self._curves: dict[str, dict[str, pg.PlotDataItem]] = {}
         self._dirty = False
         self._timer = QTimer(self)
@@ -98,37 +200,44 @@ class LossPlots(QWidget):
         self._dirty = True
 
     def add_event(self, event: object, run: str = "") -> None:
+        """One live event; the curves follow at the next redraw tick."""
         s = self._ensure(run)
         if isinstance(event, StepLogged):
-            if s["step"] and event.step <= s["step"][-1]:  # a resumed run replays nothing, but be safe
-                self._truncate(s, event.step)
-            s["step"].append(event.step)
-            s["loss"].append(_num(event.loss))
-            s["lr"].append(_num(event.learning_rate))
-            s["grad"].append(_num(event.grad_norm))
-            s["speed"].append(_num(event.tokens_per_second))
+            s.append(event.step, _num(event.loss), _num(event.learning_rate), _num(event.grad_norm),
+                     _num(event.tokens_per_second))
             self._dirty = True
         elif isinstance(event, EvalLogged):
-            s["eval_step"].append(event.step)
-            s["eval"].append(_num(event.eval_loss))
+            s.add_eval(event.step, _num(event.eval_loss))
             self._dirty = True
 
+    def add_history(self, curves: dict[str, np.ndarray], run: str = "") -> None:
+        """A run's saved curves at once, as read off the GUI thread by ``workers.read_curves``."""
+        s = self._ensure(run)
+        s.extend(curves)
+        for step, loss in zip(curves["eval_step"], curves["eval"]):
+            s.add_eval(float(step), float(loss))
+        self._dirty = True
+
     def point_count(self, run: str = "") -> int:
-        return len(self._series.get(run, {}).get("step", []))
+        series = self._series.get(run)
+        return series.n if series else 0
 
-    def _truncate(self, s: dict[str, list[float]], step: int) -> None:
-        keep = sum(1 for x in s["step"] if x < step)
-        for key in ("step", "loss", "lr", "grad", "speed"):
-            del s[key][keep:]
+    def last_step(self, run: str = "") -> float | None:
+        """The last train step the loss curve shows (None before anything is drawn)."""
+        curves = self._curves.get(run)
+        if not curves:
+            return None
+        x, _y = curves["raw"].getOriginalDataset()
+        return float(x[-1]) if x is not None and len(x) else None
 
-    def _ensure(self, run: str) -> dict[str, list[float]]:
+    def _ensure(self, run: str) -> Series:
         if run in self._series:
             return self._series[run]
         c = theme.colors()
         index = len(self._series)
         color = c.series[index % len(c.series)]
         name = run or "train"
-        self._series[run] = {k: [] for k in ("step", "loss", "lr", "grad", "speed", "eval_step", "eval")}
+        self._series[run] = Series(self.smoothing.value() / 100)
         raw_pen = pg.mkPen(pg.mkColor(color), width=1)
         raw_color = pg.mkColor(color)
         raw_color.setAlpha(70)
@@ -148,25 +257,29 @@ class LossPlots(QWidget):
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothing_value.setText(f"{value / 100:.2f}")
+        for series in self._series.values():
+            series.resmooth(value / 100)
         self._dirty = True
+        self._on_redraw()
+
+    def redraw_now(self) -> None:
+        """Draw pending points at once instead of at the next tick."""
         self._on_redraw()
 
     def _on_redraw(self) -> None:
         if not self._dirty:
             return
         self._dirty = False
-        weight = self.smoothing.value() / 100
         total = 0
         for run, s in self._series.items():
             curves = self._curves[run]
-            x = np.asarray(s["step"], dtype=float)
-            loss = np.asarray(s["loss"], dtype=float)
-            curves["raw"].setData(x, loss, connect="finite")
-            curves["smooth"].setData(x, ema(loss, weight), connect="finite")
-            curves["eval"].setData(np.asarray(s["eval_step"], dtype=float), np.asarray(s["eval"], dtype=float))
+            x = s.column("step")
+            curves["raw"].setData(x, s.column("loss"), connect="finite")
+            curves["smooth"].setData(x, s.column("smooth"), connect="finite")
+            curves["eval"].setData(np.asarray(s.eval_step, dtype=float), np.asarray(s.eval, dtype=float))
             for key in ("lr", "grad", "speed"):
-                curves[key].setData(x, np.asarray(s[key], dtype=float), connect="finite")
-            total += len(x)
+                curves[key].setData(x, s.column(key), connect="finite")
+            total += s.n
         self.redrawn.emit(total)
 
 

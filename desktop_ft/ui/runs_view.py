@@ -19,7 +19,8 @@ from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Page
-from desktop_ft.ui.workers import record_to_event, run_async
+from desktop_ft.ui import workers
+from desktop_ft.ui.workers import run_async
 
 COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]
 STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle", "stopped": "mdi6.pause-circle",
@@ -27,22 +28,45 @@ STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle"
 
 
 def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
-    """One summary dict per run folder, newest first (worker thread)."""
-    out = []
-    for run in core_runs.list_runs(root):
+    """One summary per run folder, newest first, with the table's texts already made (worker thread:
+    this grows with the number of runs). A folder that cannot be read is one row saying why."""
+    return [_summarise(run) for run in core_runs.list_runs(root)]
+
+
+def _summarise(run: core_runs.RunFolder) -> dict[str, Any]:
+    try:
         status = run.read_status()
         try:
             config = run.read_config().to_dict()
-        except Exception:
-            config = None
-        out.append({"path": str(run.path), "status": status, "config": config,
-                    "live": status.state == "running" and bool(status.pid)})
-    return out
+        except Exception as exc:  # noqa: BLE001 - a broken config.yaml is shown on its row, not raised
+            config, problem = None, f"config.yaml is unreadable ({exc})."
+        else:
+            problem = None
+        cfg = config or {}
+        name = (cfg.get("output") or {}).get("run_name") or run.path.name
+        data_path = (cfg.get("data") or {}).get("path") or "sample"
+        live = status.state == "running" and bool(status.pid)
+        values = [str(name),
+                  status.state + (" (live)" if live else ""),
+                  str((cfg.get("method") or {}).get("method") or "?").upper(),
+                  _model_label(str((cfg.get("model") or {}).get("name") or "default")),
+                  Path(str(data_path)).name,
+                  f"{float(status.final_loss):.4f}" if status.final_loss is not None else "–",
+                  f"{status.step}/{status.max_steps}" if status.max_steps else str(status.step),
+                  theme.human_duration(_duration(status)),
+                  str(status.started_at or "")[:16].replace("T", " ")]
+        return {"path": str(run.path), "status": status, "config": config, "live": live, "values": values,
+                "error": status.error or problem}
+    except Exception as exc:  # noqa: BLE001 - one bad folder is one bad row, never an empty list
+        error = f"This run folder cannot be read ({type(exc).__name__}: {exc})."
+        status = core_runs.RunStatus(state=core_runs.FAILED, error=error)
+        return {"path": str(run.path), "status": status, "config": None, "live": False, "error": error,
+                "values": [run.path.name, "unreadable", "?", "?", "?", "–", "–", "–", ""]}
 
 
-def read_curves(paths: list[str]) -> dict[str, list[Any]]:
-    return {p: [e for e in (record_to_event(r) for r in core_runs.RunFolder(Path(p)).read_metrics()) if e is not None]
-            for p in paths}
+def read_curves(paths: list[str]) -> dict[str, dict[str, Any]]:
+    """The saved curves of each selected run, as numpy columns (worker thread)."""
+    return {p: workers.read_curves(p) for p in paths}
 
 
 def cli_command(path: str, state: str) -> str:
@@ -64,7 +88,7 @@ def _duration(status: core_runs.RunStatus) -> float | None:
 
 
 def _model_label(name: str) -> str:
-    from desktop_ft.core.models import is_embedded
+    from desktop_ft.core.embedded import is_embedded
 
     return "SmolLM2-135M (built in)" if is_embedded(name) else Path(name).name or name
 
@@ -153,30 +177,21 @@ class RunsView(Page):
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(runs))
         c = theme.colors()
+        icons: dict[str, Any] = {}  # one icon per state, not one per row
         for r, run in enumerate(runs):
-            status: core_runs.RunStatus = run["status"]
-            cfg = run["config"] or {}
-            name = (cfg.get("output") or {}).get("run_name") or Path(run["path"]).name
-            data_path = (cfg.get("data") or {}).get("path") or "sample"
-            values = [name,
-                      status.state + (" (live)" if run["live"] else ""),
-                      ((cfg.get("method") or {}).get("method") or "?").upper(),
-                      _model_label((cfg.get("model") or {}).get("name") or "default"),
-                      Path(data_path).name,
-                      f"{status.final_loss:.4f}" if status.final_loss is not None else "–",
-                      f"{status.step}/{status.max_steps}" if status.max_steps else str(status.step),
-                      theme.human_duration(_duration(status)),
-                      (status.started_at or "")[:16].replace("T", " ")]
-            for col, text in enumerate(values):
+            state = run["status"].state
+            if state not in icons:
+                color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(state, c.accent)
+                icons[state] = theme.icon(STATE_ICONS.get(state, "mdi6.help-circle-outline"), color)
+            for col, text in enumerate(run["values"]):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, run["path"])
                 if col == 0:
                     item.setToolTip(run["path"])
                 if col == 1:
-                    color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(status.state, c.accent)
-                    item.setIcon(theme.icon(STATE_ICONS.get(status.state, "mdi6.help-circle-outline"), color))
-                    if status.error:
-                        item.setToolTip(status.error)
+                    item.setIcon(icons[state])
+                    if run["error"]:
+                        item.setToolTip(run["error"])
                 self.table.setItem(r, col, item)
         self.table.clearSelection()
         for r, run in enumerate(runs):
@@ -222,15 +237,14 @@ class RunsView(Page):
         else:
             self.plots.clear()
 
-    def _on_curves(self, curves: dict[str, list[Any]]) -> None:
+    def _on_curves(self, curves: dict[str, dict[str, Any]]) -> None:
         if set(curves) != set(self.selected_paths()):
             return
         self.plots.clear()
         many = len(curves) > 1
-        for path, events in curves.items():
-            for ev in events:
-                self.plots.add_event(ev, run=Path(path).name if many else "")
-        self.plots._on_redraw()
+        for path, columns in curves.items():
+            self.plots.add_history(columns, run=Path(path).name if many else "")
+        self.plots.redraw_now()
         self.curvesShown.emit(len(curves))
 
     def _show_config(self, paths: list[str]) -> None:

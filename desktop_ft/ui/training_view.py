@@ -23,7 +23,7 @@ from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
-from desktop_ft.ui.workers import TrainingProcess, record_to_event
+from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
 
 
 # library warnings, progress bars, and the CLI's own closing line (the view says the same in its words)
@@ -62,7 +62,8 @@ class TrainingView(QWidget):
 
     runStarted = Signal(str)        # run folder
     runEnded = Signal(object)       # RunFinished
-    stepLogged = Signal(object)     # StepLogged, after the view took it in
+    stepLogged = Signal(object)     # the last StepLogged of each batch of events, after the view took it in
+    historyShown = Signal(int)      # a reopened run's saved curves are in the plot (number of train points)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +73,9 @@ class TrainingView(QWidget):
         self.max_steps = 0
         self._started_at = 0.0
         self._last_log_step = -1
+        self._history = 0  # increases with each reopened run; a stale read's result is dropped
+        self._loading = False  # a run's saved curves are being read; live events wait in _pending
+        self._pending: list[object] = []
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(28, 22, 28, 14)
@@ -174,30 +178,34 @@ class TrainingView(QWidget):
         return run.path
 
     def resume(self, run_dir: Path | str) -> None:
+        """Show the run's saved curves, then start the child that continues it (its first steps
+        replace the saved ones past its checkpoint)."""
         run_dir = Path(run_dir)
         if self.running:
             raise RuntimeError("a run is already going")
-        self.show_run(run_dir)
+        self.show_run(run_dir, then=lambda: self._resume_now(run_dir))
+
+    def _resume_now(self, run_dir: Path) -> None:
         self.banner.hide()
         self._log(f"Resuming {run_dir.name} from its last checkpoint…")
         self._attach(TrainingProcess.resume(run_dir, parent=self))
 
     def follow(self, run_dir: Path | str, pid: int | None) -> None:
-        """Re-attach to a run that is still going in another process."""
+        """Re-attach to a run that is still going in another process: its new events are followed at
+        once, and wait until the saved curves are read."""
         run_dir = Path(run_dir)
         self.show_run(run_dir)
         self._log(f"Following {run_dir.name} (process {pid}), started outside this window.")
         self._attach(TrainingProcess.follow(run_dir, pid, parent=self))
 
-    def show_run(self, run_dir: Path | str) -> None:
-        """Show a run's saved curves and status (no process)."""
+    def show_run(self, run_dir: Path | str, then=None) -> None:
+        """Show a run's saved curves and status (no process). The curves are read in a worker thread
+        (they grow with the run); ``historyShown`` says when they are in, then ``then()`` runs."""
         run_dir = Path(run_dir)
         folder = RunFolder(run_dir)
         self._reset(run_dir, run_dir.name)
-        for record in folder.read_metrics():
-            ev = record_to_event(record)
-            if ev is not None:
-                self._take(ev, quiet=True)
+        self._loading = True
+        token = self._history
         status = folder.read_status()
         self.max_steps = status.max_steps or self.max_steps
         self._set_progress(status.step)
@@ -206,6 +214,36 @@ class TrainingView(QWidget):
         if status.state == "failed" and status.error:
             self._show_error(status.error)
         self._update_buttons()
+        run_async(self, read_curves, run_dir,
+                  on_result=lambda curves: self._on_history(token, curves, then),
+                  on_error=lambda exc: self._on_history(token, None, then, exc))
+
+    def _on_history(self, token: int, curves, then, error: BaseException | None = None) -> None:
+        if token != self._history:  # another run was opened meanwhile
+            return
+        self._loading = False
+        if curves is not None:
+            self.plots.add_history(curves)
+            if len(curves["step"]):
+                self.stat_loss.set(f"{curves['loss'][-1]:.4f}")
+                if curves["speed"][-1] == curves["speed"][-1]:  # not NaN
+                    self.stat_speed.set(f"{curves['speed'][-1]:,.0f}")
+            if len(curves["eval"]):
+                self.stat_eval.set(f"{curves['eval'][-1]:.4f}")
+        else:
+            self._log(f"Could not read the saved curves: {error}")
+        # live events that came while reading: keep only those past what was read
+        last_step = curves["step"][-1] if curves is not None and len(curves["step"]) else -1
+        last_eval = curves["eval_step"][-1] if curves is not None and len(curves["eval_step"]) else -1
+        pending, self._pending = self._pending, []
+        fresh = [ev for ev in pending if not (isinstance(ev, StepLogged) and ev.step <= last_step)
+                 and not (isinstance(ev, EvalLogged) and ev.step <= last_eval)]
+        if fresh:
+            self._take_batch(fresh)
+        self.plots.redraw_now()
+        self.historyShown.emit(self.plots.point_count())
+        if then is not None:
+            then()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -236,8 +274,11 @@ class TrainingView(QWidget):
         if self.run_dir is not None:
             self.resume(self.run_dir)
 
-    def _on_event(self, event: object) -> None:
-        self._take(event)
+    def _on_events(self, batch: list[object]) -> None:
+        if self._loading:
+            self._pending.extend(batch)
+        else:
+            self._take_batch(batch)
 
     def _on_log_line(self, line: str) -> None:
         """The child's stderr: library warnings and progress bars stay in RUN_DIR/stderr.log only."""
@@ -282,7 +323,7 @@ class TrainingView(QWidget):
     # -- internals ----------------------------------------------------------------------------
     def _attach(self, process: TrainingProcess) -> None:
         self.process = process
-        process.event.connect(self._on_event)
+        process.events.connect(self._on_events)
         process.logLine.connect(self._on_log_line)
         process.memory.connect(self._on_memory)
         process.ended.connect(self._on_ended)
@@ -300,34 +341,45 @@ class TrainingView(QWidget):
         self.banner.hide()
         self.max_steps = 0
         self._last_log_step = -1
+        self._history += 1
+        self._loading = False
+        self._pending = []
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         for s in (self.stat_step, self.stat_epoch, self.stat_loss, self.stat_eval, self.stat_eta, self.stat_speed,
                   self.stat_mem):
             s.set("–")
 
-    def _take(self, ev: object, quiet: bool = False) -> None:
-        if isinstance(ev, StepLogged):
-            self.plots.add_event(ev)
-            self.max_steps = ev.max_steps or self.max_steps
-            self._set_progress(ev.step)
-            self.stat_epoch.set(f"{ev.epoch:.2f}")
-            self.stat_loss.set(f"{ev.loss:.4f}")
-            if ev.tokens_per_second:
-                self.stat_speed.set(f"{ev.tokens_per_second:,.0f}")
-            if not quiet:
-                self.stat_eta.set(theme.human_duration(ev.eta_seconds) if ev.eta_seconds is not None else "–")
+    def _take_batch(self, batch: list[object]) -> None:
+        """One poll's events: every point goes to the plot (drawn at its next tick), the numbers
+        above it are set once, from the last step."""
+        last: StepLogged | None = None
+        for ev in batch:
+            if isinstance(ev, StepLogged):
+                self.plots.add_event(ev)
+                self.max_steps = ev.max_steps or self.max_steps
+                last = ev
                 if ev.step - self._last_log_step >= 10 or ev.step == self.max_steps:
                     self._last_log_step = ev.step
                     self._log(f"step {ev.step}/{self.max_steps}  loss {ev.loss:.4f}"
                               + (f"  lr {ev.learning_rate:.2e}" if ev.learning_rate is not None else "")
                               + (f"  {ev.tokens_per_second:,.0f} tok/s" if ev.tokens_per_second else ""))
-                self.stepLogged.emit(ev)
-        elif isinstance(ev, EvalLogged):
+            else:
+                self._take(ev)
+        if last is not None:
+            self._set_progress(last.step)
+            self.stat_epoch.set(f"{last.epoch:.2f}")
+            self.stat_loss.set(f"{last.loss:.4f}")
+            if last.tokens_per_second:
+                self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
+            self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
+            self.stepLogged.emit(last)
+
+    def _take(self, ev: object) -> None:
+        if isinstance(ev, EvalLogged):
             self.plots.add_event(ev)
             self.stat_eval.set(f"{ev.eval_loss:.4f}")
-            if not quiet:
-                self._log(f"eval at step {ev.step}: loss {ev.eval_loss:.4f}")
+            self._log(f"eval at step {ev.step}: loss {ev.eval_loss:.4f}")
         elif isinstance(ev, RunStarted):
             self.max_steps = ev.max_steps
             self._set_progress(ev.resumed_from_step)

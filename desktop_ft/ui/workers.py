@@ -32,6 +32,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
 
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
+READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stays small for the GUI thread
+CHILD_NICE = 10  # the training child's CPU priority on POSIX (higher is lower)
 
 
 def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
@@ -73,6 +75,54 @@ def record_to_event(record: dict[str, Any]) -> Any:
     return None
 
 
+def read_curves(run_dir: Path | str) -> dict[str, Any]:
+    """A run's saved curves as numpy columns (worker thread: this grows with the run's length).
+
+    ``step, loss, lr, grad, speed`` for train records and ``eval_step, eval`` for eval records, in
+    the order written; the plots hand them to pyqtgraph, whose peak downsampling and clip-to-view
+    decimate what is drawn to the pixels on screen.
+    """
+    import numpy as np
+
+    from desktop_ft.core.runs import RunFolder
+
+    train: list[tuple[float, float, float, float, float]] = []
+    evals: list[tuple[float, float]] = []
+    for record in RunFolder(Path(run_dir)).iter_metrics():
+        ev = record_to_event(record)
+        if isinstance(ev, StepLogged):
+            train.append((ev.step, _num(ev.loss), _num(ev.learning_rate), _num(ev.grad_norm),
+                          _num(ev.tokens_per_second)))
+        elif isinstance(ev, EvalLogged):
+            evals.append((ev.step, _num(ev.eval_loss)))
+    t = np.array(train, dtype=float).reshape(-1, 5)
+    e = np.array(evals, dtype=float).reshape(-1, 2)
+    return {"step": t[:, 0], "loss": t[:, 1], "lr": t[:, 2], "grad": t[:, 3], "speed": t[:, 4],
+            "eval_step": e[:, 0], "eval": e[:, 1]}
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def lower_priority(pid: int) -> None:
+    """Let the training child yield the CPU to the desktop and the window: nice 10 on POSIX, the
+    below-normal priority class on Windows. Best effort: a process that already ended is left alone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if sys.platform == "win32":
+            proc.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+        else:
+            proc.nice(max(proc.nice(), CHILD_NICE))
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+
+
 def train_command(config_path: Path | None = None, resume_dir: Path | None = None) -> list[str]:
     """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag)."""
     cmd = [sys.executable, "-m", "desktop_ft", "train"]
@@ -109,11 +159,19 @@ class _Tail:
     def __init__(self, path: Path, offset: int = 0) -> None:
         self.path, self.offset, self._partial = path, offset, b""
 
+    @property
+    def pending(self) -> bool:
+        """More was written than the last read took (a read takes at most READ_CHUNK bytes)."""
+        try:
+            return self.path.stat().st_size > self.offset
+        except FileNotFoundError:
+            return False
+
     def lines(self) -> list[str]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read()
+                data = fh.read(READ_CHUNK)
         except FileNotFoundError:
             return []
         if not data:
@@ -128,7 +186,7 @@ class _Tail:
 class _Follower(QObject):
     """Lives in a QThread: starts (or adopts) the training process and reports what it does."""
 
-    event = Signal(object)
+    events = Signal(object)  # a list of core events: all new lines of one poll, in one queued signal
     logLine = Signal(str)
     memory = Signal(object)  # bytes; may exceed a C++ int
     ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
@@ -194,6 +252,7 @@ class _Follower(QObject):
                                             run_dir=str(self.run_dir)))
                 return
             self.pid = self.proc.pid
+            lower_priority(self.pid)
             events = _Tail(events_path, ev_offset)
             errors = _Tail(stderr_path, err_offset)
             to_event = _json_event
@@ -207,16 +266,7 @@ class _Follower(QObject):
         peak = 0
         while True:
             alive = self.proc.poll() is None if self.proc else _pid_alive(self.pid)
-            for line in events.lines():
-                ev = to_event(line)
-                if ev is None:
-                    continue
-                if isinstance(ev, StepLogged):
-                    self.last_step = ev.step
-                if isinstance(ev, RunFinished):
-                    finished = ev
-                else:
-                    self.event.emit(ev)
+            finished = self._emit_lines(events, to_event) or finished
             for line in errors.lines():
                 stderr_tail.append(line)
                 self.logLine.emit(line)
@@ -227,18 +277,17 @@ class _Follower(QObject):
                 if rss and rss > peak:
                     peak = rss
                     self.memory.emit(rss)
-            if not alive:
+            if not alive and not events.pending:
                 break
             if self._detach.is_set():
                 return
-            time.sleep(POLL_S)
+            if not events.pending:
+                time.sleep(POLL_S)
         # the process is gone: drain what it wrote last, then say how it ended
-        for line in events.lines():
-            ev = to_event(line)
-            if isinstance(ev, RunFinished):
-                finished = ev
-            elif ev is not None:
-                self.event.emit(ev)
+        while True:
+            finished = self._emit_lines(events, to_event) or finished
+            if not events.pending:
+                break
         for line in errors.lines():
             stderr_tail.append(line)
             self.logLine.emit(line)
@@ -253,6 +302,22 @@ class _Follower(QObject):
                                    error=f"The training process {how}.{detail} The run folder is kept: "
                                          "Resume continues from the last checkpoint.")
         self.ended.emit(finished)
+
+    def _emit_lines(self, tail: _Tail, to_event: Callable[[str], Any]) -> RunFinished | None:
+        batch, finished = [], None
+        for line in tail.lines():
+            ev = to_event(line)
+            if ev is None:
+                continue
+            if isinstance(ev, StepLogged):
+                self.last_step = ev.step
+            if isinstance(ev, RunFinished):
+                finished = ev
+            else:
+                batch.append(ev)
+        if batch:
+            self.events.emit(batch)
+        return finished
 
 
 def _json_event(line: str) -> Any:
@@ -299,7 +364,7 @@ def _describe_exit(code: int | None) -> str:
 class TrainingProcess(QObject):
     """One training child process (or a followed run) as Qt signals. Create one per run."""
 
-    event = Signal(object)       # core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
+    events = Signal(object)      # lists of core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
     logLine = Signal(str)        # the child's stderr, line by line
     memory = Signal(object)      # peak resident memory of the child so far, in bytes
     ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
@@ -313,7 +378,7 @@ class TrainingProcess(QObject):
         self._follower = _Follower(self.run_dir, command, pid, follow_metrics)
         self._follower.moveToThread(self._thread)
         self._thread.started.connect(self._follower.run)
-        self._follower.event.connect(self.event)
+        self._follower.events.connect(self.events)
         self._follower.logLine.connect(self.logLine)
         self._follower.memory.connect(self.memory)
         self._follower.ended.connect(self._on_ended)

@@ -50,16 +50,6 @@ def test_raw_text_is_counted_with_the_end_of_text_token(tokenizer) -> None:
     assert report.preview[1] == "The end."
 
 
-def test_loss_segments_of_a_conversation_mark_only_the_last_reply(tokenizer) -> None:
-    row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[1]  # two exchanges
-    segments = ds.loss_segments(row, tokenizer, "conversation", every_reply=False)
-    assert [flag for _, flag in segments] == [False, True]
-    assert segments[1][0] == "6<|im_end|>\n"
-    full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
-    assert "".join(text for text, _ in segments) == full
-    assert "4<|im_end|>" in segments[0][0]  # the earlier reply is context, not learned
-
-
 def test_loss_segments_without_assistant_only_loss_learn_everything(tokenizer) -> None:
     row = ds.load_dataset(DATA / "openai_messages.jsonl").rows[0]
     segments = ds.loss_segments(row, tokenizer, "conversation", assistant_only_loss=False)
@@ -76,28 +66,46 @@ def test_loss_segments_of_prompt_completion_and_preference(tokenizer) -> None:
     assert segments[-1] == ("Hello! How can I help?<|im_end|>\n", True)
 
 
-@pytest.mark.parametrize("name", ["openai_messages.jsonl", "alpaca.json", "text.jsonl"])
-def test_loss_segments_agree_with_what_sft_trainer_trains_on(name: str, tokenizer, tiny_model: Path,
-                                                            tmp_path: Path) -> None:
-    """What the window highlights is what SFTTrainer learns: the same tokens, row by row."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
+def _engine_trainer(data, tiny_model: Path, tmp_path: Path, plain_template: str | None = None):
+    """The SFT trainer exactly as the engine builds it (``trainers.build_trainer``), and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from desktop_ft.core import trainers
+    from desktop_ft.core.config import RunConfig
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    if plain_template:
+        tok.chat_template = plain_template
+    config = RunConfig().replace({"model.name": str(tiny_model), "training.max_length": 512})
+    args = dict(output_dir=str(tmp_path / "ckpt"), max_steps=1, per_device_train_batch_size=1, report_to="none",
+                use_cpu=True)
+    parts = trainers.TrainerParts(config=config, model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                                  tokenizer=tok, peft_config=None, train_rows=data.rows, eval_rows=[], args=args,
+                                  callbacks=[], data_kind=data.kind)
+    return trainers.build_trainer("sft", parts), tok
+
+
+def _learned(processed: dict, tokenizer) -> str:
+    ids = processed["input_ids"]
+    if "labels" in processed:
+        mask = [label != -100 for label in processed["labels"]]
+    else:
+        mask = processed.get("assistant_masks") or processed.get("completion_mask") or [1] * len(ids)
+    return tokenizer.decode([t for t, m in zip(ids, mask) if m])
+
+
+@pytest.mark.parametrize("name", ["openai_messages.jsonl", "alpaca.json", "text.jsonl"])
+def test_loss_segments_agree_with_what_the_engine_trains_on(name: str, tokenizer, tiny_model: Path,
+                                                           tmp_path: Path) -> None:
+    """What the window highlights is what the engine's SFTTrainer learns: the same tokens, row by row."""
     data = ds.load_dataset(DATA / name)
-    train = Dataset.from_list(ds.sft_rows(data, data.rows, assistant_only_loss=True))
-    args = SFTConfig(output_dir=str(tmp_path), report_to="none", completion_only_loss=True, max_length=512,
-                     use_cpu=True, max_steps=1)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args, train_dataset=train,
-                         processing_class=tokenizer)
+    trainer, _tok = _engine_trainer(data, tiny_model, tmp_path)
+    recipe = ds.sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=True)
+    assert len(trainer.train_dataset) == len(data.rows)
     for row, processed in zip(data.rows, trainer.train_dataset):
-        ids = processed["input_ids"]
-        assert "labels" in processed or data.kind == "text"
-        mask = [label != -100 for label in processed["labels"]] if "labels" in processed else [1] * len(ids)
-        learned = tokenizer.decode([t for t, m in zip(ids, mask) if m])
-        segments = ds.loss_segments(row, tokenizer, data.kind, every_reply=False)  # as sft_rows builds them
-        assert "".join(t for t, flag in segments if flag) == learned
-        assert tokenizer.decode(ids) == "".join(t for t, _ in segments)
+        segments = ds.loss_segments(row, tokenizer, data.kind, recipe=recipe)
+        assert "".join(t for t, flag in segments if flag) == _learned(processed, tokenizer)
+        assert tokenizer.decode(processed["input_ids"]) == "".join(t for t, _ in segments)
 
 
 def test_token_lengths_on_a_seeded_sample_of_a_large_dataset(tokenizer) -> None:
@@ -110,7 +118,7 @@ def test_token_lengths_on_a_seeded_sample_of_a_large_dataset(tokenizer) -> None:
 def test_a_validation_file_of_another_kind_still_becomes_sft_rows() -> None:
     data = ds.load_dataset(DATA / "openai_messages.jsonl")
     other = ds.load_dataset(DATA / "alpaca.json").rows
-    rows = ds.sft_rows(data, other, assistant_only_loss=True)
+    rows = ds.sft_recipe(data.kind, data.rows, None, assistant_only_loss=True).examples_of(other)
     assert rows[0] == {"prompt": [{"role": "user", "content": "Give a synonym for happy."}],
                        "completion": [{"role": "assistant", "content": "Joyful."}]}
 
@@ -143,29 +151,28 @@ def test_per_reply_marks_each_assistant_turn_as_its_own_example_would(tokenizer)
     assert ds.loss_segments(first_turn, tokenizer, "conversation")[-1] == ("4<|im_end|>\n", True)
 
 
-def test_multi_turn_segments_agree_with_the_methods_engine(tokenizer, tiny_model: Path, tmp_path: Path) -> None:
-    """Where the engine learns every reply (desktop_ft.core.methods), the highlighted replies are its labels."""
-    methods = pytest.importorskip("desktop_ft.core.methods")
-    if not hasattr(methods, "training_chat_template"):
-        pytest.skip("this engine learns only the last reply")
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
-    rows = ds.load_dataset(DATA / "openai_messages.jsonl").rows
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    template = methods.training_chat_template(tok, rows)
-    assert template, "the tiny model's ChatML template is one the methods engine can mark"
-    tok.chat_template = template
-    args = SFTConfig(output_dir=str(tmp_path), report_to="none", assistant_only_loss=True,
-                     completion_only_loss=False, max_length=512, use_cpu=True, max_steps=1)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=args,
-                         train_dataset=Dataset.from_list(rows), processing_class=tok)
-    row, processed = rows[1], trainer.train_dataset[1]  # two assistant replies
-    learned = tokenizer.decode([t for t, label in zip(processed["input_ids"], processed["labels"]) if label != -100])
-    segments = ds.loss_segments(row, tokenizer, "conversation")
-    assert "".join(t for t, flag in segments if flag) == learned
+def test_multi_turn_rows_learn_every_reply_as_the_engine_does(tokenizer, tiny_model: Path, tmp_path: Path) -> None:
+    """Every assistant reply is highlighted, and those are the tokens the engine's trainer learns."""
+    data = ds.load_dataset(DATA / "openai_messages.jsonl")
+    recipe = ds.sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=True)
+    assert recipe.chat_template, "the tiny model's ChatML template is one the engine can mark"
+    trainer, tok = _engine_trainer(data, tiny_model, tmp_path)
+    row, processed = data.rows[1], trainer.train_dataset[1]  # two assistant replies
+    segments = ds.loss_segments(row, tokenizer, "conversation", recipe=recipe)
+    assert "".join(t for t, flag in segments if flag) == _learned(processed, tok)
     assert [t for t, flag in segments if flag] == ["4<|im_end|>", "6<|im_end|>"]
+
+
+def test_a_template_without_markers_learns_every_reply_one_example_each(tiny_model: Path, tmp_path: Path) -> None:
+    plain = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    data = ds.load_dataset(DATA / "openai_messages.jsonl")
+    trainer, tok = _engine_trainer(data, tiny_model, tmp_path, plain)
+    recipe = ds.sft_recipe(data.kind, data.rows, tok, assistant_only_loss=True)
+    assert recipe.loss == "every_reply_split"
+    learned = [_learned(p, tok) for p in trainer.train_dataset]
+    highlighted = [t for row in data.rows for t, flag in ds.loss_segments(row, tok, data.kind, recipe=recipe) if flag]
+    assert len(learned) == sum(len(recipe.examples(r)) for r in data.rows) > len(data.rows)
+    assert "".join(learned) == "".join(highlighted)
 
 
 def test_rows_whose_prompt_fills_max_length_are_counted_as_losing_their_answer(tokenizer, tmp_path: Path) -> None:

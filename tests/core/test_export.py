@@ -25,7 +25,7 @@ def smol_tokenizer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from desktop_ft.core.config import RunConfig, save_config
-    from desktop_ft.core.models import embedded_gguf_path
+    from desktop_ft.core.embedded import embedded_gguf_path
 
     root = tmp_path_factory.mktemp("smol-tiny")
     base = root / "base"

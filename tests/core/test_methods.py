@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop_ft.core import methods
+from desktop_ft.core import config as config_module
+from desktop_ft.core import methods, trainers
 from desktop_ft.core.config import RunConfig, all_dotted_keys, field_info, load_config, save_config, validate
 from desktop_ft.core.engine import apply_rope_scaling, train
 from desktop_ft.core.errors import ConfigError, UserError
@@ -76,11 +77,25 @@ def test_registry_names_match_the_config_choices_and_sections() -> None:
     for spec in [*METHODS.values(), *TASKS.values()]:
         assert len(spec.sentence) > 30 and spec.title, spec.name
         assert set(spec.keys) <= keys, spec.name  # the wizard can show every key a method lists
-        if spec.settings:
+        if spec.section:
             section = getattr(RunConfig().method, spec.section)
-            assert isinstance(section, spec.settings), spec.name
-            for f in dataclasses.fields(spec.settings):
+            assert dataclasses.is_dataclass(section), spec.name
+            assert any(k.startswith(f"method.{spec.section}.") for k in spec.keys), spec.name
+            for f in dataclasses.fields(section):
                 assert len(f.metadata["help"]) > 15, f"{spec.name}.{f.name}"
+    assert set(trainers.TRAINER_BUILDERS) == set(TASKS)  # every task can be built
+    adapters = {spec.adapter for spec in METHODS.values()} - {None}
+    assert adapters == set(trainers.PEFT_BUILDERS)
+
+
+def test_unknown_method_and_task_names_say_the_closest_valid_one() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'qlora'"):
+        methods.method_spec("qlorra")
+    with pytest.raises(ConfigError, match="Did you mean 'dpo'"):
+        methods.resolve_task("dpp", "preference")
+    with pytest.raises(ConfigError, match="Did you mean 'qlora'"):
+        validate(RunConfig().replace({"method.method": "qlorra"}))
+    assert config_module.QLoraSettings().quant_type == "nf4"
 
 
 def test_every_preset_is_a_valid_config_and_sets_the_method_learning_rate() -> None:
@@ -119,21 +134,24 @@ def test_task_auto_follows_the_data_kind_and_wrong_data_is_refused() -> None:
 
 
 def test_warnings_for_known_bad_combinations() -> None:
-    assert warnings_for(RunConfig(), {"cuda": False}) == []
-    qlora = warnings_for(RunConfig().replace({"method.method": "qlora"}), {"cuda": False})
+    from desktop_ft.core.hardware import Hardware, gpu
+
+    cpu = Hardware()
+    assert warnings_for(RunConfig(), cpu) == []
+    qlora = warnings_for(RunConfig().replace({"method.method": "qlora"}), cpu)
     assert any("NVIDIA GPU" in w for w in qlora)
     big = RunConfig().replace({"method.method": "full", "model.name": "Qwen/Qwen2.5-7B-Instruct",
                                "training.learning_rate": 2e-5})
-    assert any("7.0B" in w and "24 GiB" in w for w in warnings_for(big, {"cuda": True, "vram_bytes": 24 * 2**30}))
+    assert any("7.0B" in w and "24 GiB" in w for w in warnings_for(big, gpu(24)))
     hot = RunConfig().replace({"method.method": "full"})  # LoRA's default learning rate on full fine-tuning
-    assert any("wrecks" in w for w in warnings_for(hot, {"cuda": True}))
+    assert any("wrecks" in w for w in warnings_for(hot, gpu(24)))
 
 
 def test_lora_targets_per_architecture() -> None:
-    assert methods.lora_targets("all-linear") == "all-linear"
-    assert methods.lora_targets("q_proj, v_proj") == ["q_proj", "v_proj"]
-    assert methods.lora_targets("attention", "llama") == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert methods.lora_targets("attention", "gpt2") == ["c_attn"]
+    assert trainers.lora_targets("all-linear") == "all-linear"
+    assert trainers.lora_targets("q_proj, v_proj") == ["q_proj", "v_proj"]
+    assert trainers.lora_targets("attention", "llama") == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert trainers.lora_targets("attention", "gpt2") == ["c_attn"]
 
 
 def test_rope_scaling_sets_the_transformers_parameters() -> None:
@@ -250,10 +268,10 @@ def _sft_trainer(tiny_model: Path, tmp_path: Path, template: str | None = None):
     config = _config(tiny_model, tmp_path / "unused.jsonl", tmp_path / "run", "lora")
     args = dict(output_dir=str(tmp_path / "ckpt"), max_steps=1, per_device_train_batch_size=1, report_to="none",
                 use_cpu=True, bf16=False, gradient_checkpointing=False)
-    parts = methods.TrainerParts(config=config, model=AutoModelForCausalLM.from_pretrained(tiny_model),
-                                 tokenizer=tokenizer, peft_config=None, train_rows=[MULTI_TURN], eval_rows=[],
-                                 args=args, callbacks=[], data_kind="conversation")
-    return TASKS["sft"].build_trainer(parts), tokenizer
+    parts = trainers.TrainerParts(config=config, model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                                  tokenizer=tokenizer, peft_config=None, train_rows=[MULTI_TURN], eval_rows=[],
+                                  args=args, callbacks=[], data_kind="conversation")
+    return trainers.build_trainer("sft", parts), tokenizer
 
 
 def _learned_text(trainer, tokenizer) -> list[str]:
@@ -326,7 +344,7 @@ def test_warnings_read_the_hardware_the_estimate_detects() -> None:
 def test_kto_with_one_example_per_batch_is_refused_before_loading(tiny_model: Path, toy_preference: Path,
                                                                   tmp_path: Path) -> None:
     config = _config(tiny_model, toy_preference, tmp_path / "run", "lora", "kto", **{"training.batch_size": 1})
-    assert any("KTO" in w for w in warnings_for(config, {"cuda": False}))
+    assert any("KTO" in w for w in warnings_for(config))
     with pytest.raises(ConfigError, match="at least 2") as info:
         train(config)
     assert info.value.field == "training.batch_size"

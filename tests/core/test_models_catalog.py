@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_ft.core import models
+from desktop_ft.core import architecture, models
 from desktop_ft.core.errors import ModelError
 
 
@@ -76,17 +76,17 @@ def test_multimodal_config_reads_its_text_model(tmp_path: Path) -> None:
     cfg = {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "hidden_size": 1152,
            "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
            "intermediate_size": 6912, "vocab_size": 262144}}
-    arch = models.architecture_from_config(cfg)
+    arch = architecture.architecture_from_config(cfg)
     assert arch.parameters() == 999_885_952  # gemma ties embeddings by default
 
 
 def test_moe_and_unknown_configs_do_not_crash() -> None:
-    arch = models.architecture_from_config({"model_type": "qwen3_moe", "hidden_size": 2048, "num_hidden_layers": 48,
+    arch = architecture.architecture_from_config({"model_type": "qwen3_moe", "hidden_size": 2048, "num_hidden_layers": 48,
                                             "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128,
                                             "intermediate_size": 6144, "moe_intermediate_size": 768,
                                             "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936})
     assert not arch.exact and 25e9 < arch.parameters() < 35e9  # Qwen3-30B-A3B is 30.5B
-    gpt2 = models.architecture_from_config({"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12,
+    gpt2 = architecture.architecture_from_config({"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12,
                                             "vocab_size": 50257})
     assert not gpt2.exact and gpt2.parameters() > 0
 

@@ -4,22 +4,21 @@ cheap (trainable counts, saved activations) and against first principles elsewhe
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import pytest
 
-from desktop_ft.core import hardware, models, vram
+from desktop_ft.core import architecture, hardware, models, vram
 from desktop_ft.core.config import RunConfig
 
 LLAMA_1B = models.catalog_entry("llama-3.2-1b").arch
 LLAMA_8B = models.catalog_entry("llama-3.1-8b").arch
 SMOL = models.catalog_entry("default").arch
-SMALL = models.architecture_from_config({"model_type": "llama", "hidden_size": 128, "num_hidden_layers": 6,
+SMALL = architecture.architecture_from_config({"model_type": "llama", "hidden_size": 128, "num_hidden_layers": 6,
                                          "num_attention_heads": 4, "num_key_value_heads": 2,
                                          "intermediate_size": 256, "vocab_size": 512, "tie_word_embeddings": True})
 
 
-def _model(arch: models.Architecture):
+def _model(arch: architecture.Architecture):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -68,26 +67,34 @@ def test_activations_match_what_autograd_saves(dropout: float) -> None:
     assert estimated == pytest.approx(measured, rel=0.10)
 
 
+def _bytes(fn, arch, s: vram.Settings, device: str = "cuda"):
+    return fn(arch, s, s.plan(device))
+
+
 def test_weights_by_method() -> None:
-    lora = vram.weights_bytes(LLAMA_8B, vram.Settings(method="lora"), 2)
-    qlora = vram.weights_bytes(LLAMA_8B, vram.Settings(method="qlora"), 2)
-    no_dq = vram.weights_bytes(LLAMA_8B, vram.Settings(method="qlora", double_quant=False), 2)
-    assert lora == LLAMA_8B.parameters() * 2
+    lora = _bytes(vram.weights_bytes, LLAMA_8B, vram.Settings(method="lora"))
+    qlora = _bytes(vram.weights_bytes, LLAMA_8B, vram.Settings(method="qlora"))
+    no_dq = _bytes(vram.weights_bytes, LLAMA_8B, vram.Settings(method="qlora", double_quant=False))
+    assert lora == LLAMA_8B.parameters() * 2  # a frozen base in bf16
+    # full fine-tuning keeps fp32 master weights, as the engine loads them
+    assert _bytes(vram.weights_bytes, LLAMA_8B, vram.Settings(method="full")) == LLAMA_8B.parameters() * 4
     # 4-bit decoder layers (6.98e9 weights at ~0.516 B) plus fp32 embeddings and output layer
     # (prepare_model_for_kbit_training upcasts them): 7.5-8.1 GB for Llama-3.1-8B
     assert 7.5e9 < qlora < 8.1e9 and qlora < no_dq
-    assert vram.weights_bytes(SMOL, vram.Settings(), 4) == 134_515_008 * 4
+    assert _bytes(vram.weights_bytes, SMOL, vram.Settings(), "cpu") == 134_515_008 * 4
 
 
 def test_optimizer_and_gradients() -> None:
     s = vram.Settings(method="lora", lora_rank=16)
     n = vram.trainable_parameters(LLAMA_1B, s)
-    assert vram.gradients_bytes(LLAMA_1B, s, 2) == 4 * n  # adapters train in fp32
-    assert vram.optimizer_bytes(LLAMA_1B, s, 2) == 8 * n  # two fp32 moments
-    assert vram.optimizer_bytes(LLAMA_1B, dataclasses.replace(s, optimizer="sgd"), 2) == 0
-    assert vram.optimizer_bytes(LLAMA_1B, dataclasses.replace(s, optimizer="paged_adamw_8bit"), 2) < 2.1 * n
-    full = vram.Settings(method="full")
-    assert vram.optimizer_bytes(LLAMA_1B, full, 2) == 4 * LLAMA_1B.parameters()
+    assert _bytes(vram.gradients_bytes, LLAMA_1B, s) == 4 * n  # adapters train in fp32
+    assert _bytes(vram.optimizer_bytes, LLAMA_1B, s) == 8 * n  # two fp32 moments
+    assert _bytes(vram.optimizer_bytes, LLAMA_1B, dataclasses.replace(s, optimizer="sgd")) == 0
+    assert _bytes(vram.optimizer_bytes, LLAMA_1B, dataclasses.replace(s, optimizer="paged_adamw_8bit")) < 2.1 * n
+    full = vram.Settings(method="full")  # fp32 master weights: fp32 gradients and moments, 16 bytes a parameter
+    params = LLAMA_1B.parameters()
+    assert _bytes(vram.optimizer_bytes, LLAMA_1B, full) == 8 * params
+    assert _bytes(vram.gradients_bytes, LLAMA_1B, full) + _bytes(vram.weights_bytes, LLAMA_1B, full) == 8 * params
 
 
 def test_activation_scaling_and_checkpointing() -> None:
@@ -101,9 +108,11 @@ def test_activation_scaling_and_checkpointing() -> None:
 
 
 def test_reference_model_only_for_full_preference_training() -> None:
-    assert vram.reference_bytes(LLAMA_1B, vram.Settings(method="lora", task="dpo"), 2) == 0
-    assert vram.reference_bytes(LLAMA_1B, vram.Settings(method="full", task="dpo"), 2) == LLAMA_1B.parameters() * 2
-    assert vram.reference_bytes(LLAMA_1B, vram.Settings(method="full", task="sft"), 2) == 0
+    assert _bytes(vram.reference_bytes, LLAMA_1B, vram.Settings(method="lora", task="dpo")) == 0
+    full_dpo = vram.Settings(method="full", task="dpo")
+    assert _bytes(vram.reference_bytes, LLAMA_1B, full_dpo) == LLAMA_1B.parameters() * 2  # compute dtype on a GPU
+    assert _bytes(vram.reference_bytes, LLAMA_1B, full_dpo, "cpu") == LLAMA_1B.parameters() * 4
+    assert _bytes(vram.reference_bytes, LLAMA_1B, vram.Settings(method="full", task="sft")) == 0
 
 
 def test_breakdown_sums_and_cpu_counts_the_runtime() -> None:
@@ -140,14 +149,23 @@ def test_fitting_config_has_no_suggestions() -> None:
     assert est.verdict == "fits" and est.suggestions == []
 
 
-def test_unknown_method_and_missing_keys_do_not_crash() -> None:
-    config = SimpleNamespace(model=SimpleNamespace(name="default"), method=SimpleNamespace(method="dora"),
-                             training=SimpleNamespace())
-    s = vram.settings_from_config(config)  # type: ignore[arg-type]
-    assert s.method == "dora" and s.batch_size == 4
+def test_settings_come_from_the_config_through_the_registry() -> None:
+    from desktop_ft.core.errors import ConfigError
+
+    s = vram.settings_from_config(RunConfig().replace({"method.method": "dora"}))
+    assert s.method == "dora" and s.task == "sft" and s.batch_size == 4
     assert vram.trainable_parameters(SMOL, s) > vram.trainable_parameters(SMOL, vram.Settings())
-    odd = RunConfig().replace({"model.name": "default", "method.method": "something_new"})
-    assert vram.estimate_for_config(odd, device="cuda", available_bytes=10**12).total_bytes > 0
+    assert vram.settings_from_config(RunConfig().replace({"method.method": "qlora"})).optimizer_name == "paged_adamw_8bit"
+    odd = RunConfig().replace({"method.method": "qlorra"})
+    with pytest.raises(ConfigError, match="Did you mean 'qlora'"):
+        vram.estimate_for_config(odd, device="cuda", available_bytes=10**12)
+
+
+def test_full_fine_tuning_of_an_8b_model_does_not_fit_in_80_gib() -> None:
+    """The engine trains fp32 master weights: 16 bytes a parameter with AdamW before any activation."""
+    config = RunConfig().replace({"model.name": "llama-3.1-8b", "method.method": "full"})
+    est = vram.estimate_for_config(config, hardware=hardware.gpu(80), suggest=False)
+    assert est.total_bytes > 16 * LLAMA_8B.parameters() and est.verdict == "does_not_fit"
 
 
 def test_time_estimate_and_calibration() -> None:

@@ -92,7 +92,8 @@ def test_reopened_run_shows_its_saved_curves(qtbot, qsettings, tmp_path):
     run.close()
     w = MainWindow(settings=qsettings)
     qtbot.addWidget(w)
-    w._on_open_run(str(run.path))
+    with qtbot.waitSignal(w.training_view.historyShown, timeout=20000):
+        w._on_open_run(str(run.path))
     assert w.current_key() == "train"
     assert w.training_view.plots.point_count() == 3
     assert w.training_view.stat_eval.value.text() == "1.7000"

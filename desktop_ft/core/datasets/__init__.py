@@ -12,27 +12,29 @@ preference pairs, Anthropic HH, raw text) and normalises every row to one of fou
 
 Every row is validated on its own: a bad one becomes a ``RowError`` with its line (1-based, as an
 editor shows it) and a sentence, and every good row is kept. Only a file with no usable row at all
-raises ``DatasetError``. ``inspect_dataset`` and ``loss_segments`` (in ``_inspect``) describe what a
-model will see and learn.
+raises ``DatasetError``. ``sft_recipe`` (in ``_examples``) turns rows into SFT examples and says
+which tokens are learned; ``inspect_dataset`` and ``loss_segments`` (in ``_inspect``) describe what a
+model will see and learn, through that same recipe.
 """
 
 from __future__ import annotations
 
-import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from desktop_ft.core.datasets._formats import (EXPECTED, ROLES, TARGETS, Format, RowProblem, as_messages,
                                                detect_format, resolve_mapping, validate_messages)
+from desktop_ft.core.datasets._examples import (SftRecipe, per_turn_rows, sft_recipe, split_rows, to_prompt_completion,
+                                                training_chat_template)
 from desktop_ft.core.datasets._inspect import DatasetReport, inspect_dataset, loss_segments, render_plain
 from desktop_ft.core.datasets._read import SUPPORTED, RowError, open_source
 from desktop_ft.core.errors import DatasetError
 
 __all__ = [
     "KINDS", "ROLES", "LoadedDataset", "RowError", "DatasetReport", "load_dataset", "inspect_dataset",
-    "loss_segments", "split_rows", "sft_rows", "to_prompt_completion", "validate_messages", "as_messages",
+    "loss_segments", "split_rows", "SftRecipe", "sft_recipe", "per_turn_rows", "to_prompt_completion",
+    "training_chat_template", "validate_messages", "as_messages",
     "sample_dataset_path", "resources_dir", "parse_columns", "render_plain", "SUPPORTED", "TARGETS",
 ]
 
@@ -222,83 +224,3 @@ def parse_columns(text: str | dict[str, str] | None) -> dict[str, str]:
                                hint="Write it as prompt=question,completion=answer.")
         mapping[key.strip()] = value.strip()
     return mapping
-
-
-def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded train/validation split; no validation set when there are too few rows."""
-    if fraction <= 0 or len(rows) < 4:
-        return list(rows), []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, int(round(len(rows) * fraction)))
-    n_val = min(n_val, len(rows) - 1)
-    val_idx = set(order[:n_val])
-    train = [r for i, r in enumerate(rows) if i not in val_idx]
-    val = [r for i, r in enumerate(rows) if i in val_idx]
-    return train, val
-
-
-def sft_rows(data: LoadedDataset, rows: list[dict[str, Any]], *, assistant_only_loss: bool) -> list[dict[str, Any]]:
-    """Rows of ``data`` (already normalised) in the shape TRL's SFTTrainer takes for its kind.
-
-    - conversation → conversational prompt/completion (loss on the last assistant reply) when
-      ``assistant_only_loss``, else ``messages`` as they are (loss on every token);
-    - prompt_completion → the same, as a one-turn chat, so the chat template the model is used with
-      later also frames what it learns;
-    - preference → its prompt and the chosen reply (SFT on the preferred answers);
-    - text → ``{"text"}`` as it is (plain language modelling, no chat template).
-
-    Rows a KTO file marks undesirable (``label: false``) are left out: SFT would teach them.
-    """
-    return [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in rows
-            if r.get("label") is not False]
-
-
-def sft_row(kind: str, row: dict[str, Any], *, assistant_only_loss: bool) -> dict[str, Any]:
-    """One normalised row in the shape the engine hands to SFTTrainer (see ``sft_rows``).
-
-    The row's own keys win over ``kind``, so a validation file of another kind still works.
-    """
-    kind = row_kind(row) or kind
-    if kind == "text":
-        return {"text": row["text"]}
-    if kind == "prompt_completion":
-        row = {"messages": [{"role": "user", "content": row["prompt"]},
-                            {"role": "assistant", "content": row["completion"]}]}
-    elif kind == "preference":
-        prompt = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
-        chosen = row["chosen"] if isinstance(row["chosen"], list) else \
-            [{"role": "assistant", "content": row["chosen"]}]
-        row = {"messages": prompt + chosen}
-    if assistant_only_loss:
-        return to_prompt_completion(row)
-    return {"messages": row["messages"]}
-
-
-def row_kind(row: dict[str, Any]) -> str | None:
-    """The kind a normalised row has, from its keys."""
-    if "messages" in row:
-        return "conversation"
-    if "chosen" in row and "rejected" in row:
-        return "preference"
-    if "prompt" in row and "completion" in row:
-        return "prompt_completion"
-    if "text" in row:
-        return "text"
-    return None
-
-
-def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
-    """Conversation → conversational prompt/completion, so the loss falls on the last assistant reply.
-
-    This works with any chat template (no ``{% generation %}`` markers needed), which is why the
-    engine uses it for assistant-only loss.
-    """
-    messages = row["messages"]
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return {"prompt": messages[:last], "completion": [messages[last]]}
-
-
-def dumps_row(row: dict[str, Any]) -> str:
-    """A row as one canonical JSON line (used to find duplicates)."""
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)

@@ -1,8 +1,8 @@
 """What a model will see and learn from a dataset: token lengths, a preview, duplicates, loss segments.
 
-Everything here renders rows exactly as the engine hands them to TRL (``sft_row``) and tokenises
-them the way TRL's SFTTrainer does, so the numbers and the highlighted answer are the ones training
-will use. A tokenizer is optional: without one, counts, duplicates and a plain preview still work.
+Everything here renders rows through the same ``SftRecipe`` the trainer uses (``_examples``) and
+tokenises them the way TRL's SFTTrainer does, so the numbers and the highlighted answer are the ones
+training will use. A tokenizer is optional: without one, counts, duplicates and a plain preview still work.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from desktop_ft.core.datasets._examples import (EVERY_REPLY_MARKED, EVERY_REPLY_SPLIT, SftRecipe, sft_recipe, sft_row,
+                                                split_rows)
 
 PREVIEW_ROWS = 3
 
@@ -48,8 +51,6 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     ``token_sample`` rows have token lengths counted on a seeded sample of that many rows (about
     0.7 ms a row goes into the chat template); ``token_lengths["counted"]`` says how many.
     """
-    from desktop_ft.core.datasets import dumps_row, split_rows, sft_row
-
     seen: dict[str, int] = {}
     dup_lines: list[int] = []
     for i, row in enumerate(data.rows):
@@ -66,7 +67,9 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
               "train": len(train), "validation": len(val)}
     report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
                            columns=list(data.columns), duplicates=len(dup_lines), duplicate_lines=dup_lines[:20])
-    examples = [sft_row(data.kind, r, assistant_only_loss=assistant_only_loss) for r in data.rows]
+    recipe = sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
+    # a row's longest example is its last one (the whole conversation, in every recipe)
+    examples = [(recipe.examples(r) or [sft_row(data.kind, r, assistant_only_loss=False)])[-1] for r in data.rows]
     if tokenizer is None:
         report.preview = [render_plain(e) for e in examples[:PREVIEW_ROWS]]
         return report
@@ -124,45 +127,35 @@ def _answers_cut_off(examples: list[dict[str, Any]], lengths: list[int | None], 
 
 
 def loss_segments(row: dict[str, Any], tokenizer: Any, kind: str, *, assistant_only_loss: bool = True,
-                  max_length: int | None = None, every_reply: bool | None = None) -> list[tuple[str, bool]]:
+                  max_length: int | None = None, recipe: SftRecipe | None = None) -> list[tuple[str, bool]]:
     """One normalised row as the model sees it, in pieces flagged True where they count toward the loss.
 
-    Mirrors TRL's SFTTrainer tokenisation of the row the engine builds (``sft_row``): with
-    assistant-only loss the prompt (everything up to the last assistant reply, rendered with the
-    generation prompt) is not learned and the reply is; the completion starts where the tokenised
-    prompt and prompt+reply first differ, as in TRL. Without it, and for raw text, everything counts.
-    With ``every_reply`` (multi-turn training that learns every assistant reply) every reply of a
-    conversation is flagged, not just the last; None follows the engine (``desktop_ft.core.methods``
-    learns every reply when it is installed). The replies are marked as training marks them: by the
-    chat template's ``{% generation %}`` markers where the engine uses such a template, else each
-    reply as the completion of the turns before it. With ``max_length``, tokens past it are cut by
-    training, so they are flagged False too.
-    Joined together, the pieces are the full training text.
+    Mirrors TRL's SFTTrainer tokenisation of the example(s) the recipe makes of the row (the
+    dataset's ``sft_recipe``, or one for this row alone when ``recipe`` is None): every assistant
+    reply by the template's ``{% generation %}`` markers, or each reply as the completion of the
+    turns before it, or the last reply (the completion starts where the tokenised prompt and
+    prompt+reply first differ, as in TRL); without assistant-only loss, and for raw text,
+    everything counts. With ``max_length``, tokens past it are cut by training, so they are
+    flagged False too. Joined together, the pieces are the full training text.
     """
-    from desktop_ft.core.datasets import sft_row
-
-    example = sft_row(kind, row, assistant_only_loss=assistant_only_loss)
-    methods = _methods()
-    if every_reply is None:
-        every_reply = methods is not None and hasattr(methods, "per_turn_rows")
-    multi_turn = "messages" in row and sum(m["role"] == "assistant" for m in row["messages"]) > 1
-    if every_reply and assistant_only_loss and multi_turn:
-        template = _training_template(methods, tokenizer, row)
-        if template:
-            out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                                return_assistant_tokens_mask=True, chat_template=template)
-            ids, mask = list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
-        else:
-            ids, mask = _every_reply_mask(row["messages"], tokenizer)
-    elif "prompt" in example:
+    recipe = recipe or sft_recipe(kind, [row], tokenizer, assistant_only_loss=assistant_only_loss)
+    examples = recipe.examples(row)
+    if recipe.loss == EVERY_REPLY_MARKED and "messages" in row:
+        out = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True, chat_template=recipe.chat_template)
+        ids, mask = list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
+    elif recipe.loss == EVERY_REPLY_SPLIT and "messages" in row:
+        ids, mask = _every_reply_mask(row["messages"], tokenizer)
+    elif examples and "prompt" in examples[0]:
+        example = examples[0]
         prompt_ids = _chat_ids(tokenizer, example["prompt"], add_generation_prompt=True)
         full_ids = _chat_ids(tokenizer, example["prompt"] + example["completion"])
         n = _common_prefix(prompt_ids, full_ids)
         mask = [False] * n + [True] * (len(full_ids) - n)
         ids = full_ids
-    else:
-        ids = _example_ids(example, tokenizer)
-        mask = [True] * len(ids)
+    else:  # every token; or none, for a row the recipe does not train on
+        ids = _example_ids(examples[0] if examples else sft_row(kind, row, assistant_only_loss=False), tokenizer)
+        mask = [bool(examples)] * len(ids)
     if max_length is not None:
         mask = [m and i < max_length for i, m in enumerate(mask)]
     segments: list[tuple[str, bool]] = []
@@ -193,25 +186,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _methods() -> Any:
-    """The methods module where this build has it (it decides how multi-turn chats are learned)."""
-    try:
-        from desktop_ft.core import methods  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return methods
-
-
-def _training_template(methods: Any, tokenizer: Any, row: dict[str, Any]) -> str | None:
-    choose = getattr(methods, "training_chat_template", None) if methods is not None else None
-    if choose is None:
-        return None
-    try:
-        return choose(tokenizer, [row])
-    except Exception:
-        return None
-
-
 def _every_reply_mask(messages: list[dict[str, str]], tokenizer: Any) -> tuple[list[int], list[bool]]:
     """Each assistant reply learned as the completion of the turns before it (one example per reply)."""
     full = _chat_ids(tokenizer, messages)
@@ -226,6 +200,7 @@ def _every_reply_mask(messages: list[dict[str, str]], tokenizer: Any) -> tuple[l
         for j in range(start, len(upto)):
             mask[j] = True
     return full, mask
+
 
 def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
@@ -265,5 +240,6 @@ def _render(example: dict[str, Any], tokenizer: Any) -> str:
         return render_plain(example)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def dumps_row(row: dict[str, Any]) -> str:
+    """A row as one canonical JSON line (used to find duplicates)."""
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from desktop_ft.core import datasets as core_datasets
+from desktop_ft.core import embedded
 from desktop_ft.core import models as core_models
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.ui import core_api, theme
@@ -60,7 +61,7 @@ def _tokenizer(model_name: str) -> Any:
     from transformers import AutoTokenizer
 
     path = Path(model_name).expanduser() if model_name else None
-    if core_models.is_embedded(model_name) or (path is not None and path.is_dir()):
+    if embedded.is_embedded(model_name) or (path is not None and path.is_dir()):
         return AutoTokenizer.from_pretrained(core_models.resolve_model(model_name))
     if path is not None and path.suffix.lower() == ".gguf":
         return AutoTokenizer.from_pretrained(core_models.resolve_model(model_name))

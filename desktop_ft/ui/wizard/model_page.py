@@ -14,6 +14,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
+from desktop_ft.core import embedded
 from desktop_ft.core import models as core_models
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.ui import core_api, theme
@@ -37,7 +38,7 @@ def describe_model(name: str) -> dict[str, Any]:
 
 def _describe_from_folder(name: str) -> dict[str, Any]:
     path = Path(name).expanduser()
-    if core_models.is_embedded(name) or path.is_dir():
+    if embedded.is_embedded(name) or path.is_dir():
         folder = core_models.resolve_model(name)
     elif path.suffix.lower() == ".gguf":
         return {"source": "GGUF file", "size_on_disk_bytes": path.stat().st_size if path.exists() else None,
@@ -189,9 +190,9 @@ class ModelPage(Page):
     # -- list ------------------------------------------------------------------------------------
     def _fill_list(self, extra: list[tuple[str, str, str]]) -> None:
         self.list.clear()
-        entries = [("Built in", f"{core_models.EMBEDDED_DISPLAY} — 135 M parameters, offline", "default")]
+        entries = [("Built in", f"{embedded.EMBEDDED_DISPLAY} — 135 M parameters, offline", "default")]
         recent = [str(r) for r in (self.settings.value(RECENT_KEY) or []) if r]
-        entries += [("Recent", r, r) for r in recent if not core_models.is_embedded(r)]
+        entries += [("Recent", r, r) for r in recent if not embedded.is_embedded(r)]
         entries += extra
         group = None
         for g, label, name in entries:
@@ -216,7 +217,7 @@ class ModelPage(Page):
         for i in range(self.list.count()):
             item = self.list.item(i)
             name = item.data(Qt.ItemDataRole.UserRole)
-            if name and (name == current or (core_models.is_embedded(name) and core_models.is_embedded(current))):
+            if name and (name == current or (embedded.is_embedded(name) and embedded.is_embedded(current))):
                 self.list.setCurrentItem(item)
                 return
 
@@ -243,7 +244,7 @@ class ModelPage(Page):
 
     def choose(self, name: str) -> None:
         path = Path(name).expanduser()
-        if not core_models.is_embedded(name) and path.is_dir() and not (path / "config.json").exists():
+        if not embedded.is_embedded(name) and path.is_dir() and not (path / "config.json").exists():
             self._error(f"{path} has no config.json, so it is not a Hugging Face model folder.")
             return
         try:
@@ -252,7 +253,7 @@ class ModelPage(Page):
             self._error(str(exc))
             return
         self.error.hide()
-        if not core_models.is_embedded(name):
+        if not embedded.is_embedded(name):
             recent = [r for r in (self.settings.value(RECENT_KEY) or []) if r and r != name]
             self.settings.setValue(RECENT_KEY, [name] + recent[:7])
 
@@ -266,7 +267,7 @@ class ModelPage(Page):
 
     def _show_selected(self, name: str) -> None:
         self._shown = name
-        self.selected.setText(core_models.EMBEDDED_DISPLAY if core_models.is_embedded(name) else name)
+        self.selected.setText(embedded.EMBEDDED_DISPLAY if embedded.is_embedded(name) else name)
         _clear_form(self.info_form)
         self.info_note.setText("Reading the model…")
         self._mark_current()
@@ -283,7 +284,7 @@ class ModelPage(Page):
                 ("Context", f"{info['context_length']:,} tokens" if info.get("context_length") else None),
                 ("Chat template", _yes_no(info.get("has_chat_template"))),
                 ("Size on disk", theme.human_bytes(info.get("size_on_disk_bytes")) if info.get("size_on_disk_bytes") else None),
-                ("Licence", info.get("licence") or ("Apache-2.0" if core_models.is_embedded(name) else None)),
+                ("Licence", info.get("licence") or ("Apache-2.0" if embedded.is_embedded(name) else None)),
                 ("Gated", _yes_no(info.get("gated")))]
         for key, value in rows:
             if value not in (None, ""):
