@@ -214,7 +214,7 @@ def test_suggestions_offer_sharding_when_more_gpus_are_present() -> None:
     from desktop_ft.core import vram
     from desktop_ft.core.hardware import Gpu, Hardware
 
-    card = Gpu("GPU", 24 * vram.GiB, 24 * vram.GiB, (8, 0))
+    card = Gpu("GPU", 80 * vram.GiB, 80 * vram.GiB, (8, 0))
     four = Hardware(gpus=[card] * 4, bf16=True, bitsandbytes=True)
     config = RunConfig().replace({"model.name": "Qwen/Qwen2.5-7B-Instruct", "method.method": "full",
                                   "training.gradient_checkpointing": True})
@@ -223,7 +223,7 @@ def test_suggestions_offer_sharding_when_more_gpus_are_present() -> None:
     shard = [s for s in result.suggestions if "distributed.strategy" in s.overrides]
     assert shard and shard[0].title.startswith("Shard over 4 GPUs")
     assert shard[0].overrides == {"distributed.nproc_per_node": 4, "distributed.strategy": "fsdp"}
-    assert shard[0].total_bytes <= 0.9 * 24 * vram.GiB
+    assert shard[0].total_bytes <= 0.9 * 80 * vram.GiB
     one = Hardware(gpus=[card], bf16=True, bitsandbytes=True)
     assert not [s for s in vram.estimate_for_config(config, hardware=one, device="cuda").suggestions
                 if "distributed.strategy" in s.overrides]
