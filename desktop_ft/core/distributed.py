@@ -242,10 +242,12 @@ def launch_command(config: RunConfig, train_args: list[str], *, node_rank: int |
         if d.nnodes > 1 or not _default_endpoint(config):
             host, port = _endpoint(config)
             cmd += ["--main_process_ip", host, "--main_process_port", str(port)]
-        if cpu:
-            cmd += ["--cpu"]
         if world_size(config) > 1:
+            # accelerate's multi-process path is torchrun's (its --cpu path is single-process or
+            # MPI); on a CPU the Trainer then picks gloo itself (use_cpu, ddp_backend)
             cmd += ["--multi_gpu"]
+        elif cpu:
+            cmd += ["--cpu"]
         cmd += ["--dynamo_backend", "no", "--mixed_precision", "no"]
     else:
         cmd = [py, "-m", "torch.distributed.run", "--nproc-per-node", str(d.nproc_per_node)]

@@ -70,6 +70,11 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
     if resume:
         previous = run.read_status()
         status.started_at = previous.started_at or status.started_at
+        if previous.world_size != status.world_size:
+            per_step = config.training.batch_size * config.training.gradient_accumulation_steps
+            listener(Progress("warning", f"This run trained on {previous.world_size} process(es) and continues on "
+                              f"{status.world_size}: the global batch goes from {per_step * previous.world_size} "
+                              f"to {per_step * status.world_size} examples a step."))
     run.write_status(status)
 
     def emit(event: Event) -> None:
