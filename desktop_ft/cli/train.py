@@ -239,12 +239,18 @@ def follow(command: list[str], run_dir: Path, config: RunConfig, *, json_events:
             signal.signal(signum, handler)
     run = RunFolder(run_dir)
     status = run.read_status()
-    other = [f for f in failures if f.rank != 0]
-    if write_status and status.state not in (FINISHED, STOPPED) and (other or status.state == RUNNING or rc):
+    # what each rank said, different sentences only, ranks > 0 first: when rank 0 fails too it is
+    # often because a peer went away (a closed connection), and the peer's sentence is the cause
+    said: dict[str, int] = {}
+    for f in sorted(failures, key=lambda f: f.rank == 0):
+        said.setdefault(f.error or "", f.rank)
+    rank0_alone = list(said.values()) == [0]
+    if (write_status and status.state not in (FINISHED, STOPPED) and not rank0_alone
+            and (said or status.state == RUNNING or rc)):
         status.state = FAILED
-        if other:
-            status.error = f"rank {other[0].rank}: {other[0].error}"
-        elif not any(f.rank == 0 for f in failures):
+        if said:
+            status.error = "; ".join(f"rank {rank}: {error}" for error, rank in said.items())
+        else:
             status.error = (f"a training process ended without saying why (the launcher exited with {rc}); "
                             "resume continues from the last checkpoint.")
         run.write_status(status)
