@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from desktop_ft.core.chat import (ChatModel, GenerationSettings, TunedSource, read_run_config, tuned_source,
-                                  with_system_prompt)
+from desktop_ft.core.chat import ChatModel, GenerationSettings
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import Progress
+from desktop_ft.core.runs import TunedSource, read_run_config, tuned_source
 
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 QUANTIZATIONS = ("f16", "q8_0", "bf16", "f32")
@@ -208,7 +207,9 @@ def _convert_to_gguf(converter: Path, model_dir: Path, outfile: Path, quant: str
     emit(Progress("gguf", f"Converting to GGUF ({quant}) with llama.cpp's converter…", 0.5))
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
     log = outfile.with_suffix(".log")
-    cmd = [sys.executable, str(converter), str(model_dir), "--outtype", quant, "--outfile", str(outfile)]
+    from desktop_ft.core.selfcmd import python_script_command
+
+    cmd = python_script_command(converter, str(model_dir), "--outtype", quant, "--outfile", str(outfile))
     with open(log, "w", encoding="utf-8", errors="replace") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=converter.parent)
         while proc.poll() is None:
@@ -309,7 +310,7 @@ def modelfile_text(gguf_name: str, tokenizer: Any, settings: GenerationSettings,
     """An Ollama Modelfile for ``gguf_name`` (in the same folder) with template, system and sampling."""
     family = template_family(tokenizer)
     tag = re.sub(r"[^a-z0-9._-]+", "-", title.lower()).strip("-") or "model"
-    lines = [f"# Ollama Modelfile written by Desktop FT. Create and run the model with:",
+    lines = ["# Ollama Modelfile written by Desktop FT. Create and run the model with:",
              f"#   ollama create {tag} -f Modelfile && ollama run {tag}",
              f"FROM ./{gguf_name}", ""]
     if family is not None:

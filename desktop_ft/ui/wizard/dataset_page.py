@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QPlainTextEdit, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
                                QTextBrowser, QVBoxLayout, QWidget)
 
+from desktop_ft import resources
 from desktop_ft.core import datasets as core_datasets
 from desktop_ft.core import embedded
 from desktop_ft.core import models as core_models
@@ -36,7 +37,7 @@ def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str,
     kwargs: dict[str, Any] = {}
     if columns and "columns" in inspect.signature(load).parameters:
         kwargs["columns"] = columns
-    data = load(path or core_datasets.sample_dataset_path(), **kwargs)
+    data = load(path or resources.sample_dataset(), **kwargs)
     result: dict[str, Any] = {"data": data, "lengths": None, "segments": None, "tokenizer_error": None,
                               "report": None}
     try:
@@ -211,7 +212,7 @@ class DatasetPage(Page):
             self.choose(path)
 
     def _on_sample(self) -> None:
-        self.choose(str(core_datasets.sample_dataset_path()))
+        self.choose(str(resources.sample_dataset()))
 
     def choose(self, path: str) -> None:
         try:
@@ -232,9 +233,9 @@ class DatasetPage(Page):
             self._show_lengths(config.training.max_length)
 
     def _load(self, config) -> None:
-        path = config.data.path or str(core_datasets.sample_dataset_path())
+        path = config.data.path or str(resources.sample_dataset())
         self.file_label.setText(Path(path).name + ("  (sample)" if not config.data.path or
-                                                     Path(path) == core_datasets.sample_dataset_path() else ""))
+                                                     Path(path) == resources.sample_dataset() else ""))
         self.summary.setText("Reading…")
         self.error.hide()
         self._request += 1
