@@ -74,6 +74,8 @@ class RunStatus:
     #: the process's start time (psutil ``create_time``): a pid alone is reused by the OS
     pid_started: float | None = None
     final_loss: float | None = None
+    world_size: int = 1  # training processes (all nodes); rank 0 alone writes the run folder
+    launcher: str | None = None  # 'torchrun' or 'accelerate' when launched; None for one plain process
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
@@ -599,20 +601,30 @@ def create_run(config: RunConfig, runs_root: Path | None = None, *, prepare: boo
     else:
         root = Path(runs_root) if runs_root else default_runs_root()
         _check_output_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
-        name = _slug(config.output.run_name or _default_name(config))
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = root / f"{stamp}-{name}"
-        n = 1
-        while path.exists():
-            n += 1
-            path = root / f"{stamp}-{name}-{n}"
+        path = new_run_path(config, root)
         path.mkdir(parents=True)
         run = RunFolder(path)
     if prepare:
         config = config.replace({"output.output_dir": str(run.path)})
     run.write_config(config)
     return run
+
+
+def new_run_path(config: RunConfig, runs_root: Path | None = None) -> Path:
+    """The dated folder a new run of ``config`` gets under the runs root (not created yet).
+
+    A launcher picks it before starting its processes, so that every rank names the same folder.
+    """
+    root = Path(runs_root) if runs_root else default_runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    name = _slug(config.output.run_name or _default_name(config))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{name}-{n}"
+    return path
 
 
 def _points_at(run: RunFolder) -> bool:
