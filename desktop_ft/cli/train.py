@@ -13,7 +13,8 @@ from typing import Any
 from desktop_ft.core.config import (RunConfig, all_dotted_keys, field_info, load_config, parse_cli_value)
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.core.events import Event, Progress, RunFinished, StepLogged, EvalLogged, to_dict
-from desktop_ft.core.methods import METHODS, PRESETS, TASKS, apply_preset
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS
+from desktop_ft.core.presets import apply_preset
 
 #: flag → config key; the flags are shortcuts for the commonest --set keys
 SHORTCUTS = {
@@ -47,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="set any config key, e.g. --set training.batch_size=8 (see --list-settings)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped, failed or killed run from its "
                    "last checkpoint")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a config that sets model.trust_remote_code: true to run the Python code shipped "
+                   "with its model (never obeyed from a file alone)")
     p.add_argument("--json-events", action="store_true",
                    help="print one JSON object per event on stdout (for the window and scripts)")
     p.add_argument("--list-settings", action="store_true", help="list every config key with its help and exit")
@@ -65,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list_methods:
         _print_methods()
         return 0
-    from desktop_ft.core.runs import RunFolder
+    config, resume_run = build_config(args)
+    return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
+
+
+def build_config(args: argparse.Namespace) -> tuple[RunConfig, Any]:
+    """The config to train (file or run folder, then flags, then the preset) and the run to resume."""
+    from desktop_ft.core.runs import RunFolder, output_dir_from_elsewhere
 
     resume_run = None
     if args.resume:
@@ -76,23 +86,25 @@ def run(args: argparse.Namespace) -> int:
         config = resume_run.read_config()
     elif args.config:
         config = load_config(args.config)
+        foreign = output_dir_from_elsewhere(Path(args.config), config)
+        if foreign:
+            print(f"warning: {args.config} belongs to a run made elsewhere; its output_dir ({foreign}) is ignored "
+                  "and a new run folder is made (give --output-dir to choose one).", file=sys.stderr)
+            config = config.replace({"output.output_dir": None})
     else:
         config = RunConfig()
     overrides = collect_overrides(args)
+    from_file = config.model.trust_remote_code and not overrides.get("model.trust_remote_code")
     config = config.replace(overrides)
     if args.preset:
         # the preset picks the learning rate for the method and task chosen above; explicit flags still win
-        config = apply_preset(config, args.preset, _data_kind(config)).replace(overrides)
-    return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
-
-
-def _data_kind(config: RunConfig) -> str | None:
-    """The dataset's kind, read early so a preset can pick the learning rate for 'task: auto'."""
-    if config.method.task != "auto":
-        return None
-    from desktop_ft.core import datasets as ds
-
-    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
+        config = apply_preset(config, args.preset).replace(overrides)
+    if config.model.trust_remote_code and from_file and not args.trust_remote_code:
+        raise ConfigError("asks to run Python code shipped with the model (model.trust_remote_code: true), which "
+                          "is never obeyed from a file alone", path=args.resume or args.config,
+                          field="model.trust_remote_code",
+                          hint=f"If you trust the authors of {config.model.name}, add --trust-remote-code.")
+    return config, resume_run
 
 
 def _print_methods() -> None:
@@ -119,14 +131,21 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         from desktop_ft.core.datasets import parse_columns
 
         overrides["data.columns"] = parse_columns(args.columns)
-    for item in args.overrides:
+    overrides.update(collect_set_overrides(args.overrides))
+    for key in ("model.name", "data.path", "output.output_dir"):
+        if key in overrides and overrides[key] is not None:
+            overrides[key] = str(overrides[key])
+    return overrides
+
+
+def collect_set_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as dotted keys with typed values (YAML rules: 1e-4, true, null)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set needs KEY=VALUE, got {item!r}", hint="For example --set training.batch_size=8.")
         overrides[key.strip()] = parse_cli_value(key.strip(), value)
-    for key in ("model.name", "data.path", "output.output_dir"):
-        if key in overrides and overrides[key] is not None:
-            overrides[key] = str(overrides[key])
     return overrides
 
 
@@ -143,10 +162,12 @@ def train_with_progress(config: RunConfig, *, resume_run: Any = None, json_event
         show.close()
     if outcome.state == "finished":
         print(f"finished: adapter saved to {outcome.adapter_dir}", file=sys.stderr)
-    else:
-        print(f"{outcome.state} at step {outcome.step}; continue with: desktop-ft train --resume "
-              f"{outcome.run_dir}", file=sys.stderr)
-    return 0
+        return 0
+    if outcome.error:  # stopped by the run itself (a full disk), not by the user
+        print(f"error: {outcome.error}", file=sys.stderr)
+    print(f"{outcome.state} at step {outcome.step}; continue with: desktop-ft train --resume "
+          f"{outcome.run_dir}", file=sys.stderr)
+    return 1 if outcome.error else 0
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from desktop_ft.core.config import _f
 from desktop_ft.core.errors import ModelError, UserError
 from desktop_ft.core.precision import TORCH_NAMES, inference_dtype
+from desktop_ft.core.runs import TunedSource, list_checkpoints, read_run_config, tuned_source
 
 Message = dict[str, str]
 TokenCallback = Callable[[str], None]
@@ -61,19 +62,6 @@ class GenerationSettings:
     def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-@dataclass(frozen=True)
-class TunedSource:
-    """What the tuned side is: the final adapter, a checkpoint, or a full model folder."""
-
-    path: Path
-    kind: str  # "adapter" | "full"
-    checkpoint: int | None = None
-
-    @property
-    def label(self) -> str:
-        return f"checkpoint {self.checkpoint}" if self.checkpoint is not None else "final"
 
 
 class ChatModel:
@@ -412,63 +400,6 @@ class _DeltaStreamer:
             self.sent = text
             assert self.on_token is not None
             self.on_token(delta)
-
-
-# -- run folders ---------------------------------------------------------------------------------
-
-def read_run_config(run_dir: Path) -> Any:
-    from desktop_ft.core.runs import RunFolder
-
-    run = RunFolder(run_dir)
-    if not run_dir.exists():
-        raise ChatError("run folder not found", path=run_dir, hint="Check the path.")
-    if not run.config_path.exists():
-        raise ChatError("is not a run folder (no config.yaml)", path=run_dir,
-                        hint="Give a folder that 'desktop-ft train' wrote, or a model name for a plain chat.")
-    return run.read_config()
-
-
-def list_checkpoints(run_dir: Path) -> list[int]:
-    """Steps of ``checkpoints/checkpoint-N`` folders that hold an adapter or a model, oldest first."""
-    from desktop_ft.core.runs import RunFolder
-
-    return [int(p.name.split("-")[1]) for p in RunFolder(run_dir).checkpoints() if _kind_of(p) is not None]
-
-
-def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
-    """Where the tuned weights of a run are: ``adapter/``, or ``checkpoints/checkpoint-N``."""
-    from desktop_ft.core.runs import RunFolder
-
-    run = RunFolder(run_dir)
-    available = list_checkpoints(run_dir)
-    if checkpoint is not None:
-        path = run.checkpoints_dir / f"checkpoint-{checkpoint}"
-        kind = _kind_of(path)
-        if kind is None:
-            listing = ", ".join(map(str, available)) if available else "none"
-            raise ChatError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
-                            hint=f"Available checkpoints: {listing}.")
-        return TunedSource(path, kind, checkpoint)
-    for folder in (run.adapter_dir, run.path / "model"):  # model/: a full fine-tune saves the whole model
-        kind = _kind_of(folder)
-        if kind is not None:
-            return TunedSource(folder, kind)
-    if available:  # still training, or killed before the end: the newest checkpoint is the best we have
-        step = available[-1]
-        path = run.checkpoints_dir / f"checkpoint-{step}"
-        return TunedSource(path, _kind_of(path) or "adapter", step)
-    state = run.read_status().state
-    raise ChatError(f"this run has no adapter yet (it is {state}, with no checkpoint saved)", path=run_dir,
-                    hint="Wait for the first checkpoint, resume the run, or chat with the base model "
-                         "(--base).")
-
-
-def _kind_of(folder: Path) -> str | None:
-    if (folder / "adapter_config.json").exists() and any(folder.glob("adapter_model.*")):
-        return "adapter"
-    if (folder / "config.json").exists() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
-        return "full"
-    return None
 
 
 def _adapter_name(source: TunedSource) -> str:

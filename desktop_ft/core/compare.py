@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from desktop_ft.core.chat import ChatModel, GenerationSettings, Message, read_run_config
+from desktop_ft.core.chat import ChatModel, GenerationSettings, Message
 from desktop_ft.core.config import write_text_atomic
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import Progress
-from desktop_ft.core.runs import iter_jsonl
+from desktop_ft.core.runs import iter_jsonl, read_run_config
 
 PROBES_FILE = "probes.json"
 COMPARE_FILE = "compare.jsonl"

@@ -51,6 +51,10 @@ class ModelError(UserError):
     """A model cannot be found, downloaded or converted."""
 
 
+class RunError(UserError):
+    """A run folder is missing, or does not hold what was asked of it (a checkpoint, an adapter)."""
+
+
 def did_you_mean(name: str, candidates: list[str], *, what: str = "Valid names") -> str:
     """The hint for a misspelt name: the closest candidate, or the list of valid ones."""
     import difflib

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from desktop_ft.core.chat import (ChatModel, GenerationSettings, TunedSource, read_run_config, tuned_source,
-                                  with_system_prompt)
+from desktop_ft.core.chat import ChatModel, GenerationSettings
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import Progress
+from desktop_ft.core.runs import TunedSource, read_run_config, tuned_source
 
 FORMATS = ("adapter", "merged", "gguf", "ollama")
 QUANTIZATIONS = ("f16", "q8_0", "bf16", "f32")
@@ -310,7 +310,7 @@ def modelfile_text(gguf_name: str, tokenizer: Any, settings: GenerationSettings,
     """An Ollama Modelfile for ``gguf_name`` (in the same folder) with template, system and sampling."""
     family = template_family(tokenizer)
     tag = re.sub(r"[^a-z0-9._-]+", "-", title.lower()).strip("-") or "model"
-    lines = [f"# Ollama Modelfile written by Desktop FT. Create and run the model with:",
+    lines = ["# Ollama Modelfile written by Desktop FT. Create and run the model with:",
              f"#   ollama create {tag} -f Modelfile && ollama run {tag}",
              f"FROM ./{gguf_name}", ""]
     if family is not None:

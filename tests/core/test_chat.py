@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from desktop_ft.core.chat import ChatError, ChatModel, GenerationSettings
+from desktop_ft.core.errors import RunError
 
 QUESTION = [{"role": "user", "content": "How do I make a cup of tea?"}]
 
@@ -101,7 +102,7 @@ def test_checkpoints_are_listed_and_switchable(chat: ChatModel, tiny_run: Path) 
 
 
 def test_missing_checkpoint_names_the_available_ones(tiny_run: Path) -> None:
-    with pytest.raises(ChatError) as info:
+    with pytest.raises(RunError) as info:
         ChatModel.from_run(tiny_run, checkpoint=99)
     assert "no checkpoint 99" in str(info.value) and "2, 4" in str(info.value)
 
@@ -110,7 +111,7 @@ def test_run_without_adapter_or_checkpoint_says_so(tiny_run: Path, tmp_path: Pat
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(tiny_run / "config.yaml", bare / "config.yaml")
-    with pytest.raises(ChatError, match="no adapter yet"):
+    with pytest.raises(RunError, match="no adapter yet"):
         ChatModel.from_run(bare)
 
 
@@ -123,7 +124,7 @@ def test_run_without_final_adapter_falls_back_to_its_newest_checkpoint(tiny_run:
 
 
 def test_not_a_run_folder(tmp_path: Path) -> None:
-    with pytest.raises(ChatError, match="not a run folder"):
+    with pytest.raises(RunError, match="not a run folder"):
         ChatModel.from_run(tmp_path)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop_ft.core.chat import ChatError, ChatModel, GenerationSettings
+from desktop_ft.core.chat import ChatModel, GenerationSettings
+from desktop_ft.core.errors import RunError
 from desktop_ft.core.export import ExportError, export, modelfile_text
 from tests.core.test_chat import QUESTION, tiny_run  # noqa: F401  (module-scoped fixture: one trained run)
 
@@ -130,12 +131,12 @@ def test_unrecognised_tokenizer_is_a_clear_gguf_error(tiny_run: Path, tmp_path: 
 
 
 def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
-    with pytest.raises(ChatError, match="no checkpoint 9.*Available checkpoints: 2, 4"):
+    with pytest.raises(RunError, match="no checkpoint 9.*Available checkpoints: 2, 4"):
         export(tiny_run, "merged", tmp_path / "m", checkpoint=9)
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(tiny_run / "config.yaml", bare / "config.yaml")
-    with pytest.raises(ChatError, match="no adapter yet"):
+    with pytest.raises(RunError, match="no adapter yet"):
         export(bare, "adapter", tmp_path / "a")
 
 

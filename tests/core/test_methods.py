@@ -13,7 +13,7 @@ import pytest
 
 from desktop_ft import resources
 from desktop_ft.core import config as config_module
-from desktop_ft.core import methods, trainers
+from desktop_ft.core import methods, presets, trainers
 from desktop_ft.core.config import RunConfig, all_dotted_keys, field_info, load_config, save_config, validate
 from desktop_ft.core.engine import apply_rope_scaling, train
 from desktop_ft.core.errors import ConfigError, UserError
@@ -102,14 +102,14 @@ def test_unknown_method_and_task_names_say_the_closest_valid_one() -> None:
 def test_every_preset_is_a_valid_config_and_sets_the_method_learning_rate() -> None:
     assert [p.title for p in PRESETS.values()] == ["Quick test", "Balanced", "Best quality", "Low memory"]
     for name, preset in PRESETS.items():
-        config = methods.apply_preset(RunConfig(), name)
+        config = presets.apply_preset(RunConfig(), name)
         validate(config)
         for key, value in preset.overrides.items():
             assert config.get(key) == value, (name, key)
     full_dpo = RunConfig().replace({"method.method": "full", "method.task": "dpo"})
-    assert methods.apply_preset(full_dpo, "Quick test").training.learning_rate == pytest.approx(2e-5 * 0.25)
+    assert presets.apply_preset(full_dpo, "Quick test").training.learning_rate == pytest.approx(2e-5 * 0.25)
     with pytest.raises(ConfigError, match="quick_test"):
-        methods.apply_preset(RunConfig(), "fastest")
+        presets.apply_preset(RunConfig(), "fastest")
 
 
 def test_nested_settings_round_trip_and_unknown_nested_key_is_named(tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_dpo_raises_the_reward_margin(method: str, tiny_model: Path, toy_prefere
     assert outcome.state == "finished"
     run = RunFolder(tmp_path / "run")
     assert run.read_config().method.task == "dpo"
-    margins = [m["rewards/margins"] for m in run.read_metrics() if m["type"] == "train"]
+    margins = [m["extras"]["rewards/margins"] for m in run.read_metrics() if m["event"] == "StepLogged"]
     assert margins[0] == pytest.approx(0.0, abs=1e-4)
     assert margins[-1] > 0.1, margins
     losses = _losses(events)
@@ -312,9 +312,9 @@ def test_full_dpo_stops_and_resumes_with_its_metrics(tiny_model: Path, toy_prefe
     assert run.last_checkpoint().name == "checkpoint-2"
     resumed = train(run.read_config(), run=run, resume=True)
     assert resumed.state == "finished" and resumed.step == 4
-    rows = [m for m in run.read_metrics() if m["type"] == "train"]
+    rows = [m for m in run.read_metrics() if m["event"] == "StepLogged"]
     assert [m["step"] for m in rows] == [1, 2, 3, 4]
-    assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
+    assert rows[-1]["extras"]["rewards/margins"] > rows[0]["extras"]["rewards/margins"]
 
 
 @pytest.mark.slow
@@ -323,11 +323,11 @@ def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) ->
     data = _write(tmp_path / "pref.jsonl", [{"prompt": r["messages"][0]["content"],
                                              "chosen": r["messages"][-1]["content"],
                                              "rejected": "I am not sure, sorry."} for r in rows])
-    config = methods.apply_preset(RunConfig(), "quick_test", "preference").replace({
+    config = presets.apply_preset(RunConfig(), "quick_test", "preference").replace({
         "data.path": str(data), "output.output_dir": str(tmp_path / "run"), "training.max_steps": 6,
         "training.learning_rate": 5e-4, "training.save_steps": 100, "data.validation_fraction": 0.0})
     assert train(config).state == "finished"
-    margins = [m["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["type"] == "train"]
+    margins = [m["extras"]["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["event"] == "StepLogged"]
     assert margins[-1] > margins[0] and margins[-1] > 0, margins
 
 

@@ -25,10 +25,16 @@ VERDICTS = {"fits": ("Fits", "Good", "mdi6.check-circle"), "tight": ("Tight — 
 
 
 def estimate(config) -> Any:
-    fn = core_api.estimate_for_config()
-    if fn is None:
-        return None
-    return fn(config)
+    """The estimate ``desktop-ft estimate --config`` gives for this config: its data's token lengths
+    (``lengths.run_lengths``, counted as ``data inspect`` counts them), batches padded to the longest row."""
+    from desktop_ft.core.lengths import run_lengths
+    from desktop_ft.core.vram import estimate_for_config
+
+    lengths, note = run_lengths(config)
+    result = estimate_for_config(config, lengths=lengths)
+    if note:
+        result.notes.insert(0, note)
+    return result
 
 
 class EstimatePage(Page):

@@ -8,10 +8,13 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from desktop_ft.core.config import field_info
+from desktop_ft.core.config import RunConfig, field_info, validate
 from desktop_ft.core.errors import ConfigError
-from desktop_ft.ui import core_api, theme
-from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.core.hardware import detect
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS, applies, warnings_for
+from desktop_ft.core.presets import apply_preset
+from desktop_ft.ui import theme
+from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.settings_form import SettingsForm
 from desktop_ft.ui.workers import run_async
@@ -23,23 +26,9 @@ METHOD_ICONS = {"lora": "mdi6.puzzle-outline", "qlora": "mdi6.puzzle-check-outli
 
 
 def method_specs() -> list[dict[str, Any]]:
-    """The methods the engine offers: from ``core.methods.METHODS`` when present, else the config's choices."""
-    mod = core_api.methods_module()
-    specs = getattr(mod, "METHODS", None) if mod else None
-    if specs:
-        out = []
-        for name, spec in specs.items():
-            out.append({"name": name, "title": getattr(spec, "title", name.upper()),
-                        "sentence": getattr(spec, "sentence", ""), "needs_cuda": bool(getattr(spec, "needs_cuda", False))})
-        return out
-    info = field_info("method.method")
-    return [{"name": n, "title": n.upper() if len(n) <= 5 else n.title(), "sentence": info.metadata["help"].split(": ", 1)[-1]
-             if n == "lora" else "", "needs_cuda": False} for n in info.metadata.get("choices", [])]
-
-
-def presets() -> dict[str, Any]:
-    mod = core_api.methods_module()
-    return dict(getattr(mod, "PRESETS", {}) or {}) if mod else {}
+    """The methods the engine offers, as the registry (``core.methods.METHODS``) describes them."""
+    return [{"name": name, "title": spec.title, "sentence": spec.sentence, "needs_cuda": spec.needs_cuda}
+            for name, spec in METHODS.items()]
 
 
 class MethodCard(QFrame):
@@ -87,6 +76,8 @@ class MethodCard(QFrame):
 
 
 class MethodPage(Page):
+    presetApplied = Signal(object)  # the RunConfig a preset button produced
+
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__("How should it learn?", "Pick a method and a starting point. Every setting explains "
                          "itself when you hover it; the defaults are good for a first run.", parent)
@@ -107,13 +98,11 @@ class MethodPage(Page):
         task_row = QHBoxLayout()
         task_row.addWidget(theme.label("Objective", "CardTitle"))
         self.task = QComboBox()
-        mod = core_api.methods_module()
-        tasks = getattr(mod, "TASKS", None) if mod else None
         for name in task_info.metadata.get("choices", ["sft"]):
-            spec = (tasks or {}).get(name)
-            self.task.addItem(getattr(spec, "title", None) or name, name)
+            spec = TASKS.get(name)
+            self.task.addItem(spec.title if spec else "Pick from the data", name)
             if spec is not None:
-                self.task.setItemData(self.task.count() - 1, getattr(spec, "sentence", ""), Qt.ItemDataRole.ToolTipRole)
+                self.task.setItemData(self.task.count() - 1, spec.sentence, Qt.ItemDataRole.ToolTipRole)
         self.task.setToolTip(task_info.metadata["help"])
         self.task.currentIndexChanged.connect(lambda _i: self._on_task(self.task.currentData()))
         task_row.addWidget(self.task)
@@ -122,19 +111,16 @@ class MethodPage(Page):
         self.content.addLayout(task_row)
 
         preset_card = Card("Start from a preset", "mdi6.lightning-bolt")
-        found = presets()
-        if found:
-            row = QHBoxLayout()
-            for name, preset in found.items():
-                b = QPushButton(getattr(preset, "title", name))
-                b.setToolTip(getattr(preset, "description", ""))
-                b.clicked.connect(lambda _c=False, p=preset: self._on_preset(p))
-                row.addWidget(b)
-            row.addStretch(1)
-            preset_card.body.addLayout(row)
-        else:
-            preset_card.body.addWidget(Note("Presets are not available in this build yet; the defaults "
-                                            "below are a sensible first run."))
+        row = QHBoxLayout()
+        self.preset_buttons: dict[str, QPushButton] = {}
+        for name, preset in PRESETS.items():
+            b = QPushButton(preset.title)
+            b.setToolTip(preset.description)
+            b.clicked.connect(lambda _c=False, n=name: self._on_preset(n))
+            row.addWidget(b)
+            self.preset_buttons[name] = b
+        row.addStretch(1)
+        preset_card.body.addLayout(row)
         self.content.addWidget(preset_card)
 
         self.problems = theme.label("", "Warn", wrap=True)
@@ -167,15 +153,13 @@ class MethodPage(Page):
 
         self.hardware = None
         self._workers = []
-        detect = core_api.hardware_detect()
-        if detect is not None:
-            self._workers.append(run_async(self, detect, on_result=self._on_hardware))
+        self._workers.append(run_async(self, detect, on_result=self._on_hardware))
         session.configChanged.connect(self._on_config_changed)
         self._on_config_changed(session.config)
 
     def _on_hardware(self, hardware) -> None:
         self.hardware = hardware
-        cuda = bool(getattr(hardware, "gpus", None))
+        cuda = bool(hardware.gpus)
         for card in self.cards.values():
             card.set_cuda(cuda)
         self._on_config_changed(self.session.config)
@@ -193,11 +177,30 @@ class MethodPage(Page):
             except ConfigError as exc:
                 self._show_problems([str(exc)])
 
-    def _on_preset(self, preset: Any) -> None:
+    def _on_preset(self, name: str) -> None:
+        """Apply the preset as the CLI's ``--preset`` does (``core.presets.apply_preset``: its settings
+        and the learning rate of the chosen method and task); it may read the data's first rows to
+        resolve 'task: auto', so it runs in a worker."""
+        for b in self.preset_buttons.values():
+            b.setEnabled(False)
+        self._workers.append(run_async(self, apply_preset, self.session.config, name,
+                                       on_result=self._on_preset_applied, on_error=self._on_preset_failed))
+
+    def _on_preset_applied(self, config: RunConfig) -> None:
+        for b in self.preset_buttons.values():
+            b.setEnabled(True)
         try:
-            self.session.update(dict(getattr(preset, "overrides", {})))
+            validate(config)
         except ConfigError as exc:
             self._show_problems([str(exc)])
+            return
+        self.session.set_config(config)
+        self.presetApplied.emit(config)
+
+    def _on_preset_failed(self, exc: BaseException) -> None:
+        for b in self.preset_buttons.values():
+            b.setEnabled(True)
+        self._show_problems([f"Could not apply the preset: {exc}"])
 
     def _on_config_changed(self, config) -> None:
         for name, card in self.cards.items():
@@ -208,33 +211,26 @@ class MethodPage(Page):
             self.task.blockSignals(True)
             self.task.setCurrentIndex(max(0, self.task.findData(config.method.task)))
             self.task.blockSignals(False)
-        mod = core_api.methods_module()
-        self._show_specific(config, mod)
-        warn = getattr(mod, "warnings_for", None) if mod else None
-        messages: list[str] = []
-        if warn is not None:
-            try:
-                messages = list(warn(config, self.hardware) if self.hardware is not None else warn(config))
-            except Exception as exc:  # a bug in a check must not break the page
-                messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
+        self._show_settings(config)
+        try:
+            messages = list(warnings_for(config, self.hardware))
+        except Exception as exc:  # a bug in a check must not break the page
+            messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
         self._show_problems(messages)
 
-    def _show_specific(self, config, mod) -> None:
-        """Show only the settings sections of the chosen method and task."""
-        if not self.specific.editors:
-            return
-        sections = set()
-        spec = (getattr(mod, "METHODS", {}) or {}).get(config.method.method) if mod else None
-        task = (getattr(mod, "TASKS", {}) or {}).get(config.method.task) if mod else None
-        for s in (getattr(spec, "section", None), getattr(task, "section", None)):
-            if s:
-                sections.add(s if s.startswith("method.") else f"method.{s}")
-        keys = {k for k in self.specific.editors if k.rsplit(".", 1)[0] in sections}
+    def _show_settings(self, config: RunConfig) -> None:
+        """Only the settings the registry says apply to the chosen method and task (``methods.applies``):
+        no LoRA settings for full fine-tuning or prompt tuning; DPO's own settings for DPO."""
+        method, task = config.method.method, config.method.task
+        for form in (self.form, self.advanced_form):
+            form.show_only({k for k in form.editors if applies(k, method, task)})
+        keys = {k for k in self.specific.editors if applies(k, method, task)}
         self.specific.show_only(keys)
         self.specific_card.setVisible(bool(keys))
-        title = " and ".join(x for x in (getattr(spec, "title", None) if any(k.startswith(f"method.{getattr(spec, 'section', '')}.") for k in keys) else None,
-                                          getattr(task, "title", None) if any(k.startswith(f"method.{getattr(task, 'section', '')}.") for k in keys) else None) if x)
-        self.specific_card.title_row.itemAt(1).widget().setText(f"{title} settings" if title else "Settings of this method")
+        owners = [spec.title for spec in (METHODS.get(method), TASKS.get(task))
+                  if spec is not None and spec.section and any(k.startswith(f"method.{spec.section}.") for k in keys)]
+        self.specific_card.title_row.itemAt(1).widget().setText(
+            f"{' and '.join(owners)} settings" if owners else "Settings of this method")
 
     def _show_problems(self, messages: list[str]) -> None:
         self.problems.setText("\n".join(f"⚠ {m}" for m in messages))
