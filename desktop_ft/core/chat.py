@@ -271,7 +271,7 @@ class ChatModel:
     def encode(self, messages: list[Message], settings: GenerationSettings | None = None) -> Any:
         """The prompt as the model's chat template renders it, ending with the assistant's turn."""
         messages = with_system_prompt(messages, (settings or GenerationSettings()).system_prompt)
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not self.tokenizer.chat_template:
             raise ChatError("this model has no chat template, so it cannot hold a conversation",
                             path=self.base_path, hint="Pick an instruct/chat model.")
         try:
@@ -315,7 +315,7 @@ class ChatModel:
                 ids.append(value)
             elif isinstance(value, (list, tuple)):
                 ids += [int(v) for v in value]
-        template = getattr(self.tokenizer, "chat_template", None) or ""
+        template = self.tokenizer.chat_template or ""
         vocab = self.tokenizer.get_vocab()
         for marker in END_OF_TURN:
             if marker in template and marker in vocab:

@@ -373,7 +373,7 @@ def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> A
     for name, value in data.items():
         typ = hints[name]
         dotted = f"{prefix}{name}"
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             kwargs[name] = _build(typ, value if value is not None else {}, prefix=f"{dotted}.", source=source)
         else:
             kwargs[name] = _coerce(value, typ, dotted, source)

@@ -252,16 +252,10 @@ def _slug(text: str) -> str:
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
-    try:
-        import psutil
+    import psutil
 
+    try:
         return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
     except Exception:
         return False
 

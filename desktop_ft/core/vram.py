@@ -4,9 +4,10 @@ Worked out from the model's ``config.json`` numbers alone (``architecture.Archit
 weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, with the number
 formats of ``desktop_ft.core.precision`` (the same plan the engine loads and trains by: fp32 master
 weights for full fine-tuning, a frozen base in the compute dtype under fp32 adapters), what a method
-and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability head (TRL >= 1.x never materialises the full
-``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
-derived, and how well the sum matched measured peaks, is written down in ``docs/memory.md``.
+and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability head
+(TRL >= 1.x never materialises the full ``batch × length × vocab`` logits). Every term is a plain
+function of the settings; how each is derived, and how well the sum matched measured peaks, is
+written down in ``docs/memory.md``.
 
 The estimate is a *peak* for the worst batch: every sequence as long as ``training.max_length``.
 Short examples use less (batches are padded to their longest example only).
@@ -395,7 +396,7 @@ def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, dev
     bf16 = hardware.bf16 if hardware.gpus else True
     s = settings_from_config(config)
     result = estimate(arch, s, device=device, bf16_supported=bf16, available_bytes=available_bytes)
-    if suggest and result.verdict in ("tight", "does_not_fit"):
+    if suggest and available_bytes is not None and result.verdict in ("tight", "does_not_fit"):
         can_quantize = device == "cuda" and (hardware.bitsandbytes or not hardware.gpus)
         result.suggestions = suggestions(arch, s, device=device, bf16_supported=bf16,
                                          available_bytes=available_bytes, can_quantize=can_quantize)

@@ -243,7 +243,8 @@ class LossPlots(QWidget):
         raw_color.setAlpha(70)
         curves = {
             "raw": self.loss.plot(pen=pg.mkPen(raw_color, width=1)),
-            "smooth": self.loss.plot(pen=pg.mkPen(pg.mkColor(color), width=2.2), name=f"{name} (smoothed)" if not run else name),
+            "smooth": self.loss.plot(pen=pg.mkPen(pg.mkColor(color), width=2.2),
+                                     name=f"{name} (smoothed)" if not run else name),
             "eval": self.loss.plot(pen=None if run else pg.mkPen(c.series[1], width=1.5, style=Qt.PenStyle.DashLine),
                                    symbol="o", symbolSize=7,
                                    symbolBrush=pg.mkBrush(c.series[1] if not run else color),

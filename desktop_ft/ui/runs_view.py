@@ -197,7 +197,8 @@ class RunsView(Page):
         for r, run in enumerate(runs):
             if run["path"] in selected:
                 self.table.selectRow(r)
-        self.message.setText("" if runs else f"No runs yet. Runs are kept in {self.root or core_runs.default_runs_root()}.")
+        root = self.root or core_runs.default_runs_root()
+        self.message.setText("" if runs else f"No runs yet. Runs are kept in {root}.")
         self.message.setVisible(bool(self.message.text()))
         self._on_selection()
         self.refreshed.emit(len(runs))
@@ -321,7 +322,8 @@ def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in cfg.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and all(isinstance(x, (dict, str, int, float, bool, type(None))) for x in v.values()) \
+        plain = (dict, str, int, float, bool, type(None))
+        if isinstance(v, dict) and v and all(isinstance(x, plain) for x in v.values()) \
                 and key in ("model", "data", "method", "training", "output"):
             out.update(_flatten(v, key + "."))
         else:

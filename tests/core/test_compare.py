@@ -78,7 +78,7 @@ def test_stop_keeps_what_was_answered(run_copy: Path) -> None:
     stop = threading.Event()
 
     def on_event(event: object) -> None:
-        if type(event).__name__ == "ProbeAnswered" and getattr(event, "side") == "tuned":
+        if isinstance(event, compare.ProbeAnswered) and event.side == "tuned":
             stop.set()
 
     probes = [compare.Probe(f"Question {i}?") for i in range(3)]

@@ -1,12 +1,10 @@
 """Runs page on real run folders; Chat page on a run trained with the engine (when core.chat exists)."""
 
-import pytest
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.core.runs import RunFolder, RunStatus
-from desktop_ft.ui import core_api
 from desktop_ft.ui.runs_view import RunsView
 
 
@@ -59,7 +57,6 @@ def test_runs_list_compare_copy_delete(qtbot, tmp_path, monkeypatch):
     assert not a.exists() and listed.args[0] == 1
 
 
-@pytest.mark.skipif(core_api.chat_module() is None, reason="desktop_ft.core.chat is not in this build")
 def test_chat_side_by_side_streams_both_answers(qtbot, make_config, tmp_path):
     from desktop_ft.core.engine import train
     from desktop_ft.ui.chat_view import ChatView

@@ -8,10 +8,12 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
+from desktop_ft.core import methods
 from desktop_ft.core.config import field_info
 from desktop_ft.core.errors import ConfigError
-from desktop_ft.ui import core_api, theme
-from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.core.hardware import detect
+from desktop_ft.ui import theme
+from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.settings_form import SettingsForm
 from desktop_ft.ui.workers import run_async
@@ -23,23 +25,9 @@ METHOD_ICONS = {"lora": "mdi6.puzzle-outline", "qlora": "mdi6.puzzle-check-outli
 
 
 def method_specs() -> list[dict[str, Any]]:
-    """The methods the engine offers: from ``core.methods.METHODS`` when present, else the config's choices."""
-    mod = core_api.methods_module()
-    specs = getattr(mod, "METHODS", None) if mod else None
-    if specs:
-        out = []
-        for name, spec in specs.items():
-            out.append({"name": name, "title": getattr(spec, "title", name.upper()),
-                        "sentence": getattr(spec, "sentence", ""), "needs_cuda": bool(getattr(spec, "needs_cuda", False))})
-        return out
-    info = field_info("method.method")
-    return [{"name": n, "title": n.upper() if len(n) <= 5 else n.title(), "sentence": info.metadata["help"].split(": ", 1)[-1]
-             if n == "lora" else "", "needs_cuda": False} for n in info.metadata.get("choices", [])]
-
-
-def presets() -> dict[str, Any]:
-    mod = core_api.methods_module()
-    return dict(getattr(mod, "PRESETS", {}) or {}) if mod else {}
+    """The methods the engine offers (``core.methods.METHODS``), as the cards show them."""
+    return [{"name": name, "title": spec.title, "sentence": spec.sentence, "needs_cuda": spec.needs_cuda}
+            for name, spec in methods.METHODS.items()]
 
 
 class MethodCard(QFrame):
@@ -107,13 +95,11 @@ class MethodPage(Page):
         task_row = QHBoxLayout()
         task_row.addWidget(theme.label("Objective", "CardTitle"))
         self.task = QComboBox()
-        mod = core_api.methods_module()
-        tasks = getattr(mod, "TASKS", None) if mod else None
-        for name in task_info.metadata.get("choices", ["sft"]):
-            spec = (tasks or {}).get(name)
-            self.task.addItem(getattr(spec, "title", None) or name, name)
+        for name in task_info.metadata["choices"]:
+            spec = methods.TASKS.get(name)  # None for 'auto'
+            self.task.addItem(spec.title if spec else name, name)
             if spec is not None:
-                self.task.setItemData(self.task.count() - 1, getattr(spec, "sentence", ""), Qt.ItemDataRole.ToolTipRole)
+                self.task.setItemData(self.task.count() - 1, spec.sentence, Qt.ItemDataRole.ToolTipRole)
         self.task.setToolTip(task_info.metadata["help"])
         self.task.currentIndexChanged.connect(lambda _i: self._on_task(self.task.currentData()))
         task_row.addWidget(self.task)
@@ -122,19 +108,14 @@ class MethodPage(Page):
         self.content.addLayout(task_row)
 
         preset_card = Card("Start from a preset", "mdi6.lightning-bolt")
-        found = presets()
-        if found:
-            row = QHBoxLayout()
-            for name, preset in found.items():
-                b = QPushButton(getattr(preset, "title", name))
-                b.setToolTip(getattr(preset, "description", ""))
-                b.clicked.connect(lambda _c=False, p=preset: self._on_preset(p))
-                row.addWidget(b)
-            row.addStretch(1)
-            preset_card.body.addLayout(row)
-        else:
-            preset_card.body.addWidget(Note("Presets are not available in this build yet; the defaults "
-                                            "below are a sensible first run."))
+        row = QHBoxLayout()
+        for preset in methods.PRESETS.values():
+            b = QPushButton(preset.title)
+            b.setToolTip(preset.description)
+            b.clicked.connect(lambda _c=False, p=preset: self._on_preset(p))
+            row.addWidget(b)
+        row.addStretch(1)
+        preset_card.body.addLayout(row)
         self.content.addWidget(preset_card)
 
         self.problems = theme.label("", "Warn", wrap=True)
@@ -167,15 +148,13 @@ class MethodPage(Page):
 
         self.hardware = None
         self._workers = []
-        detect = core_api.hardware_detect()
-        if detect is not None:
-            self._workers.append(run_async(self, detect, on_result=self._on_hardware))
+        self._workers.append(run_async(self, detect, on_result=self._on_hardware))
         session.configChanged.connect(self._on_config_changed)
         self._on_config_changed(session.config)
 
     def _on_hardware(self, hardware) -> None:
         self.hardware = hardware
-        cuda = bool(getattr(hardware, "gpus", None))
+        cuda = bool(hardware.gpus)
         for card in self.cards.values():
             card.set_cuda(cuda)
         self._on_config_changed(self.session.config)
@@ -193,9 +172,9 @@ class MethodPage(Page):
             except ConfigError as exc:
                 self._show_problems([str(exc)])
 
-    def _on_preset(self, preset: Any) -> None:
+    def _on_preset(self, preset: methods.Preset) -> None:
         try:
-            self.session.update(dict(getattr(preset, "overrides", {})))
+            self.session.update(dict(preset.overrides))
         except ConfigError as exc:
             self._show_problems([str(exc)])
 
@@ -208,33 +187,20 @@ class MethodPage(Page):
             self.task.blockSignals(True)
             self.task.setCurrentIndex(max(0, self.task.findData(config.method.task)))
             self.task.blockSignals(False)
-        mod = core_api.methods_module()
-        self._show_specific(config, mod)
-        warn = getattr(mod, "warnings_for", None) if mod else None
-        messages: list[str] = []
-        if warn is not None:
-            try:
-                messages = list(warn(config, self.hardware) if self.hardware is not None else warn(config))
-            except Exception as exc:  # a bug in a check must not break the page
-                messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
-        self._show_problems(messages)
+        self._show_specific(config)
+        self._show_problems(methods.warnings_for(config, self.hardware))
 
-    def _show_specific(self, config, mod) -> None:
-        """Show only the settings sections of the chosen method and task."""
-        if not self.specific.editors:
-            return
-        sections = set()
-        spec = (getattr(mod, "METHODS", {}) or {}).get(config.method.method) if mod else None
-        task = (getattr(mod, "TASKS", {}) or {}).get(config.method.task) if mod else None
-        for s in (getattr(spec, "section", None), getattr(task, "section", None)):
-            if s:
-                sections.add(s if s.startswith("method.") else f"method.{s}")
-        keys = {k for k in self.specific.editors if k.rsplit(".", 1)[0] in sections}
+    def _show_specific(self, config) -> None:
+        """Show only the settings sections of the chosen method and task (as the registry names them)."""
+        spec = methods.method_spec(config.method.method)
+        task = methods.TASKS.get(config.method.task)  # None for 'auto'
+        owners = [(f"method.{x.section}", x.title) for x in (spec, task) if x is not None and x.section]
+        keys = {k for k in self.specific.editors if k.rsplit(".", 1)[0] in {section for section, _ in owners}}
         self.specific.show_only(keys)
         self.specific_card.setVisible(bool(keys))
-        title = " and ".join(x for x in (getattr(spec, "title", None) if any(k.startswith(f"method.{getattr(spec, 'section', '')}.") for k in keys) else None,
-                                          getattr(task, "title", None) if any(k.startswith(f"method.{getattr(task, 'section', '')}.") for k in keys) else None) if x)
-        self.specific_card.title_row.itemAt(1).widget().setText(f"{title} settings" if title else "Settings of this method")
+        title = " and ".join(t for section, t in owners if any(k.startswith(section + ".") for k in keys))
+        heading = f"{title} settings" if title else "Settings of this method"
+        self.specific_card.title_row.itemAt(1).widget().setText(heading)
 
     def _show_problems(self, messages: list[str]) -> None:
         self.problems.setText("\n".join(f"⚠ {m}" for m in messages))
