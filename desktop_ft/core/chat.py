@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from desktop_ft.core.config import _f
 from desktop_ft.core.errors import ModelError, UserError
+from desktop_ft.core.hardware import compute_device
 from desktop_ft.core.precision import TORCH_NAMES, inference_dtype
 from desktop_ft.core.runs import TunedSource, list_checkpoints, read_run_config, tuned_source
 
@@ -444,18 +445,11 @@ def with_system_prompt(messages: list[Message], system_prompt: str) -> list[Mess
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _load_model(path: Path, trust_remote_code: bool) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    device = _device()
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    device, bf16 = compute_device()
     dtype = getattr(torch, TORCH_NAMES[inference_dtype(device, bf16)])
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)

@@ -75,6 +75,15 @@ def detect() -> Hardware:
                     cpu_cores=int(cores), ram_total_bytes=int(vm.total), ram_available_bytes=int(vm.available))
 
 
+def compute_device() -> tuple[str, bool]:
+    """Where this process trains and generates: ('cuda', bf16 supported?) with a CUDA GPU, else ('cpu', False)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", bool(torch.cuda.is_bf16_supported())
+    return "cpu", False
+
+
 def bitsandbytes_usable(has_cuda: bool) -> bool:
     """QLoRA and 8-bit optimizers need bitsandbytes and a CUDA GPU; found without importing it."""
     return has_cuda and bitsandbytes_installed()

@@ -10,13 +10,12 @@ import pytest
 
 from desktop_ft.core import compare
 from desktop_ft.core.chat import ChatModel, GenerationSettings
-from tests.core.test_chat import tiny_run  # noqa: F401  (module-scoped fixture: one trained run)
 
 SHORT = GenerationSettings(max_new_tokens=6)
 
 
 @pytest.fixture()
-def run_copy(tiny_run: Path, tmp_path: Path) -> Path:  # noqa: F811
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     """A private copy of the run folder, so each test starts without probes.json / compare.jsonl."""
     import shutil
 
