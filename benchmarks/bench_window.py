@@ -77,6 +77,7 @@ def bench_stalls(steps: int, embedded: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer
 
+    from desktop_ft import resources
     from desktop_ft.core.config import RunConfig
     from desktop_ft.ui.app import create_app
 
@@ -91,7 +92,7 @@ def bench_stalls(steps: int, embedded: bool) -> None:
         from conftest import build_tiny_model, tiny_config  # the test suite's tiny random Llama
 
         model = build_tiny_model(work / "tiny")
-        config = tiny_config(model, ROOT / "resources/sample_data/three_step_tutor.jsonl", work / "run",
+        config = tiny_config(model, resources.sample_dataset(), work / "run",
                              max_steps=steps, logging_steps=1, save_steps=10_000, eval_steps=50)
     w = MainWindow(settings=QSettings(str(work / "s.ini"), QSettings.Format.IniFormat))
     w.show()

@@ -27,7 +27,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+sys.path.insert(0, str(REPO))
+from desktop_ft import resources  # noqa: E402
+
+SAMPLE = resources.sample_dataset()
 
 #: name → --set overrides; every run: the built-in model, 2 steps, no eval, no checkpoints
 CONFIGS: list[tuple[str, dict[str, object]]] = [

@@ -31,9 +31,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from desktop_ft import resources  # noqa: E402
 from desktop_ft.core.config import RunConfig  # noqa: E402
 
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+SAMPLE = resources.sample_dataset()
 
 #: name → (method, task, learning rate); DPO runs on LoRA, its reference the adapter-disabled base
 RUNS = {

@@ -17,8 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from desktop_ft import resources
+
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+SAMPLE = resources.sample_dataset()
 
 CHATML = (
     "{% for message in messages %}"

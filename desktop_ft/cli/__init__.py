@@ -1,4 +1,4 @@
-"""The headless twin of the window: ``desktop-ft train | data | estimate | chat | compare | export``.
+"""The headless twin of the window: ``desktop-ft train | data | estimate | chat | compare | export | runs``.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 ``desktop-ft`` with no arguments opens the window. Importing this package loads no torch: heavy
@@ -27,7 +27,11 @@ COMMANDS = {
     "chat": "chat",
     "compare": "compare",
     "export": "export",
+    "runs": "runs",
     "screenshots": "screenshots",
+    "doctor": "doctor",
+    "desktop-entry": "desktop_entry",
+    "run-script": "run_script",
 }
 
 

@@ -10,52 +10,63 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
-from desktop_ft.core.config import RunConfig, load_config
+from desktop_ft.core.config import RunConfig, field_info, load_config, parse_cli_value, validate
 from desktop_ft.core.errors import ConfigError
 
-#: flag dest → config key
-FLAGS = {
-    "method": "method.method",
-    "task": "method.task",
-    "batch_size": "training.batch_size",
-    "max_length": "training.max_length",
-    "gradient_checkpointing": "training.gradient_checkpointing",
-    "lora_rank": "method.lora_rank",
-    "optimizer": "training.optimizer",
-    "gradient_accumulation_steps": "training.gradient_accumulation_steps",
-    "precision": "training.precision",
-    "target_modules": "method.target_modules",
-}
+#: the settings the estimate depends on, as flags; type, help and choices come from the config fields
+#: (``--set KEY=VALUE`` reaches every other key). Where the run happens (``--device``, ``--gpu-memory``)
+#: is a separate group below: the place for scale-out flags (GPU count, sharding strategy).
+ESTIMATE_KEYS = ("method.method", "method.task", "training.batch_size", "training.max_length",
+                 "training.gradient_checkpointing", "method.lora_rank", "method.lora_dropout",
+                 "method.target_modules", "training.optimizer", "training.gradient_accumulation_steps",
+                 "training.precision", "training.packing")
+
+
+def _flag(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="estimate a run's peak memory and whether it fits this machine",
                        description="Estimate the peak memory of a training run from the model's config alone, "
-                       "say whether it fits, and suggest the nearest settings that do.")
+                       "say whether it fits, and suggest the nearest settings that do. With a dataset "
+                       "(--data, or the one --config names) batches are as long as its longest row, "
+                       "counted as 'desktop-ft data inspect' counts them.")
     p.add_argument("model", nargs="?", help="catalog name, Hugging Face id, or model folder (config.json is enough)")
-    p.add_argument("--config", metavar="CONFIG_YAML", help="estimate the run this config.yaml describes")
-    p.add_argument("--method", help="full, lora or qlora (or any method name Desktop FT knows)")
-    p.add_argument("--task", help="sft or dpo (also orpo, kto, pretrain)")
-    p.add_argument("--batch-size", type=int, metavar="B")
-    p.add_argument("--max-length", type=int, metavar="L")
-    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--lora-rank", type=int, metavar="R")
-    p.add_argument("--optimizer", metavar="NAME", help="adamw_torch, adamw_8bit, paged_adamw_8bit or sgd")
-    p.add_argument("--gradient-accumulation-steps", type=int, metavar="N")
-    p.add_argument("--precision", help="auto, fp32, fp16 or bf16")
-    p.add_argument("--target-modules", metavar="LIST", help="'all-linear' or e.g. 'q_proj,v_proj'")
-    p.add_argument("--device", choices=["cuda", "cpu"], help="estimate for this device (default: this machine's best)")
-    p.add_argument("--gpu-memory", type=float, metavar="GB",
-                   help="judge the fit against a GPU with this many GiB (implies --device cuda)")
+    p.add_argument("--config", metavar="CONFIG_YAML", help="estimate the run this config.yaml describes (and its data)")
+    p.add_argument("--data", metavar="FILE", help=field_info("data.path").metadata["help"]
+                   + " The estimate then uses its token lengths.")
+    run_settings = p.add_argument_group("the run's settings (as in config.yaml; they override --config)")
+    for key in ESTIMATE_KEYS:
+        info = field_info(key)
+        text = info.metadata["help"]
+        if info.metadata.get("choices"):
+            text += " One of: " + ", ".join(map(str, info.metadata["choices"])) + "."
+        flag = "--" + _flag(key).replace("_", "-")
+        if info.type in (bool, "bool"):
+            run_settings.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            run_settings.add_argument(flag, dest=key, default=None, metavar=_flag(key).split("_")[-1].upper(),
+                                      help=text)
+    run_settings.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                              help="set any other config key, as 'desktop-ft train --set' does")
+    where = p.add_argument_group("where it runs")
+    where.add_argument("--device", choices=["cuda", "cpu"], help="estimate for this device (default: this "
+                       "machine's best)")
+    where.add_argument("--gpu-memory", metavar="GiB",
+                       help="judge the fit against a GPU with this many GiB (implies --device cuda)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The config file (if any), then MODEL, then the flags."""
+    """The config file (if any), then MODEL and --data, then the flags; checked as ``train`` checks it."""
+    from desktop_ft.cli.train import collect_set_overrides
+
     config = load_config(args.config) if args.config else RunConfig()
     overrides: dict[str, Any] = {}
     if args.model:
@@ -63,17 +74,30 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     elif not args.config:
         raise ConfigError("give a MODEL or --config RUN_DIR/config.yaml",
                           hint="For example: desktop-ft estimate Qwen/Qwen2.5-0.5B-Instruct --method qlora.")
-    for dest, key in FLAGS.items():
-        value = getattr(args, dest, None)
+    if args.data:
+        overrides["data.path"] = str(args.data)
+    for key in ESTIMATE_KEYS:
+        value = getattr(args, key, None)
         if value is not None:
-            overrides[key] = value
-    for key in ("training.batch_size", "training.max_length", "method.lora_rank",
-                "training.gradient_accumulation_steps"):
-        if key in overrides and overrides[key] < 1:
-            raise ConfigError(f"'{key}' must be at least 1, got {overrides[key]}", field=key)
-    # replace() rejects unknown keys; values are checked loosely here, so that methods this
-    # estimate knows (qlora, full, dpo…) work even before the config's choices list them
-    return config.replace(overrides, source=args.config)
+            overrides[key] = value if isinstance(value, bool) else parse_cli_value(key, value)
+    overrides.update(collect_set_overrides(args.overrides))
+    config = config.replace(overrides, source=args.config)
+    validate(config)
+    return config
+
+
+def gpu_memory_bytes(text: str | None) -> int | None:
+    """``--gpu-memory`` in GiB → bytes; anything but a positive finite number is a ``ConfigError``."""
+    if text is None:
+        return None
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = math.nan
+    if not math.isfinite(gib) or gib <= 0:
+        raise ConfigError(f"--gpu-memory must be a positive number of GiB, got {text!r}", field="gpu-memory",
+                          hint="For example --gpu-memory 24 for a 24 GiB GPU.")
+    return int(gib * 1024**3)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,21 +105,25 @@ def run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     device = args.device
-    available = None
-    if args.gpu_memory is not None:
-        if args.gpu_memory <= 0:
-            raise ConfigError("--gpu-memory must be a positive number of GiB", field="gpu-memory")
+    available = gpu_memory_bytes(args.gpu_memory)
+    hardware = None
+    if available is not None:
         if device == "cpu":
             raise ConfigError("--gpu-memory describes a GPU, but --device is cpu", field="gpu-memory",
                               hint="Drop one of the two.")
         device = "cuda"
-        available = int(args.gpu_memory * vram.GiB)
-    hardware = None
-    if available is not None:
         from desktop_ft.core.hardware import gpu
 
-        hardware = gpu(args.gpu_memory)
-    result = vram.estimate_for_config(config, hardware=hardware, device=device, available_bytes=available)
+        hardware = gpu(available / vram.GiB)
+    lengths, data_note = None, None
+    if args.data or args.config:
+        from desktop_ft.core.lengths import run_lengths
+
+        lengths, data_note = run_lengths(config)
+    result = vram.estimate_for_config(config, hardware=hardware, device=device, available_bytes=available,
+                                      lengths=lengths)
+    if data_note:
+        result.notes.insert(0, data_note)
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return 0

@@ -96,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
     shot("model")
     # 2 Dataset: the sample, shown with the part the model learns highlighted
     w.go("dataset")
-    from desktop_ft.core.datasets import sample_dataset_path
+    from desktop_ft import resources
 
     if w.dataset_page.result is None:
         wait_for(w.dataset_page.inspected, 180, "the dataset report")
-    w.dataset_page.choose(str(sample_dataset_path()))
+    w.dataset_page.choose(str(resources.sample_dataset()))
     wait_until(lambda: w.dataset_page.result is not None and "Reading" not in w.dataset_page.summary.text(), 180,
                "the dataset report")
     w.dataset_page.tabs.setCurrentIndex(3)

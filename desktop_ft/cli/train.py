@@ -13,7 +13,8 @@ from typing import Any
 from desktop_ft.core.config import (RunConfig, all_dotted_keys, field_info, load_config, parse_cli_value)
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.core.events import Event, Progress, RunFinished, StepLogged, EvalLogged, to_dict
-from desktop_ft.core.methods import METHODS, PRESETS, TASKS, apply_preset
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS
+from desktop_ft.core.presets import apply_preset
 
 #: flag → config key; the flags are shortcuts for the commonest --set keys
 SHORTCUTS = {
@@ -64,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if args.list_methods:
         _print_methods()
         return 0
+    config, resume_run = build_config(args)
+    return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
+
+
+def build_config(args: argparse.Namespace) -> tuple[RunConfig, Any]:
+    """The config to train (file or run folder, then flags, then the preset) and the run to resume."""
     from desktop_ft.core.runs import RunFolder
 
     resume_run = None
@@ -81,17 +88,8 @@ def run(args: argparse.Namespace) -> int:
     config = config.replace(overrides)
     if args.preset:
         # the preset picks the learning rate for the method and task chosen above; explicit flags still win
-        config = apply_preset(config, args.preset, _data_kind(config)).replace(overrides)
-    return train_with_progress(config, resume_run=resume_run, json_events=args.json_events)
-
-
-def _data_kind(config: RunConfig) -> str | None:
-    """The dataset's kind, read early so a preset can pick the learning rate for 'task: auto'."""
-    if config.method.task != "auto":
-        return None
-    from desktop_ft.core import datasets as ds
-
-    return ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=20).kind
+        config = apply_preset(config, args.preset).replace(overrides)
+    return config, resume_run
 
 
 def _print_methods() -> None:
@@ -118,14 +116,21 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         from desktop_ft.core.datasets import parse_columns
 
         overrides["data.columns"] = parse_columns(args.columns)
-    for item in args.overrides:
+    overrides.update(collect_set_overrides(args.overrides))
+    for key in ("model.name", "data.path", "output.output_dir"):
+        if key in overrides and overrides[key] is not None:
+            overrides[key] = str(overrides[key])
+    return overrides
+
+
+def collect_set_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as dotted keys with typed values (YAML rules: 1e-4, true, null)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set needs KEY=VALUE, got {item!r}", hint="For example --set training.batch_size=8.")
         overrides[key.strip()] = parse_cli_value(key.strip(), value)
-    for key in ("model.name", "data.path", "output.output_dir"):
-        if key in overrides and overrides[key] is not None:
-            overrides[key] = str(overrides[key])
     return overrides
 
 

@@ -13,7 +13,7 @@ window or the CLI — asks the same questions. Answers are greedy by default, so
 between base and tuned is the fine-tune's doing, not the dice's.
 
 The forgetting check asks a small set of everyday questions we wrote
-(``resources/probes/general_prompts.jsonl``), lets the *base* model answer them, and measures how
+(``desktop_ft/resources/probes/general_prompts.jsonl``), lets the *base* model answer them, and measures how
 much less likely the tuned model finds those same answers: the mean increase of the per-token
 negative log-likelihood, in nats. Near 0: the fine-tune left general behaviour alone; large: it
 pulled the model far from how it answered before (expected in part when teaching a style, a
@@ -334,9 +334,9 @@ def read_table(run_dir: str | Path) -> list[dict[str, Any]]:
 # -- forgetting --------------------------------------------------------------------------------------
 
 def general_prompts_path() -> Path:
-    from desktop_ft.core.datasets import resources_dir
+    from desktop_ft import resources
 
-    return resources_dir() / "probes" / "general_prompts.jsonl"
+    return resources.general_prompts()
 
 
 def general_prompts() -> list[str]:

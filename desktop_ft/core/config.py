@@ -12,6 +12,7 @@ Field metadata keys: ``help`` (one plain sentence), optionally ``choices``, ``mi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import types
@@ -447,6 +448,9 @@ def validate(config: RunConfig) -> None:
             if hint.startswith("Did"):
                 hint += " Choose one of: " + ", ".join(choices) + "."
             raise ConfigError(f"'{dotted}' is {value!r}, which is not one of its choices", field=dotted, hint=hint)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"'{dotted}' is {value}, which is not a number it can use", field=dotted,
+                              hint="Give a finite number.")
         if isinstance(value, (int, float)):
             if "min" in meta and value < meta["min"]:
                 raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from desktop_ft import resources
 from desktop_ft.core import datasets as ds
 from desktop_ft.core import memwatch, methods, trainers
 from desktop_ft.core.config import RunConfig, validate
@@ -114,7 +115,7 @@ def peak_memory_bytes(device: str | None) -> int | None:
 def _resolved(config: RunConfig) -> RunConfig:
     """The config as written to the run folder: the sample dataset spelled out, so it reruns anywhere."""
     if not config.data.path:
-        return config.replace({"data.path": str(ds.sample_dataset_path())})
+        return config.replace({"data.path": str(resources.sample_dataset())})
     return config
 
 
@@ -185,11 +186,12 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     trainer = trainers.build_trainer(task_name, parts)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)
-    longest = _longest_example(trainer)
-    if longest and longest < config.training.max_length and not config.training.packing:
-        # Batches are padded to their longest row, not to max_length: estimate what will really run.
-        fitted = config.replace({"training.max_length": max(longest, 16)})
-        status.estimated_memory_bytes = _estimated_memory(fitted, plan.device) or status.estimated_memory_bytes
+    lengths = _tokenised_lengths(trainer)
+    if lengths:
+        # Batches are padded to their longest row, not to max_length: the estimate's own rule
+        # (lengths.padded_length) on the rows exactly as they were tokenised for this run.
+        status.estimated_memory_bytes = _estimated_memory(config, plan.device, lengths) \
+            or status.estimated_memory_bytes
         run.write_status(status)
 
     checkpoint = run.last_checkpoint() if resume else None
@@ -348,25 +350,23 @@ def _trainer_args(config: RunConfig, run: RunFolder, plan: PrecisionPlan, *, has
     )
 
 
-def _estimated_memory(config: RunConfig, device: str) -> int | None:
+def _estimated_memory(config: RunConfig, device: str, lengths: list[int] | None = None) -> int | None:
     """The pre-run estimate for status.json; an estimate that fails must never stop training."""
     try:
         from desktop_ft.core import vram
 
-        return vram.estimate_for_config(config, device=device, suggest=False).total_bytes
+        return vram.estimate_for_config(config, device=device, suggest=False, lengths=lengths).total_bytes
     except Exception:
         return None
 
 
-def _longest_example(trainer: Any) -> int | None:
-    """Tokens in the longest tokenised training row (SFT/pretrain shapes), capped at max_length; None if unknown."""
+def _tokenised_lengths(trainer: Any) -> list[int] | None:
+    """Tokens per tokenised training row (SFT/pretrain shapes); None where the trainer keeps other columns."""
     try:
         dataset = trainer.train_dataset
-        column = "input_ids" if "input_ids" in dataset.column_names else None
-        if column is None:
+        if "input_ids" not in dataset.column_names:
             return None
-        longest = max(len(ids) for ids in dataset[column])
-        return min(longest, trainer.args.max_length or longest)
+        return [len(ids) for ids in dataset["input_ids"]]
     except Exception:
         return None
 

@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -208,7 +207,9 @@ def _convert_to_gguf(converter: Path, model_dir: Path, outfile: Path, quant: str
     emit(Progress("gguf", f"Converting to GGUF ({quant}) with llama.cpp's converter…", 0.5))
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
     log = outfile.with_suffix(".log")
-    cmd = [sys.executable, str(converter), str(model_dir), "--outtype", quant, "--outfile", str(outfile)]
+    from desktop_ft.core.selfcmd import python_script_command
+
+    cmd = python_script_command(converter, str(model_dir), "--outtype", quant, "--outfile", str(outfile))
     with open(log, "w", encoding="utf-8", errors="replace") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=converter.parent)
         while proc.poll() is None:

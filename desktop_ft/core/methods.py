@@ -11,7 +11,7 @@ means adding one entry below (and, if it has settings of its own, a settings dat
   model, whether chosen and rejected answers go through the model together, its keys.
 - ``method_spec(name)`` / ``task_spec(name)``: the spec, or a ``ConfigError`` naming the closest
   valid name; ``resolve_task`` and ``resolve_optimizer`` turn 'auto' into what will run.
-- ``PRESETS`` and ``apply_preset``: title-cased starting points that set the hyperparameters.
+- ``PRESETS``: title-cased starting points that set the hyperparameters (``core.presets`` applies them).
 - ``warnings_for(config, hardware)``: known-bad combinations, as sentences.
 
 How each method is built (peft and TRL objects) is ``desktop_ft.core.trainers``; which number
@@ -281,15 +281,21 @@ def recommended_learning_rate(method: str, task: str) -> float:
     return method_spec(method).learning_rate * factor
 
 
-def apply_preset(config: RunConfig, name: str, data_kind: str | None = None) -> RunConfig:
-    """``config`` with the preset's settings and the learning rate recommended for its method and task.
+def settings_that_apply(method: str, task: str, data_kind: str | None = None) -> set[str]:
+    """The method-owned config keys that apply to ``method`` with ``task``: the union of their ``keys``.
 
-    ``data_kind`` resolves ``method.task: auto`` (preference data → DPO's lower learning rate).
+    Full fine-tuning and prompt tuning get no LoRA settings; DPO gets ``method.dpo.*``. Keys no
+    method or task owns (``method.rope_scaling``, every ``training.*`` key) always apply (``applies``).
     """
-    preset = PRESETS[preset_key(name)]
-    task = resolve_task(config.method.task, data_kind)
-    lr = recommended_learning_rate(config.method.method, task)
-    return config.replace({**preset.overrides, "training.learning_rate": lr})
+    keys = set(method_spec(method).keys)
+    keys.update(task_spec(resolve_task(task, data_kind)).keys)
+    return keys
+
+
+def applies(key: str, method: str, task: str, data_kind: str | None = None) -> bool:
+    """Whether the config key ``key`` means anything for this method and task (what the Method page shows)."""
+    owned = {k for m in METHODS.values() for k in m.keys} | {k for t in TASKS.values() for k in t.keys}
+    return key not in owned or key in settings_that_apply(method, task, data_kind)
 
 
 # -- known-bad combinations ----------------------------------------------------------------------------

@@ -286,9 +286,10 @@ def read_run_config(run_dir: Path) -> RunConfig:
     return run.read_config()
 
 
-def list_checkpoints(run_dir: Path) -> list[int]:
+def list_checkpoints(run: RunFolder | Path) -> list[int]:
     """Steps of ``checkpoints/checkpoint-N`` folders that hold an adapter or a model, oldest first."""
-    return [int(p.name.split("-")[1]) for p in RunFolder(run_dir).checkpoints() if weights_kind(p) is not None]
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    return [int(p.name.split("-")[1]) for p in run.checkpoints() if weights_kind(p) is not None]
 
 
 def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
@@ -303,10 +304,9 @@ def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
             raise RunError(f"this run has no checkpoint {checkpoint}", path=run_dir, field="checkpoint",
                             hint=f"Available checkpoints: {listing}.")
         return TunedSource(path, kind, checkpoint)
-    for folder in (run.adapter_dir, run.model_dir):  # model/: a full fine-tune saves the whole model
-        kind = weights_kind(folder)
-        if kind is not None:
-            return TunedSource(folder, kind)
+    final = final_weights(run)
+    if final is not None:
+        return TunedSource(*final)
     if available:  # still training, or killed before the end: the newest checkpoint is the best we have
         step = available[-1]
         path = run.checkpoints_dir / f"checkpoint-{step}"
@@ -315,6 +315,16 @@ def tuned_source(run_dir: Path, checkpoint: int | None) -> TunedSource:
     raise RunError(f"this run has no adapter yet (it is {state}, with no checkpoint saved)", path=run_dir,
                     hint="Wait for the first checkpoint, resume the run, or chat with the base model "
                          "(--base).")
+
+
+def final_weights(run: RunFolder | Path) -> tuple[Path, str] | None:
+    """``(folder, kind)`` of the run's final result: ``adapter/``, or ``model/`` after full fine-tuning."""
+    run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
+    for folder in (run.adapter_dir, run.model_dir):
+        kind = weights_kind(folder)
+        if kind is not None:
+            return folder, kind
+    return None
 
 
 def weights_kind(folder: Path) -> str | None:

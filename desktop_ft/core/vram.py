@@ -18,10 +18,11 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from desktop_ft.core.methods import MethodSpec, TaskSpec, method_spec, optimizer_for, resolve_task, task_spec
 from desktop_ft.core.architecture import Architecture
+from desktop_ft.core.lengths import LengthSample, padded_length
+from desktop_ft.core.methods import MethodSpec, TaskSpec, method_spec, optimizer_for, resolve_task, task_spec
 from desktop_ft.core.precision import BYTES, PrecisionPlan, plan_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -372,12 +373,15 @@ def judge(total: int, available: int | None) -> tuple[str, bool | None]:
 # -- against a config and a machine ---------------------------------------------------------------------
 
 def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, device: str | None = None,
-                        *, available_bytes: int | None = None, suggest: bool = True) -> MemoryEstimate:
+                        *, available_bytes: int | None = None, suggest: bool = True,
+                        lengths: Sequence[int] | LengthSample | None = None) -> MemoryEstimate:
     """Estimate the run ``config`` describes on ``device`` (default: the machine's best device).
 
     ``hardware`` defaults to ``hardware.detect()``; ``available_bytes`` overrides what the device
-    has (the CLI's ``--gpu-memory``). When the run is tight or does not fit, ``suggestions`` holds
-    the nearest settings that fit, each with its own estimate.
+    has (the CLI's ``--gpu-memory``). ``lengths`` are the data's token lengths (``lengths.
+    sample_lengths``, or the engine's tokenised rows): batches are then as long as the longest row
+    (``lengths.padded_length``), not ``max_length``. When the run is tight or does not fit,
+    ``suggestions`` holds the nearest settings that fit, each with its own estimate.
     """
     from desktop_ft.core import models
 
@@ -395,7 +399,14 @@ def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, dev
         available_bytes = available_memory(hardware, device)
     bf16 = hardware.bf16 if hardware.gpus else True
     s = settings_from_config(config)
+    if lengths is not None:
+        s = replace(s, max_length=padded_length(lengths, s.max_length, packing=s.packing))
     result = estimate(arch, s, device=device, bf16_supported=bf16, available_bytes=available_bytes)
+    if isinstance(lengths, LengthSample) and not s.packing:
+        sample = f"{lengths.counted} of {lengths.rows}" if lengths.counted < lengths.rows else f"all {lengths.rows}"
+        result.notes.insert(0, f"Batches are padded to their longest row: {s.max_length} tokens (the longest of "
+                               f"{sample} rows of {Path(lengths.path).name}, max_length "
+                               f"{config.training.max_length}).")
     if suggest and available_bytes is not None and result.verdict in ("tight", "does_not_fit"):
         can_quantize = device == "cuda" and (hardware.bitsandbytes or not hardware.gpus)
         result.suggestions = suggestions(arch, s, device=device, bf16_supported=bf16,

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import sys
 
+#: QCoreApplication.applicationName (also QSettings' file name, and X11's WM_CLASS)
+APP_NAME = "Desktop FT"
+
 
 def create_app(argv: list[str] | None = None):
     from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
+    from desktop_ft import __version__, resources
     from desktop_ft.ui import theme
+    from desktop_ft.ui.tray import app_icon
 
     QCoreApplication.setOrganizationName("desktop-ft")
-    QCoreApplication.setApplicationName("Desktop FT")
+    # Qt on X11 sets the window's WM_CLASS class to the application name: the desktop entry's
+    # StartupWMClass says the same, so the dock groups the window under the entry's icon
+    QCoreApplication.setApplicationName(APP_NAME)
+    QCoreApplication.setApplicationVersion(__version__)
+    # Wayland: the app id is the desktop file's name, which is the reverse-DNS id
+    QGuiApplication.setDesktopFileName(resources.APP_ID)
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    app.setWindowIcon(app_icon())
     from PySide6.QtGui import QFontDatabase
 
     if not QFontDatabase.families():  # e.g. a bare container: text would render as empty boxes

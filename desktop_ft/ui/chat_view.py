@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
                                QHeaderView, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
-from desktop_ft.core import compare
+from desktop_ft.core import compare, history
 from desktop_ft.core import runs as core_runs
 from desktop_ft.core.chat import ChatModel, GenerationSettings
 from desktop_ft.core.events import Progress
@@ -41,13 +41,15 @@ def _replay_status(event: Progress | compare.ProbeAnswered) -> str:
     return f"Answered: {event.prompt[:60]}"
 
 
-def chat_runs(root: Path | None = None) -> list[tuple[str, str]]:
-    """``(label, path)`` of runs that have something to chat with (an adapter or a checkpoint)."""
+def chat_runs(root: Path | None = None) -> list[tuple[str, str, list[history.TunedChoice]]]:
+    """``(label, path, choices)`` of runs that have something to chat with (worker thread): the final
+    adapter or full model, and checkpoints, as ``core.history.tuned_choices`` lists them."""
     out = []
     for run in core_runs.list_runs(root):
-        if run.adapter_dir.is_dir() or run.checkpoints():
+        choices = history.tuned_choices(run)
+        if choices:
             state = run.read_status().state
-            out.append((f"{run.path.name}  ({state})", str(run.path)))
+            out.append((f"{run.path.name}  ({state})", str(run.path), choices))
     return out
 
 
@@ -66,6 +68,7 @@ class ChatView(Page):
         self._stop = threading.Event()
         self._busy = False
         self.history: dict[str, list[dict[str, str]]] = {"base": [], "tuned": []}
+        self._choices: dict[str, list[history.TunedChoice]] = {}  # run folder → what its tuned side can be
         self._bridge = _Bridge()
         self._bridge.token.connect(self._on_token)
         self._bridge.answered.connect(self._on_answered)
@@ -201,11 +204,12 @@ class ChatView(Page):
     def refresh_runs(self) -> None:
         self._workers.append(run_async(self, chat_runs, self.root, on_result=self._on_runs))
 
-    def _on_runs(self, runs: list[tuple[str, str]]) -> None:
+    def _on_runs(self, runs: list[tuple[str, str, list[history.TunedChoice]]]) -> None:
         current = self.run_combo.currentData() or self._wanted
         self.run_combo.blockSignals(True)
         self.run_combo.clear()
-        for label, path in runs:
+        self._choices = {path: choices for _label, path, choices in runs}
+        for label, path, _choices in runs:
             self.run_combo.addItem(label, path)
         index = self.run_combo.findData(current) if current else 0
         self.run_combo.setCurrentIndex(max(0, index))
@@ -222,13 +226,8 @@ class ChatView(Page):
         path = self.run_combo.currentData()
         self.ckpt_combo.blockSignals(True)
         self.ckpt_combo.clear()
-        if path:
-            folder = core_runs.RunFolder(Path(path))
-            if folder.adapter_dir.is_dir():
-                self.ckpt_combo.addItem("final adapter", None)
-            for ck in reversed(folder.checkpoints()):
-                step = int(ck.name.split("-")[1])
-                self.ckpt_combo.addItem(f"step {step}", step)
+        for choice in self._choices.get(path, []) if path else []:
+            self.ckpt_combo.addItem(choice.label, choice.checkpoint)
         self.ckpt_combo.blockSignals(False)
         self.export_button.setEnabled(bool(path))
         self._load_probe_table(path)
@@ -263,7 +262,7 @@ class ChatView(Page):
             return
         self.model = model
         self._set_busy(False)
-        which = f"checkpoint at step {key[1]}" if key[1] is not None else "final adapter"
+        which = f"checkpoint at step {key[1]}" if key[1] is not None else self.ckpt_combo.currentText()
         self.status_label.setText(f"Ready: {Path(key[0]).name}, {which}")
         self.modelLoaded.emit(key[0])
 

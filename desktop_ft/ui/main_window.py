@@ -5,11 +5,12 @@ are kept in QSettings."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
-                               QPushButton, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QCheckBox, QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QMainWindow, QMessageBox, QPushButton, QStackedWidget, QVBoxLayout, QWidget)
 
 from desktop_ft.core.config import RunConfig
-from desktop_ft.ui import theme
+from desktop_ft.ui import keep_awake, theme
+from desktop_ft.ui.keep_awake import KeepAwake
 from desktop_ft.ui.session import Session
 
 STEPS = [
@@ -74,6 +75,13 @@ class MainWindow(QMainWindow):
         self.run_badge = theme.label("", "Muted", wrap=True)
         self.run_badge.setContentsMargins(16, 0, 12, 0)
         side.addWidget(self.run_badge)
+        self.keep_awake_box = QCheckBox("Keep the computer awake\nwhile training")
+        self.keep_awake_box.setToolTip("While a run trains, the computer does not go to sleep (the screen may "
+                                       "still turn off). Released when the run ends, is stopped or fails.")
+        self.keep_awake_box.setContentsMargins(16, 0, 12, 0)
+        self.keep_awake_box.setChecked(keep_awake.enabled(self.settings))
+        self.keep_awake_box.toggled.connect(self._on_keep_awake_toggled)
+        side.addWidget(self.keep_awake_box)
         root.addWidget(sidebar)
 
         right = QVBoxLayout()
@@ -99,6 +107,18 @@ class MainWindow(QMainWindow):
         right.addLayout(footer)
         root.addLayout(right, 1)
         self.setCentralWidget(central)
+
+        from desktop_ft.ui.tray import RunTray
+
+        self.keep_awake = KeepAwake(self.settings, self)
+        self.keep_awake.changed.connect(self._on_keep_awake_changed)
+        self.tray = RunTray(self)
+        self.tray.showRequested.connect(self._on_show_from_tray)
+        self.tray.quitRequested.connect(self._on_quit_from_tray)
+        self._in_background = False
+        self._quitting = False
+        self._run_name = "run"
+        self.last_notification: tuple[str, str, str] | None = None  # (how, title, body), for the log and tests
 
         self.steps.currentRowChanged.connect(self._on_step_row)
         self.session.configChanged.connect(self._on_config_changed)
@@ -225,16 +245,35 @@ class MainWindow(QMainWindow):
         self.problem_label.setText(str(problem) if problem else "")
 
     def _on_run_started(self, run_dir: str) -> None:
+        from pathlib import Path
+
         self.run_badge.setText("● Training…")
+        self._run_name = Path(run_dir).name
+        self.keep_awake.hold(run_dir, f"Training {self._run_name}")
+        self.tray.set_status(f"{self._run_name}: starting")
+        self.tray.show()
         if "runs" in self.pages:
             self.runs_view.refresh()
 
     def _on_step_logged(self, ev) -> None:
         self.run_badge.setText(f"● Training: step {ev.step}/{ev.max_steps}")
+        share = f" ({100 * ev.step // ev.max_steps}%)" if ev.max_steps else ""
+        self.tray.set_status(f"{self._run_name}: step {ev.step}/{ev.max_steps}{share}")
 
     def _on_run_ended(self, finished) -> None:
+        from pathlib import Path
+
         self.run_badge.setText({"finished": "✓ Last run finished", "stopped": "Last run stopped (resumable)",
                                 "failed": "Last run failed (resumable)"}.get(finished.state, ""))
+        self.keep_awake.release_all()
+        name = Path(finished.run_dir).name if finished.run_dir else self._run_name
+        title, body = _ending_message(name, finished)
+        self.tray.set_status(title)
+        if not (self.isVisible() and self.isActiveWindow()):
+            how = self.tray.notify(title, body, finished.state != "failed", window=self)
+            self.last_notification = (how, title, body)
+        if not self._in_background:
+            self.tray.hide()
         if "runs" in self.pages:
             self.runs_view.refresh()
         if finished.run_dir and "chat" in self.pages:
@@ -263,8 +302,33 @@ class MainWindow(QMainWindow):
         self.chat_view.select_run(run_dir)
         self.go("chat")
 
+    def _on_keep_awake_toggled(self, on: bool) -> None:
+        self.settings.setValue(keep_awake.SETTING, on)
+        if not on:
+            self.keep_awake.release_all()
+        elif "train" in self.pages and self.training_view.running and self.training_view.run_dir is not None:
+            self.keep_awake.hold(str(self.training_view.run_dir), f"Training {self.training_view.run_dir.name}")
+
+    def _on_keep_awake_changed(self, held: bool, sentence: str) -> None:
+        self.run_badge.setToolTip(sentence)
+
+    def _on_show_from_tray(self) -> None:
+        self._in_background = False
+        QApplication.instance().setQuitOnLastWindowClosed(True)
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        if not ("train" in self.pages and self.training_view.running):
+            self.tray.hide()
+
+    def _on_quit_from_tray(self) -> None:
+        """Leave for good; a run still training keeps going on its own (follow it later from Runs)."""
+        self._quitting = True
+        self.close()
+        QApplication.quit()
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if "train" in self.pages and self.training_view.running:
+        if "train" in self.pages and self.training_view.running and not self._quitting:
             answer = QMessageBox.question(
                 self, "Training is running",
                 "Keep training in the background after the window closes?\n\n"
@@ -277,13 +341,39 @@ class MainWindow(QMainWindow):
                 return
             if answer == QMessageBox.StandardButton.No:
                 self.training_view.stop()
+            elif self.tray.available():
+                # keep following it from the tray: progress in the tooltip, a notification at the end
+                self._save_state()
+                self._in_background = True
+                self.tray.show()
+                QApplication.instance().setQuitOnLastWindowClosed(False)
+                self.hide()
+                event.ignore()
+                return
             self.training_view.detach()
+        elif "train" in self.pages and self.training_view.running:  # quitting from the tray
+            self.training_view.detach()
+        self.keep_awake.release_all()
+        self.tray.hide()
         if "chat" in self.pages:
             self.chat_view.shutdown()
+        self._save_state()
+        super().closeEvent(event)
+
+    def _save_state(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/page", self.current_key())
         import yaml
 
         self.settings.setValue("wizard/config", yaml.safe_dump(self.session.config.to_dict()))
         self.settings.sync()
-        super().closeEvent(event)
+
+
+def _ending_message(name: str, finished) -> tuple[str, str]:
+    """The notification for a run that ended: its name and its result, in words."""
+    if finished.state == "finished":
+        return (f"Run finished: {name}",
+                f"Trained {finished.step} steps. Open Desktop FT to chat with the tuned model.")
+    if finished.state == "stopped":
+        return f"Run stopped: {name}", f"Stopped at step {finished.step}; Resume continues from its checkpoint."
+    return f"Run failed: {name}", finished.error or "The run failed; Resume continues from its last checkpoint."

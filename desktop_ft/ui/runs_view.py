@@ -5,8 +5,6 @@ delete (asks first), open its folder, copy its CLI command."""
 from __future__ import annotations
 
 import shlex
-import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMessageBox, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QWidget)
 
+from desktop_ft.core import history
 from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
@@ -28,40 +27,24 @@ STATE_ICONS = {"running": "mdi6.progress-clock", "finished": "mdi6.check-circle"
 
 
 def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
-    """One summary per run folder, newest first, with the table's texts already made (worker thread:
-    this grows with the number of runs). A folder that cannot be read is one row saying why."""
-    return [_summarise(run) for run in core_runs.list_runs(root)]
+    """One row per run folder, newest first, from ``history.list_summaries`` (what ``desktop-ft runs
+    list`` prints), with the table's texts already made (worker thread: this grows with the number of
+    runs). A folder that cannot be read is one row saying why."""
+    return [_row(summary) for summary in history.list_summaries(root)]
 
 
-def _summarise(run: core_runs.RunFolder) -> dict[str, Any]:
-    try:
-        status = run.read_status()
-        try:
-            config = run.read_config().to_dict()
-        except Exception as exc:  # noqa: BLE001 - a broken config.yaml is shown on its row, not raised
-            config, problem = None, f"config.yaml is unreadable ({exc})."
-        else:
-            problem = None
-        cfg = config or {}
-        name = (cfg.get("output") or {}).get("run_name") or run.path.name
-        data_path = (cfg.get("data") or {}).get("path") or "sample"
-        live = status.state == "running" and bool(status.pid)
-        values = [str(name),
-                  status.state + (" (live)" if live else ""),
-                  str((cfg.get("method") or {}).get("method") or "?").upper(),
-                  _model_label(str((cfg.get("model") or {}).get("name") or "default")),
-                  Path(str(data_path)).name,
-                  f"{float(status.final_loss):.4f}" if status.final_loss is not None else "–",
-                  f"{status.step}/{status.max_steps}" if status.max_steps else str(status.step),
-                  theme.human_duration(_duration(status)),
-                  str(status.started_at or "")[:16].replace("T", " ")]
-        return {"path": str(run.path), "status": status, "config": config, "live": live, "values": values,
-                "error": status.error or problem}
-    except Exception as exc:  # noqa: BLE001 - one bad folder is one bad row, never an empty list
-        error = f"This run folder cannot be read ({type(exc).__name__}: {exc})."
-        status = core_runs.RunStatus(state=core_runs.FAILED, error=error)
-        return {"path": str(run.path), "status": status, "config": None, "live": False, "error": error,
-                "values": [run.path.name, "unreadable", "?", "?", "?", "–", "–", "–", ""]}
+def _row(s: history.RunSummary) -> dict[str, Any]:
+    values = [s.name,
+              s.state + (" (live)" if s.live else ""),
+              s.method.upper(),
+              _model_label(s.model),
+              Path(s.dataset).name,
+              f"{s.final_loss:.4f}" if s.final_loss is not None else "–",
+              f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step),
+              theme.human_duration(s.duration_seconds),
+              (s.started_at or "")[:16].replace("T", " ")]
+    return {"path": s.path, "state": s.state, "live": s.live, "pid": s.pid, "values": values,
+            "error": s.error or s.config_error}
 
 
 def read_curves(paths: list[str]) -> dict[str, dict[str, Any]]:
@@ -73,18 +56,6 @@ def cli_command(path: str, state: str) -> str:
     if state in ("stopped", "failed"):
         return f"desktop-ft train --resume {shlex.quote(path)}"
     return f"desktop-ft train {shlex.quote(str(Path(path) / 'config.yaml'))}"
-
-
-def _duration(status: core_runs.RunStatus) -> float | None:
-    try:
-        start = datetime.fromisoformat(status.started_at) if status.started_at else None
-        end = status.ended_at or status.updated_at
-        end_dt = datetime.fromisoformat(end) if end else None
-    except ValueError:
-        return None
-    if start and end_dt:
-        return (end_dt - start).total_seconds()
-    return None
 
 
 def _model_label(name: str) -> str:
@@ -100,6 +71,7 @@ class RunsView(Page):
     chatRequested = Signal(str)
     refreshed = Signal(int)   # number of runs listed
     curvesShown = Signal(int)
+    configShown = Signal(int)  # config rows shown (one run: all of them; several: the differences)
 
     def __init__(self, root: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Runs", "Every run on this machine. Select one to see its curves; select several "
@@ -179,7 +151,7 @@ class RunsView(Page):
         c = theme.colors()
         icons: dict[str, Any] = {}  # one icon per state, not one per row
         for r, run in enumerate(runs):
-            state = run["status"].state
+            state = run["state"]
             if state not in icons:
                 color = {"finished": c.good, "stopped": c.warn, "failed": c.bad}.get(state, c.accent)
                 icons[state] = theme.icon(STATE_ICONS.get(state, "mdi6.help-circle-outline"), color)
@@ -224,7 +196,7 @@ class RunsView(Page):
         paths = self.selected_paths()
         one = len(paths) == 1
         run = self._run(paths[0]) if one else None
-        state = run["status"].state if run else None
+        state = run["state"] if run else None
         self.buttons["open"].setEnabled(one)
         self.buttons["chat"].setEnabled(one and state in ("finished", "stopped"))
         self.buttons["resume"].setEnabled(one and state in ("stopped", "failed"))
@@ -232,11 +204,12 @@ class RunsView(Page):
         self.buttons["folder"].setEnabled(one)
         self.buttons["copy"].setEnabled(one)
         self.buttons["delete"].setEnabled(bool(paths) and not any((self._run(p) or {}).get("live") for p in paths))
-        self._show_config(paths)
         if paths:
             self._workers.append(run_async(self, read_curves, paths, on_result=self._on_curves))
+            self._workers.append(run_async(self, _diff, paths, on_result=lambda d, p=paths: self._show_config(p, d)))
         else:
             self.plots.clear()
+            self._show_config([], {})
 
     def _on_curves(self, curves: dict[str, dict[str, Any]]) -> None:
         if set(curves) != set(self.selected_paths()):
@@ -248,22 +221,21 @@ class RunsView(Page):
         self.plots.redraw_now()
         self.curvesShown.emit(len(curves))
 
-    def _show_config(self, paths: list[str]) -> None:
-        configs = [(Path(p).name, (self._run(p) or {}).get("config") or {}) for p in paths]
-        flat = [(name, _flatten(cfg)) for name, cfg in configs]
-        keys = sorted({k for _n, f in flat for k in f})
-        if len(flat) > 1:
-            keys = [k for k in keys if len({repr(f.get(k)) for _n, f in flat}) > 1]
-            self.detail.setTabText(1, f"Config differences ({len(keys)})")
-        else:
-            self.detail.setTabText(1, "Config")
-        self.config_table.setColumnCount(max(1, len(flat)))
-        self.config_table.setHorizontalHeaderLabels([n for n, _f in flat] or [""])
+    def _show_config(self, paths: list[str], diff: dict[str, list[Any]]) -> None:
+        """One run: its config (and outcome); several: only what differs (``history.config_diff``, as
+        ``desktop-ft runs diff`` prints it)."""
+        if paths != self.selected_paths():
+            return
+        keys = list(diff)
+        self.detail.setTabText(1, f"Config differences ({len(keys)})" if len(paths) > 1 else "Config")
+        self.config_table.setColumnCount(max(1, len(paths)))
+        self.config_table.setHorizontalHeaderLabels([Path(p).name for p in paths] or [""])
         self.config_table.setRowCount(len(keys))
         self.config_table.setVerticalHeaderLabels(keys)
         for r, key in enumerate(keys):
-            for c, (_n, f) in enumerate(flat):
-                self.config_table.setItem(r, c, QTableWidgetItem(str(f.get(key, "–"))))
+            for c, value in enumerate(diff[key]):
+                self.config_table.setItem(r, c, QTableWidgetItem("–" if value is None else str(value)))
+        self.configShown.emit(len(keys))
 
     def _one(self) -> str | None:
         paths = self.selected_paths()
@@ -283,7 +255,7 @@ class RunsView(Page):
 
     def _on_follow(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            self.followRequested.emit(p, int(run["status"].pid or 0))
+            self.followRequested.emit(p, int(run["pid"] or 0))
 
     def _on_folder(self) -> None:
         if (p := self._one()):
@@ -291,7 +263,7 @@ class RunsView(Page):
 
     def _on_copy(self) -> None:
         if (p := self._one()) and (run := self._run(p)):
-            text = cli_command(p, run["status"].state)
+            text = cli_command(p, run["state"])
             QGuiApplication.clipboard().setText(text)
             self.message.setText(f"Copied: {text}")
             self.message.show()
@@ -311,24 +283,14 @@ class RunsView(Page):
                                        on_error=lambda e: self.message.setText(f"Could not delete: {e}")))
 
 
-def _delete(paths: list[str]) -> None:
-    for p in paths:
-        path = Path(p)
-        if (path / "config.yaml").exists():  # only ever remove run folders
-            shutil.rmtree(path)
+def _delete(paths: list[str]) -> list[str]:
+    """Delete the run folders (worker thread); every one is checked first, so a refusal deletes none."""
+    folders = [history.check_deletable(Path(p)) for p in paths]
+    return [str(history.delete_run(folder)) for folder in folders]
 
 
-def _flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        plain = (dict, str, int, float, bool, type(None))
-        if isinstance(v, dict) and v and all(isinstance(x, plain) for x in v.values()) \
-                and key in ("model", "data", "method", "training", "output"):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def _diff(paths: list[str]) -> dict[str, list[Any]]:
+    return history.config_diff([Path(p) for p in paths])
 
 
 if __name__ == "__main__":

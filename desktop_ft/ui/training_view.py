@@ -7,7 +7,6 @@ running child should keep going (it can be re-attached from the Runs page).
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -24,11 +23,6 @@ from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
-
-
-# library warnings, progress bars, and the CLI's own closing line (the view says the same in its words)
-_NOISE = re.compile(r"Warning|warnings\.warn|it/s\]|^\s|^stopping after|^\r|^finished: adapter saved|"
-                    r"^(stopped|failed) at step \d+; continue with")
 
 
 class _Stat(QWidget):
@@ -163,7 +157,7 @@ class TrainingView(QWidget):
         config = config.replace({"output.output_dir": str(run.path)})
         save_config(config, run.config_path)
         self._reset(run.path, f"Training {run.path.name}")
-        self._log(f"Run folder: {run.path}")
+        self._log(f"Run folder: {run.path} (the process's own messages go to stderr.log there)")
         self._attach(TrainingProcess.start_new(run.path, run.config_path, parent=self))
         return run.path
 
@@ -270,12 +264,6 @@ class TrainingView(QWidget):
         else:
             self._take_batch(batch)
 
-    def _on_log_line(self, line: str) -> None:
-        """The child's stderr: library warnings and progress bars stay in RUN_DIR/stderr.log only."""
-        text = line.rstrip()
-        if text and not _NOISE.search(text):
-            self._log(text)
-
     def _on_memory(self, rss: int) -> None:
         self.stat_mem.set(theme.human_bytes(rss))
 
@@ -313,7 +301,6 @@ class TrainingView(QWidget):
     def _attach(self, process: TrainingProcess) -> None:
         self.process = process
         process.events.connect(self._on_events)
-        process.logLine.connect(self._on_log_line)
         process.memory.connect(self._on_memory)
         process.ended.connect(self._on_ended)
         self._started_at = time.monotonic()

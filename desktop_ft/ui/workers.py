@@ -30,6 +30,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
+from desktop_ft.core.selfcmd import desktop_ft_command
 
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
 READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stays small for the GUI thread
@@ -125,7 +126,7 @@ def lower_priority(pid: int) -> None:
 
 def train_command(config_path: Path | None = None, resume_dir: Path | None = None) -> list[str]:
     """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag)."""
-    cmd = [sys.executable, "-m", "desktop_ft", "train"]
+    cmd = desktop_ft_command("train")
     if resume_dir is not None:
         cmd += ["--resume", str(resume_dir)]
     else:
@@ -187,7 +188,6 @@ class _Follower(QObject):
     """Lives in a QThread: starts (or adopts) the training process and reports what it does."""
 
     events = Signal(object)  # a list of core events: all new lines of one poll, in one queued signal
-    logLine = Signal(str)
     memory = Signal(object)  # bytes; may exceed a C++ int
     ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
 
@@ -268,8 +268,7 @@ class _Follower(QObject):
             alive = self.proc.poll() is None if self.proc else _pid_alive(self.pid)
             finished = self._emit_lines(events, to_event) or finished
             for line in errors.lines():
-                stderr_tail.append(line)
-                self.logLine.emit(line)
+                stderr_tail.append(line)  # kept for the error of a crash that sends no RunFinished
             now = time.monotonic()
             if self.pid and now >= next_mem:
                 next_mem = now + 1.0
@@ -290,7 +289,6 @@ class _Follower(QObject):
                 break
         for line in errors.lines():
             stderr_tail.append(line)
-            self.logLine.emit(line)
         if finished is None and self.command is None:
             finished = _finished_from_status(self.run_dir)
         if finished is None:
@@ -365,7 +363,6 @@ class TrainingProcess(QObject):
     """One training child process (or a followed run) as Qt signals. Create one per run."""
 
     events = Signal(object)      # lists of core events: RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved
-    logLine = Signal(str)        # the child's stderr, line by line
     memory = Signal(object)      # peak resident memory of the child so far, in bytes
     ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
 
@@ -379,7 +376,6 @@ class TrainingProcess(QObject):
         self._follower.moveToThread(self._thread)
         self._thread.started.connect(self._follower.run)
         self._follower.events.connect(self.events)
-        self._follower.logLine.connect(self.logLine)
         self._follower.memory.connect(self.memory)
         self._follower.ended.connect(self._on_ended)
         self.running = False

@@ -44,13 +44,42 @@ def test_flags_change_the_estimate(capsys) -> None:
     assert qlora["breakdown"]["weights"] < 0.7 * base["breakdown"]["weights"]
 
 
-def test_config_file_and_flag_override(capsys, tmp_path: Path, tiny_model: Path) -> None:
+def test_config_file_and_flag_override_use_the_configs_data(capsys, tmp_path: Path, tiny_model: Path,
+                                                            chat_jsonl: Path) -> None:
+    from desktop_ft.core.lengths import sample_lengths
+
     path = tmp_path / "config.yaml"
-    save_config(RunConfig().replace({"model.name": str(tiny_model), "training.batch_size": 2}), path)
+    config = RunConfig().replace({"model.name": str(tiny_model), "data.path": str(chat_jsonl),
+                                  "training.batch_size": 2})
+    save_config(config, path)
     from_file = _json(capsys, ["estimate", "--config", str(path), "--device", "cpu", "--json"])
     bigger = _json(capsys, ["estimate", "--config", str(path), "--device", "cpu", "--batch-size", "8", "--json"])
-    assert from_file["tokens_per_batch"] == 2 * 512 and bigger["tokens_per_batch"] == 8 * 512
+    longest = sample_lengths(config).longest
+    assert 0 < longest < 512  # short chats: the 512 ceiling would overstate every batch
+    assert from_file["tokens_per_batch"] == 2 * longest and bigger["tokens_per_batch"] == 8 * longest
     assert bigger["total_bytes"] > from_file["total_bytes"]
+    assert "padded to their longest row" in from_file["notes"][0]
+    # a bare model with --data FILE gives the same answer; without data, the max_length ceiling
+    bare = _json(capsys, ["estimate", str(tiny_model), "--data", str(chat_jsonl), "--batch-size", "2",
+                          "--device", "cpu", "--json"])
+    ceiling = _json(capsys, ["estimate", str(tiny_model), "--batch-size", "2", "--device", "cpu", "--json"])
+    assert bare["total_bytes"] == from_file["total_bytes"] and ceiling["tokens_per_batch"] == 2 * 512
+
+
+def test_estimate_flags_are_checked_as_train_checks_them(capsys) -> None:
+    assert main(["estimate", "llama-3.1-8b", "--method", "qlorra"]) == 2
+    assert "Did you mean 'qlora'" in capsys.readouterr().err
+    assert main(["estimate", "llama-3.1-8b", "--task", "dppo"]) == 2
+    assert "Did you mean 'dpo'" in capsys.readouterr().err
+    assert main(["estimate", "llama-3.1-8b", "--optimizer", "adamw"]) == 2
+    assert "'training.optimizer' is 'adamw', which is not one of its choices" in capsys.readouterr().err
+    for bad in ("nan", "inf", "-3", "lots"):
+        assert main(["estimate", "llama-3.1-8b", "--gpu-memory", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--gpu-memory must be a positive number of GiB" in err and "Traceback" not in err
+    assert main(["estimate", "llama-3.1-8b", "--set", "training.batch_size=nan"]) == 2
+    assert main(["estimate", "llama-3.1-8b", "--set", "training.bach_size=2"]) == 2
+    assert "Did you mean 'training.batch_size'" in capsys.readouterr().err
 
 
 def test_folder_with_only_config_json(capsys, tmp_path: Path, tiny_model: Path) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from desktop_ft import resources
+
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+SAMPLE = resources.sample_dataset()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

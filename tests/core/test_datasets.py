@@ -2,14 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from desktop_ft.core.datasets import load_dataset, sample_dataset_path, split_rows, to_prompt_completion
+from desktop_ft import resources
+from desktop_ft.core.datasets import load_dataset, split_rows, to_prompt_completion
 from desktop_ft.core.errors import DatasetError
 
 GOOD = '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}'
 
 
 def test_sample_dataset_is_a_valid_chat_set_in_one_style() -> None:
-    data = load_dataset(sample_dataset_path())
+    data = load_dataset(resources.sample_dataset())
     assert 150 <= len(data) <= 300 and not data.errors
     assert all(r["messages"][-1]["content"].endswith("Done in three steps!") for r in data.rows)
 

@@ -40,3 +40,24 @@ def test_the_recorded_estimate_follows_the_data_not_the_max_length_ceiling(make_
     ceiling = vram.estimate_for_config(make_config(max_length=1024), device="cpu", suggest=False).total_bytes
     assert estimates[0] == estimates[1]
     assert estimates[1] < ceiling
+
+
+def test_engine_and_estimate_count_the_data_with_one_rule(make_config, tmp_path: Path) -> None:
+    """`desktop-ft estimate --config RUN/config.yaml` gives what the engine recorded for that run."""
+    from desktop_ft.cli import main
+
+    config = make_config(out=tmp_path / "same", max_steps=1, max_length=1024).replace(
+        {"data.validation_fraction": 0.0})
+    engine.train(config)
+    recorded = json.loads((tmp_path / "same" / "status.json").read_text())["estimated_memory_bytes"]
+    from desktop_ft.core.lengths import sample_lengths
+
+    assert vram.estimate_for_config(config, device="cpu", suggest=False,
+                                    lengths=sample_lengths(config)).total_bytes == recorded
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["estimate", "--config", str(tmp_path / "same" / "config.yaml"), "--device", "cpu", "--json"]) == 0
+    assert json.loads(out.getvalue())["total_bytes"] == recorded

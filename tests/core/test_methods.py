@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from desktop_ft import resources
 from desktop_ft.core import config as config_module
-from desktop_ft.core import methods, trainers
+from desktop_ft.core import methods, presets, trainers
 from desktop_ft.core.config import RunConfig, all_dotted_keys, field_info, load_config, save_config, validate
 from desktop_ft.core.engine import apply_rope_scaling, train
 from desktop_ft.core.errors import ConfigError, UserError
@@ -21,7 +22,7 @@ from desktop_ft.core.methods import METHODS, PRESETS, TASKS, warnings_for
 from desktop_ft.core.runs import RunFolder
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "resources" / "sample_data" / "three_step_tutor.jsonl"
+SAMPLE = resources.sample_dataset()
 ANSWER = "One, two, three."
 
 
@@ -101,14 +102,14 @@ def test_unknown_method_and_task_names_say_the_closest_valid_one() -> None:
 def test_every_preset_is_a_valid_config_and_sets_the_method_learning_rate() -> None:
     assert [p.title for p in PRESETS.values()] == ["Quick test", "Balanced", "Best quality", "Low memory"]
     for name, preset in PRESETS.items():
-        config = methods.apply_preset(RunConfig(), name)
+        config = presets.apply_preset(RunConfig(), name)
         validate(config)
         for key, value in preset.overrides.items():
             assert config.get(key) == value, (name, key)
     full_dpo = RunConfig().replace({"method.method": "full", "method.task": "dpo"})
-    assert methods.apply_preset(full_dpo, "Quick test").training.learning_rate == pytest.approx(2e-5 * 0.25)
+    assert presets.apply_preset(full_dpo, "Quick test").training.learning_rate == pytest.approx(2e-5 * 0.25)
     with pytest.raises(ConfigError, match="quick_test"):
-        methods.apply_preset(RunConfig(), "fastest")
+        presets.apply_preset(RunConfig(), "fastest")
 
 
 def test_nested_settings_round_trip_and_unknown_nested_key_is_named(tmp_path: Path) -> None:
@@ -322,7 +323,7 @@ def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) ->
     data = _write(tmp_path / "pref.jsonl", [{"prompt": r["messages"][0]["content"],
                                              "chosen": r["messages"][-1]["content"],
                                              "rejected": "I am not sure, sorry."} for r in rows])
-    config = methods.apply_preset(RunConfig(), "quick_test", "preference").replace({
+    config = presets.apply_preset(RunConfig(), "quick_test", "preference").replace({
         "data.path": str(data), "output.output_dir": str(tmp_path / "run"), "training.max_steps": 6,
         "training.learning_rate": 5e-4, "training.save_steps": 100, "data.validation_fraction": 0.0})
     assert train(config).state == "finished"

@@ -42,6 +42,7 @@ def test_runs_list_compare_copy_delete(qtbot, tmp_path, monkeypatch):
     with qtbot.waitSignal(view.curvesShown, timeout=20000) as shown:
         view.select([str(a), str(b)])
     assert shown.args[0] == 2
+    qtbot.waitUntil(lambda: "differences" in view.detail.tabText(1), timeout=20000)
     assert view.plots.point_count("run-a") == 3 and view.plots.point_count("run-b") == 2
     assert "differences" in view.detail.tabText(1)
     keys = [view.config_table.verticalHeaderItem(r).text() for r in range(view.config_table.rowCount())]
@@ -74,3 +75,23 @@ def test_chat_side_by_side_streams_both_answers(qtbot, make_config, tmp_path):
     assert len(view.history["base"]) == 2 and len(view.history["tuned"]) == 2
     assert "How do I make tea?" in view.panes["base"].toPlainText()
     assert view.ckpt_combo.count() >= 2  # final adapter + checkpoint(s)
+
+
+def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
+    from desktop_ft.core import history
+    from desktop_ft.ui.chat_view import ChatView, chat_runs
+
+    run = RunFolder(tmp_path / "full-run")
+    run.write_config(RunConfig().replace({"method.method": "full"}))
+    run.write_status(RunStatus(state="finished", step=2, max_steps=2))
+    run.model_dir.mkdir()
+    (run.model_dir / "config.json").write_text("{}")
+    (run.model_dir / "model.safetensors").write_bytes(b"x")
+    listed = chat_runs(tmp_path)
+    assert [path for _label, path, _c in listed] == [str(run.path)]
+    view = ChatView(root=tmp_path)
+    qtbot.addWidget(view)
+    view.chat = None  # list only: this test's model files are placeholders, nothing is loaded
+    view._on_runs(listed)
+    offered = [(view.ckpt_combo.itemText(i), view.ckpt_combo.itemData(i)) for i in range(view.ckpt_combo.count())]
+    assert offered == [(c.label, c.checkpoint) for c in history.tuned_choices(run)] == [("final model", None)]

@@ -49,6 +49,11 @@ def test_wizard_train_stop_resume(qtbot, qsettings, tiny_model, chat_jsonl):
     assert 0 < stopped_at < 30
     assert RunFolder(run_dir).last_checkpoint() is not None
     assert view.resume_button.isEnabled()
+    # the log renders typed events only; the CLI's own prose and library warnings stay in stderr.log
+    log = view.log.toPlainText()
+    assert f"Stopped at step {stopped_at}" in log
+    assert "continue with: desktop-ft train --resume" in (run_dir / "stderr.log").read_text()
+    assert "continue with" not in log and "stopping after this step" not in log
     with qtbot.waitSignal(view.runEnded, timeout=240000) as ended:
         view.resume_button.click()
     assert ended.args[0].state == "finished", ended.args[0].error

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from desktop_ft import resources
 from desktop_ft.core.datasets._formats import (EXPECTED, ROLES, TARGETS, Format, RowProblem, as_messages,
                                                detect_format, resolve_mapping, validate_messages)
 from desktop_ft.core.datasets._examples import (SftRecipe, per_turn_rows, sft_recipe, split_rows, to_prompt_completion,
@@ -35,7 +36,7 @@ __all__ = [
     "KINDS", "ROLES", "LoadedDataset", "RowError", "DatasetReport", "load_dataset", "inspect_dataset",
     "loss_segments", "split_rows", "SftRecipe", "sft_recipe", "per_turn_rows", "to_prompt_completion",
     "training_chat_template", "validate_messages", "as_messages",
-    "sample_dataset_path", "resources_dir", "parse_columns", "render_plain", "SUPPORTED", "TARGETS",
+    "parse_columns", "render_plain", "SUPPORTED", "TARGETS",
 ]
 
 KINDS = ("conversation", "prompt_completion", "preference", "text")
@@ -62,20 +63,6 @@ class LoadedDataset:
         return len(self.rows)
 
 
-def resources_dir() -> Path:
-    """The ``resources/`` folder shipped with the package (sample data, icons)."""
-    here = Path(__file__).resolve().parent.parent.parent
-    packaged = here / "resources"
-    if packaged.is_dir():
-        return packaged
-    return here.parent / "resources"
-
-
-def sample_dataset_path() -> Path:
-    """The built-in sample: a tutor who answers in exactly three steps (see README for its licence)."""
-    return resources_dir() / "sample_data" / "three_step_tutor.jsonl"
-
-
 def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
                  max_rows: int | None = None) -> LoadedDataset:
     """Load a dataset; raise ``DatasetError`` only when no row at all is usable.
@@ -83,7 +70,7 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
     ``columns`` maps parts to column names when detection cannot tell (``{"prompt": "question",
     "completion": "answer"}``); ``max_rows`` stops after that many valid rows.
     """
-    where, source = open_source(path if str(path) else sample_dataset_path())
+    where, source = open_source(path if str(path) else resources.sample_dataset())
     errors: list[RowError] = []
     pending: list[tuple[int, dict[str, Any]]] = []
     seen_columns: dict[str, None] = dict.fromkeys(source.columns or [])

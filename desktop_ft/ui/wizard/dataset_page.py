@@ -14,10 +14,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QPlainTextEdit, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
                                QTextBrowser, QVBoxLayout, QWidget)
 
+from desktop_ft import resources
 from desktop_ft.core import datasets as core_datasets
-from desktop_ft.core import embedded
-from desktop_ft.core import models as core_models
-from desktop_ft.core.errors import ConfigError, UserError
+from desktop_ft.core.errors import ConfigError, ModelError, UserError
+from desktop_ft.core.lengths import local_tokenizer
 from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
@@ -32,11 +32,11 @@ def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str,
                  assistant_only_loss: bool = True) -> dict[str, Any]:
     """Load ``path`` and measure it as ``desktop-ft data inspect`` does (``datasets.inspect_dataset``), with
     the model's tokenizer where it is available offline; the example is highlighted by ``loss_segments``."""
-    data = core_datasets.load_dataset(path or core_datasets.sample_dataset_path(), columns=columns or None)
+    data = core_datasets.load_dataset(path or resources.sample_dataset(), columns=columns or None)
     result: dict[str, Any] = {"data": data, "lengths": None, "segments": None, "tokenizer_error": None}
     try:
-        tokenizer = _tokenizer(model_name)
-    except Exception as exc:  # no tokenizer offline: the page says so, and shows what needs none
+        tokenizer = local_tokenizer(model_name)
+    except ModelError as exc:  # no tokenizer on this machine: the page says so, and shows what needs none
         result["tokenizer_error"] = str(exc)
         tokenizer = None
     report = core_datasets.inspect_dataset(data, tokenizer, max_length=max_length,
@@ -49,17 +49,6 @@ def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str,
         result["segments"] = core_datasets.loss_segments(data.rows[0], tokenizer, data.kind, recipe=recipe,
                                                          max_length=max_length)
     return result
-
-
-def _tokenizer(model_name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    path = Path(model_name).expanduser() if model_name else None
-    if embedded.is_embedded(model_name) or (path is not None and path.is_dir()):
-        return AutoTokenizer.from_pretrained(core_models.resolve_model(model_name))
-    if path is not None and path.suffix.lower() == ".gguf":
-        return AutoTokenizer.from_pretrained(core_models.resolve_model(model_name))
-    return AutoTokenizer.from_pretrained(model_name, local_files_only=True)
 
 
 # -- the page -----------------------------------------------------------------------------------------
@@ -168,7 +157,7 @@ class DatasetPage(Page):
             self.choose(path)
 
     def _on_sample(self) -> None:
-        self.choose(str(core_datasets.sample_dataset_path()))
+        self.choose(str(resources.sample_dataset()))
 
     def choose(self, path: str) -> None:
         try:
@@ -189,9 +178,9 @@ class DatasetPage(Page):
             self._show_lengths(config.training.max_length)
 
     def _load(self, config) -> None:
-        path = config.data.path or str(core_datasets.sample_dataset_path())
+        path = config.data.path or str(resources.sample_dataset())
         self.file_label.setText(Path(path).name + ("  (sample)" if not config.data.path or
-                                                     Path(path) == core_datasets.sample_dataset_path() else ""))
+                                                     Path(path) == resources.sample_dataset() else ""))
         self.summary.setText("Reading…")
         self.error.hide()
         self._request += 1

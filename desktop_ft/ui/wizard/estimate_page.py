@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVB
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.core.errors import ConfigError, UserError
+from desktop_ft.core.lengths import run_lengths
 from desktop_ft.core.vram import MemoryEstimate, estimate_for_config
 from desktop_ft.ui import theme
 from desktop_ft.ui.memory_bar import MemoryBar
@@ -26,7 +27,13 @@ VERDICTS = {"fits": ("Fits", "Good", "mdi6.check-circle"), "tight": ("Tight — 
 
 
 def estimate(config: RunConfig) -> MemoryEstimate:
-    return estimate_for_config(config)
+    """The estimate ``desktop-ft estimate --config`` gives for this config: its data's token lengths
+    (``lengths.run_lengths``, counted as ``data inspect`` counts them), batches padded to the longest row."""
+    lengths, note = run_lengths(config)
+    result = estimate_for_config(config, lengths=lengths)
+    if note:
+        result.notes.insert(0, note)
+    return result
 
 
 class EstimatePage(Page):

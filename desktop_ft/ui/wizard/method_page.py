@@ -8,10 +8,11 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from desktop_ft.core import methods
-from desktop_ft.core.config import field_info
+from desktop_ft.core.config import RunConfig, field_info, validate
 from desktop_ft.core.errors import ConfigError
 from desktop_ft.core.hardware import detect
+from desktop_ft.core.methods import METHODS, PRESETS, TASKS, applies, warnings_for
+from desktop_ft.core.presets import apply_preset
 from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
@@ -25,9 +26,9 @@ METHOD_ICONS = {"lora": "mdi6.puzzle-outline", "qlora": "mdi6.puzzle-check-outli
 
 
 def method_specs() -> list[dict[str, Any]]:
-    """The methods the engine offers (``core.methods.METHODS``), as the cards show them."""
+    """The methods the engine offers, as the registry (``core.methods.METHODS``) describes them."""
     return [{"name": name, "title": spec.title, "sentence": spec.sentence, "needs_cuda": spec.needs_cuda}
-            for name, spec in methods.METHODS.items()]
+            for name, spec in METHODS.items()]
 
 
 class MethodCard(QFrame):
@@ -75,6 +76,8 @@ class MethodCard(QFrame):
 
 
 class MethodPage(Page):
+    presetApplied = Signal(object)  # the RunConfig a preset button produced
+
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__("How should it learn?", "Pick a method and a starting point. Every setting explains "
                          "itself when you hover it; the defaults are good for a first run.", parent)
@@ -95,9 +98,9 @@ class MethodPage(Page):
         task_row = QHBoxLayout()
         task_row.addWidget(theme.label("Objective", "CardTitle"))
         self.task = QComboBox()
-        for name in task_info.metadata["choices"]:
-            spec = methods.TASKS.get(name)  # None for 'auto'
-            self.task.addItem(spec.title if spec else name, name)
+        for name in task_info.metadata.get("choices", ["sft"]):
+            spec = TASKS.get(name)
+            self.task.addItem(spec.title if spec else "Pick from the data", name)
             if spec is not None:
                 self.task.setItemData(self.task.count() - 1, spec.sentence, Qt.ItemDataRole.ToolTipRole)
         self.task.setToolTip(task_info.metadata["help"])
@@ -109,11 +112,13 @@ class MethodPage(Page):
 
         preset_card = Card("Start from a preset", "mdi6.lightning-bolt")
         row = QHBoxLayout()
-        for preset in methods.PRESETS.values():
+        self.preset_buttons: dict[str, QPushButton] = {}
+        for name, preset in PRESETS.items():
             b = QPushButton(preset.title)
             b.setToolTip(preset.description)
-            b.clicked.connect(lambda _c=False, p=preset: self._on_preset(p))
+            b.clicked.connect(lambda _c=False, n=name: self._on_preset(n))
             row.addWidget(b)
+            self.preset_buttons[name] = b
         row.addStretch(1)
         preset_card.body.addLayout(row)
         self.content.addWidget(preset_card)
@@ -172,11 +177,30 @@ class MethodPage(Page):
             except ConfigError as exc:
                 self._show_problems([str(exc)])
 
-    def _on_preset(self, preset: methods.Preset) -> None:
+    def _on_preset(self, name: str) -> None:
+        """Apply the preset as the CLI's ``--preset`` does (``core.presets.apply_preset``: its settings
+        and the learning rate of the chosen method and task); it may read the data's first rows to
+        resolve 'task: auto', so it runs in a worker."""
+        for b in self.preset_buttons.values():
+            b.setEnabled(False)
+        self._workers.append(run_async(self, apply_preset, self.session.config, name,
+                                       on_result=self._on_preset_applied, on_error=self._on_preset_failed))
+
+    def _on_preset_applied(self, config: RunConfig) -> None:
+        for b in self.preset_buttons.values():
+            b.setEnabled(True)
         try:
-            self.session.update(dict(preset.overrides))
+            validate(config)
         except ConfigError as exc:
             self._show_problems([str(exc)])
+            return
+        self.session.set_config(config)
+        self.presetApplied.emit(config)
+
+    def _on_preset_failed(self, exc: BaseException) -> None:
+        for b in self.preset_buttons.values():
+            b.setEnabled(True)
+        self._show_problems([f"Could not apply the preset: {exc}"])
 
     def _on_config_changed(self, config) -> None:
         for name, card in self.cards.items():
@@ -187,20 +211,26 @@ class MethodPage(Page):
             self.task.blockSignals(True)
             self.task.setCurrentIndex(max(0, self.task.findData(config.method.task)))
             self.task.blockSignals(False)
-        self._show_specific(config)
-        self._show_problems(methods.warnings_for(config, self.hardware))
+        self._show_settings(config)
+        try:
+            messages = list(warnings_for(config, self.hardware))
+        except Exception as exc:  # a bug in a check must not break the page
+            messages = [f"Could not check this combination ({type(exc).__name__}: {exc})."]
+        self._show_problems(messages)
 
-    def _show_specific(self, config) -> None:
-        """Show only the settings sections of the chosen method and task (as the registry names them)."""
-        spec = methods.method_spec(config.method.method)
-        task = methods.TASKS.get(config.method.task)  # None for 'auto'
-        owners = [(f"method.{x.section}", x.title) for x in (spec, task) if x is not None and x.section]
-        keys = {k for k in self.specific.editors if k.rsplit(".", 1)[0] in {section for section, _ in owners}}
+    def _show_settings(self, config: RunConfig) -> None:
+        """Only the settings the registry says apply to the chosen method and task (``methods.applies``):
+        no LoRA settings for full fine-tuning or prompt tuning; DPO's own settings for DPO."""
+        method, task = config.method.method, config.method.task
+        for form in (self.form, self.advanced_form):
+            form.show_only({k for k in form.editors if applies(k, method, task)})
+        keys = {k for k in self.specific.editors if applies(k, method, task)}
         self.specific.show_only(keys)
         self.specific_card.setVisible(bool(keys))
-        title = " and ".join(t for section, t in owners if any(k.startswith(section + ".") for k in keys))
-        heading = f"{title} settings" if title else "Settings of this method"
-        self.specific_card.title_row.itemAt(1).widget().setText(heading)
+        owners = [spec.title for spec in (METHODS.get(method), TASKS.get(task))
+                  if spec is not None and spec.section and any(k.startswith(f"method.{spec.section}.") for k in keys)]
+        self.specific_card.title_row.itemAt(1).widget().setText(
+            f"{' and '.join(owners)} settings" if owners else "Settings of this method")
 
     def _show_problems(self, messages: list[str]) -> None:
         self.problems.setText("\n".join(f"⚠ {m}" for m in messages))
