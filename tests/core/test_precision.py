@@ -52,3 +52,16 @@ def test_the_estimate_counts_bytes_by_the_plan() -> None:
             assert vram.weights_bytes(arch, s, plan) == arch.parameters() * plan.bytes("weights")
         assert vram.gradients_bytes(arch, s, plan) == vram.trainable_parameters(arch, s) * 4
         assert vram.estimate(arch, s, device="cuda").dtype == plan.compute
+
+
+@pytest.mark.parametrize("method,expected", [("lora", "bfloat16"), ("full", "float32")])
+def test_the_engine_loads_the_model_in_the_plans_dtype(method: str, expected: str, tiny_model) -> None:
+    """bf16 asked for on the CPU: a frozen LoRA base is loaded in bf16, a full fine-tune keeps fp32 weights."""
+    from desktop_ft.core import engine
+    from desktop_ft.core.config import RunConfig
+
+    config = RunConfig().replace({"model.name": str(tiny_model), "method.method": method,
+                                  "training.precision": "bf16"})
+    plan = engine.precision_plan(config)
+    model, _tokenizer = engine._load_model(config, tiny_model, plan, needs_chat=True)
+    assert {str(p.dtype) for p in model.parameters()} == {f"torch.{expected}"}
