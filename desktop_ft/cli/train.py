@@ -48,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="set any config key, e.g. --set training.batch_size=8 (see --list-settings)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped, failed or killed run from its "
                    "last checkpoint")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a config that sets model.trust_remote_code: true to run the Python code shipped "
+                   "with its model (never obeyed from a file alone)")
     p.add_argument("--json-events", action="store_true",
                    help="print one JSON object per event on stdout (for the window and scripts)")
     p.add_argument("--list-settings", action="store_true", help="list every config key with its help and exit")
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def build_config(args: argparse.Namespace) -> tuple[RunConfig, Any]:
     """The config to train (file or run folder, then flags, then the preset) and the run to resume."""
-    from desktop_ft.core.runs import RunFolder
+    from desktop_ft.core.runs import RunFolder, output_dir_from_elsewhere
 
     resume_run = None
     if args.resume:
@@ -82,13 +85,24 @@ def build_config(args: argparse.Namespace) -> tuple[RunConfig, Any]:
         config = resume_run.read_config()
     elif args.config:
         config = load_config(args.config)
+        foreign = output_dir_from_elsewhere(Path(args.config), config)
+        if foreign:
+            print(f"warning: {args.config} belongs to a run made elsewhere; its output_dir ({foreign}) is ignored "
+                  "and a new run folder is made (give --output-dir to choose one).", file=sys.stderr)
+            config = config.replace({"output.output_dir": None})
     else:
         config = RunConfig()
     overrides = collect_overrides(args)
+    from_file = config.model.trust_remote_code and not overrides.get("model.trust_remote_code")
     config = config.replace(overrides)
     if args.preset:
         # the preset picks the learning rate for the method and task chosen above; explicit flags still win
         config = apply_preset(config, args.preset).replace(overrides)
+    if config.model.trust_remote_code and from_file and not args.trust_remote_code:
+        raise ConfigError("asks to run Python code shipped with the model (model.trust_remote_code: true), which "
+                          "is never obeyed from a file alone", path=args.resume or args.config,
+                          field="model.trust_remote_code",
+                          hint=f"If you trust the authors of {config.model.name}, add --trust-remote-code.")
     return config, resume_run
 
 
@@ -147,10 +161,12 @@ def train_with_progress(config: RunConfig, *, resume_run: Any = None, json_event
         show.close()
     if outcome.state == "finished":
         print(f"finished: adapter saved to {outcome.adapter_dir}", file=sys.stderr)
-    else:
-        print(f"{outcome.state} at step {outcome.step}; continue with: desktop-ft train --resume "
-              f"{outcome.run_dir}", file=sys.stderr)
-    return 0
+        return 0
+    if outcome.error:  # stopped by the run itself (a full disk), not by the user
+        print(f"error: {outcome.error}", file=sys.stderr)
+    print(f"{outcome.state} at step {outcome.step}; continue with: desktop-ft train --resume "
+          f"{outcome.run_dir}", file=sys.stderr)
+    return 1 if outcome.error else 0
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:

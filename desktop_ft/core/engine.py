@@ -10,13 +10,13 @@ settings that work on the machine at hand, turning the Trainer's logs into event
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from desktop_ft import resources
 from desktop_ft.core import datasets as ds
 from desktop_ft.core import memwatch, methods, trainers
 from desktop_ft.core.config import RunConfig, validate
@@ -26,7 +26,8 @@ from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCal
 from desktop_ft.core.hardware import bitsandbytes_installed, compute_device, detect
 from desktop_ft.core.models import resolve_model
 from desktop_ft.core.precision import TORCH_NAMES, PrecisionPlan, plan_for
-from desktop_ft.core.runs import FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, new_run_folder, now_iso
+from desktop_ft.core.runs import (FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, create_run, is_disk_full,
+                                  folder_size, mark_checkpoint_complete, now_iso, process_start_time)
 
 
 def precision_plan(config: RunConfig) -> PrecisionPlan:
@@ -41,38 +42,48 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
     """Train ``config`` into a run folder and return how it ended.
 
     ``stop`` is cooperative: when set, the Trainer finishes the current step, saves a checkpoint and
-    the run ends as ``stopped`` (resumable). ``resume=True`` continues ``run`` from its last
-    complete checkpoint and appends to its ``metrics.jsonl``. A ``UserError`` is re-raised after the
-    run folder says ``failed``; so is any other exception (a bug, an out-of-memory error).
+    the run ends as ``stopped`` (resumable). ``resume=True`` continues ``run`` from its newest
+    complete checkpoint and appends to its event log; the config it trains with is recorded. The
+    process holds the run's lock throughout: a second trainer on the same folder is refused
+    (``RunBusyError``) before it writes anything. A full disk ends the run as ``stopped`` with the
+    previous checkpoint intact. A ``UserError`` is re-raised after the run folder says ``failed``;
+    so is any other exception (a bug, an out-of-memory error).
     """
     validate(config)
     stop = stop or threading.Event()
     listener = on_event or (lambda _e: None)
     if run is None:
-        run = new_run_folder(config)
-    status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(),
+        run = create_run(config)
+    lock = run.lock()
+    try:
+        return _train_locked(config, run, listener, stop, resume)
+    finally:
+        lock.release()
+
+
+def _train_locked(config: RunConfig, run: RunFolder, listener: EventCallback, stop: threading.Event,
+                  resume: bool) -> RunFinished:
+    status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(), pid_started=process_start_time(),
                        max_steps=max(config.training.max_steps, 0))
     if resume:
         previous = run.read_status()
         status.started_at = previous.started_at or status.started_at
+        status.step = previous.step
+        if config != run.read_config():
+            run.write_config(config)  # `--resume --set …`: the folder records what it trains with
     run.write_status(status)
 
     def emit(event: Event) -> None:
+        run.append_event(event)
         if isinstance(event, StepLogged):
-            run.append_metric({"type": "train", **_metric_fields(event), "time": time.time()})
             status.step, status.max_steps = event.step, event.max_steps
             status.final_loss = event.loss
-            run.write_status(status)
-        elif isinstance(event, EvalLogged):
-            run.append_metric({"type": "eval", "step": event.step, "epoch": event.epoch,
-                               "eval_loss": event.eval_loss, **(event.extras or {}), "time": time.time()})
+            _write_status_quietly(run, status)
         elif isinstance(event, Progress):
             run.log(event.message)
         listener(event)
 
     try:
-        if not resume:
-            run.write_config(_resolved(config))
         outcome = _train(config, run, emit, stop, status, resume)
     except BaseException as exc:  # the run folder must say what happened, whatever it was
         status.state = FAILED
@@ -83,12 +94,24 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
         run.log("FAILED: " + status.error)
         if not isinstance(exc, UserError):
             run.log(traceback.format_exc())
+        finished = RunFinished(FAILED, status.step, error=status.error, run_dir=str(run.path))
+        run.append_event(finished)
         run.close()
-        listener(RunFinished(FAILED, status.step, error=status.error, run_dir=str(run.path)))
+        listener(finished)
         raise
+    run.append_event(outcome)
     run.close()
     listener(outcome)
     return outcome
+
+
+def _write_status_quietly(run: RunFolder, status: RunStatus) -> None:
+    """Per-step status updates: one that cannot be written (a reader holds the file on Windows past
+    the retries) is skipped, since the next step writes it again; training must not die of it."""
+    try:
+        run.write_status(status)
+    except PermissionError:
+        pass
 
 
 def describe_error(exc: BaseException) -> str:
@@ -111,18 +134,6 @@ def peak_memory_bytes(device: str | None) -> int | None:
 
 
 # -- internals -----------------------------------------------------------------------------------
-
-def _resolved(config: RunConfig) -> RunConfig:
-    """The config as written to the run folder: the sample dataset spelled out, so it reruns anywhere."""
-    if not config.data.path:
-        return config.replace({"data.path": str(resources.sample_dataset())})
-    return config
-
-
-def _metric_fields(event: StepLogged) -> dict[str, Any]:
-    return {"step": event.step, "epoch": event.epoch, "loss": event.loss, "learning_rate": event.learning_rate,
-            "grad_norm": event.grad_norm, "tokens_per_second": event.tokens_per_second, **(event.extras or {})}
-
 
 #: task metrics worth keeping (TRL logs many more): DPO/ORPO/KTO reward margins and accuracies
 EXTRA_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl",
@@ -151,8 +162,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     methods.check_task_data(task_name, data.kind, data.path)
     if task_name != config.method.task:
         config = config.replace({"method.task": task_name})
-        if not resume:
-            run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
+        run.write_config(config)  # the folder records what ran, so it reruns the same
     method, task = methods.method_spec(config.method.method), methods.task_spec(task_name)
     methods.check_task_settings(config, task_name)
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
@@ -194,30 +204,32 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
             or status.estimated_memory_bytes
         run.write_status(status)
 
-    checkpoint = run.last_checkpoint() if resume else None
-    start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
-    if resume:
-        run.truncate_metrics_after(start_step)
-        emit(Progress("resume", f"Resuming from step {start_step}." if checkpoint else
-                      "No checkpoint yet; starting from the beginning."))
+    checkpoint = _resume_point(run, status, emit) if resume else None
+    start_step = _step_of(checkpoint) if checkpoint else 0
     callback.start_step = start_step
+    callback.checkpoint_bytes = _expected_checkpoint_bytes(model, method)
+    check_free_space(run.path, callback.checkpoint_bytes + _expected_output_bytes(model, method),
+                     "a checkpoint and the trained weights")
     emit(Progress("train", f"{method.title}, {task.title}: training on {len(train_rows)} examples "
                            f"({plan.device}, {plan.compute})."))
     if stop.is_set():
         raise KeyboardInterrupt
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    out_dir = run.adapter_dir if method.trains_adapter else run.model_dir
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        step = trainer.state.global_step
+        stopped = stop.is_set() and step < trainer.state.max_steps
+        if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
+            trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
+        check_free_space(run.path, _expected_output_bytes(model, method), "the trained weights")
+        trainer.save_model(str(out_dir))
+        if not method.trains_adapter:
+            tokenizer.save_pretrained(str(out_dir))
+    except BaseException as exc:
+        if not (isinstance(exc, DiskFullError) or is_disk_full(exc)):
+            raise
+        return _stopped_by_full_disk(run, status, exc, plan.device)
 
-    step = trainer.state.global_step
-    stopped = stop.is_set() and step < trainer.state.max_steps
-    if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
-        trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
-    if method.trains_adapter:
-        out_dir = run.adapter_dir
-        trainer.save_model(str(out_dir))
-    else:
-        out_dir = run.model_dir
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(str(out_dir))
     status.state = STOPPED if stopped else FINISHED
     status.step = step
     status.max_steps = trainer.state.max_steps
@@ -227,6 +239,103 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     run.log(f"{status.state} at step {step}; {'adapter' if method.trains_adapter else 'model'} saved to {out_dir}")
     return RunFinished(status.state, step, adapter_dir=str(out_dir) if method.trains_adapter else None,
                        run_dir=str(run.path), model_dir=None if method.trains_adapter else str(out_dir))
+
+
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+def _resume_point(run: RunFolder, status: RunStatus, emit: EventCallback) -> Path | None:
+    """The newest complete checkpoint; damaged newer ones are removed and named, and the metrics
+    past the chosen step are trimmed (only now, once there is a step to continue from).
+
+    With no usable checkpoint at all, training starts again at step 0 and the earlier attempt's
+    metrics are kept beside the log (``metrics.attempt-N.jsonl``): nothing is dropped, and the
+    curve does not hold two step 1s. That is what "Resume" of a run killed before its first
+    checkpoint means to a user: train it, without losing what it logged.
+    """
+    checkpoint, skipped = run.usable_checkpoint()
+    for bad, _why in skipped:
+        shutil.rmtree(bad, ignore_errors=True)  # the Trainer would save into it again, over stale files
+    if checkpoint is not None:
+        run.truncate_metrics_after(_step_of(checkpoint))
+        aside = None
+    else:
+        aside = run.set_metrics_aside()
+    for bad, why in skipped:
+        emit(Progress("resume", f"Skipped {bad.name}: {why}; it cannot be resumed from and was removed."))
+    if checkpoint is not None:
+        status.step = _step_of(checkpoint)
+        emit(Progress("resume", f"Resuming from step {status.step} ({checkpoint.name})."))
+    else:
+        status.step = 0
+        emit(Progress("resume", "No complete checkpoint to resume from, so training starts again at step 0"
+                      + (f"; the earlier attempt's metrics are kept in {aside.name}" if aside else "") + "."))
+    return checkpoint
+
+
+def _expected_checkpoint_bytes(model: Any, method: methods.MethodSpec) -> int:
+    """What one Trainer checkpoint takes on disk: the saved weights plus AdamW's two moments (fp32)
+    for every trainable parameter, plus a little for the states and the tokenizer."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return _expected_output_bytes(model, method) + trainable * 8 + (4 << 20)
+
+
+def _expected_output_bytes(model: Any, method: methods.MethodSpec) -> int:
+    """The trained weights as saved: the adapter's parameters, or the whole model for full fine-tuning."""
+    params = [p for p in model.parameters() if p.requires_grad or not method.trains_adapter]
+    return sum(p.numel() * p.element_size() for p in params) + (2 << 20)
+
+
+def check_free_space(folder: Path, need: int, what: str) -> None:
+    """Refuse, with the numbers, to start writing ``need`` bytes into ``folder``'s disk when it has less."""
+    free = shutil.disk_usage(_existing(folder)).free
+    if free < need:
+        raise DiskFullError(f"there is not enough free disk space for {what}: about {_human(need)} are needed "
+                            f"and {_human(free)} are free", path=folder,
+                            hint="Free some space on that disk (or move the run elsewhere), then try again.")
+
+
+class DiskFullError(UserError):
+    """The disk of the run folder (or an export target) has no room for what must be written next."""
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _stopped_by_full_disk(run: RunFolder, status: RunStatus, exc: BaseException, device: str) -> RunFinished:
+    """The disk filled up mid-run: remove what was half written, keep every complete checkpoint,
+    end as ``stopped`` (resumable once there is room) with one sentence."""
+    run.close()
+    good, skipped = run.usable_checkpoint()
+    for bad, _why in skipped:
+        shutil.rmtree(bad, ignore_errors=True)  # half a checkpoint: frees room and cannot be resumed from
+    step = _step_of(good) if good else 0
+    if isinstance(exc, DiskFullError):
+        what = str(exc)
+    else:
+        what = f"The disk holding {run.path} is full ({_human(shutil.disk_usage(run.path).free)} free)"
+    kept = f"{good.name} is intact and Resume continues from it" if good else "no checkpoint was saved yet"
+    status.state = STOPPED
+    status.step = step
+    status.error = (f"{what.rstrip('.')}; the run stopped at step {step}: {kept}. Free some space on that "
+                    "disk, then resume.")
+    status.ended_at = now_iso()
+    status.peak_memory_bytes = peak_memory_bytes(device)
+    run.write_status(status)
+    run.log("STOPPED: " + status.error)
+    return RunFinished(STOPPED, step, error=status.error, run_dir=str(run.path))
 
 
 def _needs_chat(kind: str, task: str, rows: list[dict[str, Any]]) -> bool:
@@ -341,7 +450,7 @@ def _trainer_args(config: RunConfig, run: RunFolder, plan: PrecisionPlan, *, has
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # the callback prunes, and only after the newer checkpoint is complete
         report_to="none",
         use_cpu=plan.device == "cpu",
         dataloader_num_workers=0,
@@ -408,6 +517,7 @@ class _EventCallback:
                          config: RunConfig) -> None:
                 self.emit, self.stop, self.run, self.config = emit, stop, run, config
                 self.start_step = 0
+                self.checkpoint_bytes = 0
                 self._t0: float | None = None
                 self._last_tokens: tuple[float, float] | None = None
                 self.last_eval_step = -1
@@ -418,7 +528,12 @@ class _EventCallback:
                 self.emit(RunStarted(str(self.run.path), state.max_steps, resumed_from_step=self.start_step))
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-                return self._check_stop(control)
+                control = self._check_stop(control)
+                if control.should_save:  # set by the Trainer's flow callback, which runs before this one
+                    newest = self.run.last_checkpoint()
+                    need = max(folder_size(newest) if newest else 0, self.checkpoint_bytes)
+                    check_free_space(self.run.path, need, f"the checkpoint at step {state.global_step}")
+                return control
 
             def _check_stop(self, control):  # noqa: ANN001
                 # Checked after the step and again after its log line, so a Stop asked for while a
@@ -430,6 +545,8 @@ class _EventCallback:
 
             def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
                 path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                mark_checkpoint_complete(path)
+                self.run.prune_checkpoints(self.config.training.save_total_limit)
                 self.emit(CheckpointSaved(state.global_step, str(path)))
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
