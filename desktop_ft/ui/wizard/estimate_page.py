@@ -11,9 +11,11 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVB
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.core.errors import ConfigError, UserError
+from desktop_ft.core.hardware import Hardware, detect
 from desktop_ft.core.lengths import run_lengths
 from desktop_ft.core.vram import MemoryEstimate, estimate_for_config
 from desktop_ft.ui import theme
+from desktop_ft.ui.gpu_choice import GpuChoice
 from desktop_ft.ui.memory_bar import MemoryBar
 from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
@@ -73,6 +75,9 @@ class EstimatePage(Page):
         head.body.addWidget(self.notes)
         self.content.addWidget(head)
 
+        self.gpu_choice = GpuChoice(session)  # only on a machine with several GPUs
+        self.content.addWidget(self.gpu_choice)
+
         self.suggest_card = Card("Settings that fit", "mdi6.lightbulb-on-outline")
         self.suggest_box = QVBoxLayout()
         self.suggest_card.body.addLayout(self.suggest_box)
@@ -84,6 +89,10 @@ class EstimatePage(Page):
         self.content.addStretch(1)
         session.configChanged.connect(self._on_config_changed)
         self._timer.start(0)
+        self._workers.append(run_async(self, detect, on_result=self._on_hardware))
+
+    def _on_hardware(self, hardware: Hardware) -> None:
+        self.gpu_choice.set_gpu_count(len(hardware.gpus))
 
     def _on_config_changed(self, _config) -> None:
         self._timer.start()
