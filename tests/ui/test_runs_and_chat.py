@@ -118,7 +118,7 @@ def test_an_unreadable_run_is_one_bad_row_and_listing_is_off_the_gui_thread(qtbo
     assert "config.yaml line 2: is not valid YAML" in tips[str(bad_config)]
 
 
-def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
+def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path, monkeypatch):
     from desktop_ft.core import history
     from desktop_ft.ui.chat_view import ChatView, chat_runs
 
@@ -130,9 +130,10 @@ def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
     (run.model_dir / "model.safetensors").write_bytes(b"x")
     listed = chat_runs(tmp_path)
     assert [path for _label, path, _c in listed] == [str(run.path)]
+    # list only: this test's model files are placeholders, so choosing a run must not load them
+    monkeypatch.setattr(ChatView, "_on_ckpt_changed", lambda self: None)
     view = ChatView(root=tmp_path)
     qtbot.addWidget(view)
-    view.chat = None  # list only: this test's model files are placeholders, nothing is loaded
     view._on_runs(listed)
     offered = [(view.ckpt_combo.itemText(i), view.ckpt_combo.itemData(i)) for i in range(view.ckpt_combo.count())]
     assert offered == [(c.label, c.checkpoint) for c in history.tuned_choices(run)] == [("final model", None)]
