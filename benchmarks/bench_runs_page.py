@@ -77,7 +77,7 @@ def main() -> None:
             worst = [0.0]
             last = [time.monotonic()]
 
-            def beat() -> None:
+            def beat(worst: list[float] = worst, last: list[float] = last) -> None:
                 now = time.monotonic()
                 worst[0] = max(worst[0], now - last[0])
                 last[0] = now
@@ -86,7 +86,7 @@ def main() -> None:
             timer.setInterval(10)
             timer.timeout.connect(beat)
             listed: list[int] = []
-            view.refreshed.connect(lambda n: (listed.append(n), loop.quit()))
+            view.refreshed.connect(lambda n, listed=listed, loop=loop: (listed.append(n), loop.quit()))
             timer.start()
             t = time.perf_counter()
             view.refresh()

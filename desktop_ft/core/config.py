@@ -325,7 +325,8 @@ def load_config(path: str | Path) -> RunConfig:
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path, line=line) from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)", path=path)
+        raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)",
+                          path=path)
     return RunConfig.from_dict(data, source=path)
 
 
@@ -416,7 +417,7 @@ def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> A
     for name, value in data.items():
         typ = hints[name]
         dotted = f"{prefix}{name}"
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             kwargs[name] = _build(typ, value if value is not None else {}, prefix=f"{dotted}.", source=source)
         else:
             kwargs[name] = _coerce(value, typ, dotted, source)

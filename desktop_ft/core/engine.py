@@ -17,32 +17,22 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from desktop_ft import resources
 from desktop_ft.core import datasets as ds
 from desktop_ft.core import distributed, memwatch, methods, speed, trainers
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
                                     RunStarted, StepLogged)
-from desktop_ft.core.hardware import bitsandbytes_installed, detect
+from desktop_ft.core.hardware import bitsandbytes_installed, compute_device, detect
 from desktop_ft.core.models import resolve_model
 from desktop_ft.core.precision import TORCH_NAMES, PrecisionPlan, plan_for
 from desktop_ft.core.runs import (FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, create_run, is_disk_full,
                                   folder_size, mark_checkpoint_complete, now_iso, process_start_time)
 
 
-def pick_device() -> tuple[str, bool]:
-    """Where this process trains: ('cuda', bf16 supported?) when a CUDA GPU is there, else ('cpu', False)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", bool(torch.cuda.is_bf16_supported())
-    return "cpu", False
-
-
 def precision_plan(config: RunConfig) -> PrecisionPlan:
     """The precision plan of ``config`` on this machine (``desktop_ft.core.precision`` decides it)."""
-    device, bf16 = pick_device()
+    device, bf16 = compute_device()
     return plan_for(methods.method_spec(config.method.method), config.training.precision, device, bf16,
                     quant_compute=config.method.qlora.compute_dtype)
 

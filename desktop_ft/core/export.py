@@ -197,7 +197,7 @@ def _export_merged(base_path: Path, source: TunedSource, dest: Path, trust_remot
     with torch.no_grad():
         merged.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
-    if getattr(tokenizer, "chat_template", None) and not (dest / "chat_template.jinja").exists():
+    if tokenizer.chat_template and not (dest / "chat_template.jinja").exists():
         (dest / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
 
 
@@ -323,7 +323,7 @@ def modelfile_text(gguf_name: str, tokenizer: Any, settings: GenerationSettings,
     if system:
         lines += [f'SYSTEM """{system}"""', ""]
     chat = ChatModel(None, tokenizer, base_path=Path("."))
-    for marker in sorted({_token_text(tokenizer, i) for i in chat.stop_token_ids()} - {None}):
+    for marker in sorted(t for t in {_token_text(tokenizer, i) for i in chat.stop_token_ids()} if t is not None):
         lines.append(f'PARAMETER stop "{marker}"')
     temperature = 0.0 if settings.greedy else settings.temperature
     lines += [f"PARAMETER temperature {temperature:g}", f"PARAMETER top_p {settings.top_p:g}",
@@ -409,7 +409,7 @@ def _load_tokenizer(source: TunedSource, base_path: Path) -> Any:
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]]) -> str | None:
-    if not getattr(tokenizer, "chat_template", None):
+    if not tokenizer.chat_template:
         return None
     try:
         return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
@@ -492,13 +492,12 @@ class _plain_disk_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None and isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
             raise _disk_error(exc, self.out_dir) from None
         if exc is not None and isinstance(exc, RuntimeError) and "No space left on device" in str(exc):
             raise ExportError("the disk is full", path=self.out_dir,
                               hint="Free some space or export to another folder.") from None
-        return False
 
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}

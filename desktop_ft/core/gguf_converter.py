@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         script = install_converter(Path(args.install) if args.install else None)
         print(script)
         return 0
-    script = find_converter()
-    print(script or "not installed")
-    return 0 if script else 1
+    found = find_converter()
+    print(found or "not installed")
+    return 0 if found else 1
 
 
 if __name__ == "__main__":

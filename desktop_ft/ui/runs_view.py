@@ -169,7 +169,8 @@ class RunsView(Page):
         for r, run in enumerate(runs):
             if run["path"] in selected:
                 self.table.selectRow(r)
-        self.message.setText("" if runs else f"No runs yet. Runs are kept in {self.root or core_runs.default_runs_root()}.")
+        root = self.root or core_runs.default_runs_root()
+        self.message.setText("" if runs else f"No runs yet. Runs are kept in {root}.")
         self.message.setVisible(bool(self.message.text()))
         self._on_selection()
         self.refreshed.emit(len(runs))

@@ -11,7 +11,7 @@ import pytest
 from desktop_ft.core.chat import ChatModel, GenerationSettings
 from desktop_ft.core.errors import RunError
 from desktop_ft.core.export import ExportError, export, modelfile_text
-from tests.core.test_chat import QUESTION, tiny_run  # noqa: F401  (module-scoped fixture: one trained run)
+from tests.core.test_chat import QUESTION
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _logits(model, ids):  # noqa: ANN001, ANN202
         return model(input_ids=ids).logits
 
 
-def test_merged_export_matches_the_adapter_model(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_merged_export_matches_the_adapter_model(tiny_run: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     result = export(tiny_run, "merged", tmp_path / "merged")
@@ -70,7 +70,7 @@ def test_merged_export_matches_the_adapter_model(tiny_run: Path, tmp_path: Path)
     assert not list((tmp_path / "merged").glob(".desktop-ft-export-*"))  # staging cleaned up
 
 
-def test_adapter_export_loads_with_peft(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_adapter_export_loads_with_peft(tiny_run: Path, tmp_path: Path) -> None:
     result = export(tiny_run, "adapter", tmp_path / "a", checkpoint=2)
     assert "adapter_model.safetensors" in result.files and "optimizer.pt" not in result.files
     assert result.checked_with == "peft" and result.check_answer is not None
@@ -123,14 +123,14 @@ def test_modelfile_for_llama3_and_unknown_templates(tiny_model: Path) -> None:
     assert "TEMPLATE \"\"\"" not in other and "TEMPLATE not written" in other
 
 
-def test_unrecognised_tokenizer_is_a_clear_gguf_error(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_unrecognised_tokenizer_is_a_clear_gguf_error(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="does not recognise this model's tokenizer") as info:
         export(tiny_run, "gguf", tmp_path / "g", quantization="f16")
     assert "merged" in str(info.value)
     assert not any((tmp_path / "g").iterdir())  # nothing half-written left behind
 
 
-def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="no checkpoint 9.*Available checkpoints: 2, 4"):
         export(tiny_run, "merged", tmp_path / "m", checkpoint=9)
     bare = tmp_path / "bare"
@@ -140,7 +140,7 @@ def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) 
         export(bare, "adapter", tmp_path / "a")
 
 
-def test_disk_full_and_unwritable_folders_are_one_sentence(tiny_run: Path, tmp_path: Path,  # noqa: F811
+def test_disk_full_and_unwritable_folders_are_one_sentence(tiny_run: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from collections import namedtuple
 
@@ -170,7 +170,7 @@ def test_disk_full_and_unwritable_folders_are_one_sentence(tiny_run: Path, tmp_p
     assert not list((tmp_path / "full").iterdir())
 
 
-def test_no_converter_says_how_to_install_it(tiny_run: Path, tmp_path: Path,  # noqa: F811
+def test_no_converter_says_how_to_install_it(tiny_run: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import desktop_ft.core.gguf_converter as conv
 
@@ -179,7 +179,7 @@ def test_no_converter_says_how_to_install_it(tiny_run: Path, tmp_path: Path,  # 
         export(tiny_run, "gguf", tmp_path / "g")
 
 
-def test_bad_format_and_quantization(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_format_and_quantization(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown export format 'onnx'"):
         export(tiny_run, "onnx", tmp_path)
     with pytest.raises(ExportError, match="quantization"):

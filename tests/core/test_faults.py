@@ -101,7 +101,7 @@ def test_kill_9_soak_ends_with_a_complete_run_and_every_step_once(tiny_model, ch
     run = RunFolder(out)
     argv = ["train", str(config_path)]
     history = []
-    for attempt in range(4):
+    for _attempt in range(4):
         mode = rng.choice(["between", "between", *KILLS])
         done = max(_steps(run), default=0)
         if mode == "between":

@@ -1,8 +1,9 @@
 """Readers: one file type in, ``(line, record)`` pairs out, with the line an editor shows.
 
 Every reader yields ``(line, record)`` pairs (a record is a dict of columns, or a plain string) or
-``RowError``s, so a broken line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
-unreadable, not the type its name says) raise ``DatasetError``. Nothing here knows about formats.
+``RowError``s, so a broken line is reported where it is and the good ones around it are kept.
+Whole-file problems (missing, unreadable, not the type its name says) raise ``DatasetError``.
+Nothing here knows about formats.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     text_path = str(path)
     p = Path(text_path).expanduser()
     if not p.exists():
-        if HUB_ID.fullmatch(text_path) and not p.suffix.lower() in (JSONL_SUFFIXES + JSON_SUFFIXES + CSV_SUFFIXES +
+        if HUB_ID.fullmatch(text_path) and p.suffix.lower() not in (JSONL_SUFFIXES + JSON_SUFFIXES + CSV_SUFFIXES +
                                                                       TSV_SUFFIXES + PARQUET_SUFFIXES + TEXT_SUFFIXES):
             return text_path, read_hub(text_path)
         raise DatasetError("file not found", path=p, hint="Check the path or pick the file again.")
