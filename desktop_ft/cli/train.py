@@ -10,9 +10,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from desktop_ft.core.config import (RunConfig, all_dotted_keys, field_info, load_config, parse_cli_value)
+from desktop_ft.core.config import (
+    RunConfig,
+    all_dotted_keys,
+    field_info,
+    load_config,
+    parse_cli_value,
+)
 from desktop_ft.core.errors import ConfigError, UserError
-from desktop_ft.core.events import Event, Progress, RunFinished, StepLogged, EvalLogged, to_dict
+from desktop_ft.core.events import (
+    EvalLogged,
+    Event,
+    Progress,
+    RunFinished,
+    StepLogged,
+    to_dict,
+)
 from desktop_ft.core.methods import METHODS, PRESETS, TASKS
 from desktop_ft.core.presets import apply_preset
 

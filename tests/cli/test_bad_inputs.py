@@ -12,7 +12,7 @@ from desktop_ft.cli import main
 from desktop_ft.core.config import RunConfig, save_config
 
 
-def _one_sentence(capsys) -> str:  # noqa: ANN001
+def _one_sentence(capsys) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in err, err

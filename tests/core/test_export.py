@@ -238,8 +238,8 @@ def test_the_logit_check_catches_an_adapter_applied_twice(tiny_run: Path, tmp_pa
     result = export(tiny_run, "merged", tmp_path / "merged")  # passes: same logits as the run's model
     source = tuned_source(tiny_run, None)
     base = Path(read_run_config(tiny_run).model.name)
-    assert compare_logits(result, source, base_path=base, prompt=QUESTION) < 1e-3
+    assert compare_logits(result, source, base_path=base, prompt="Hello! What can you help me with?") < 1e-3
     for item in source.path.glob("adapter_*"):  # what a merged export over an adapter export left behind
         shutil.copy2(item, tmp_path / "merged" / item.name)
     with pytest.raises(ExportError, match="does not compute what the run's model computes"):
-        compare_logits(result, source, base_path=base, prompt=QUESTION)
+        compare_logits(result, source, base_path=base, prompt="Hello! What can you help me with?")

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from desktop_ft.core.config import RunConfig
-from desktop_ft.core.runs import (RunBusyError, RunFolder, RunStatus, create_run, list_runs, mark_checkpoint_complete,
-                                  process_start_time)
+from desktop_ft.core.runs import (
+    RunBusyError,
+    RunFolder,
+    RunStatus,
+    create_run,
+    list_runs,
+    mark_checkpoint_complete,
+    process_start_time,
+)
 
 
 def test_metrics_survive_a_torn_last_line(tmp_path: Path) -> None:
@@ -50,7 +57,7 @@ def test_last_checkpoint_skips_an_incomplete_one_and_says_why(tmp_path: Path) ->
     (four / "adapter_model.safetensors").write_bytes(b"x" * 10)  # cut short after it was marked
     good, skipped = run.usable_checkpoint()
     assert good.name == "checkpoint-2"
-    assert [(p.name, why) for p, why in skipped][0][0] == "checkpoint-6"
+    assert skipped[0][0].name == "checkpoint-6"
     assert "10 bytes, not the 100" in skipped[1][1]
 
 
@@ -144,7 +151,7 @@ def test_status_writes_retry_while_a_reader_holds_the_file(tmp_path: Path, monke
     real = os.replace
     calls = []
 
-    def sharing_violation(src, dst):  # noqa: ANN001
+    def sharing_violation(src, dst):
         calls.append(dst)
         if len(calls) <= 3:
             raise PermissionError(13, "The process cannot access the file because it is being used")
