@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
@@ -23,6 +23,19 @@ from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
+
+
+STATS_HZ = 4  # the step, loss and progress numbers are set at most this often (each sets off a repaint)
+
+
+def _scale_out(config: RunConfig) -> str:
+    """' · GPUs 4 × FSDP' for a run on several processes; nothing for one (the common case)."""
+    from desktop_ft.core.distributed import STRATEGIES, world_size
+
+    n = world_size(config)
+    if n <= 1:
+        return ""
+    return f" &nbsp;·&nbsp; <b>GPUs</b> {n} × {STRATEGIES[config.distributed.strategy].title}"
 
 
 class _Stat(QWidget):
@@ -73,6 +86,7 @@ class TrainingView(QWidget):
         self._history = 0  # increases with each reopened run; a stale read's result is dropped
         self._loading = False  # a run's saved curves are being read; live events wait in _pending
         self._pending: list[object] = []
+        self._last_step: StepLogged | None = None  # newest step not yet shown in the numbers
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(28, 22, 28, 14)
@@ -290,6 +304,7 @@ class TrainingView(QWidget):
         self.stat_mem.set(theme.human_bytes(rss))
 
     def _on_ended(self, finished: RunFinished) -> None:
+        self._show_last_step()
         self.process = None
         self._set_state(finished.state)
         if finished.state == "failed":
@@ -317,7 +332,8 @@ class TrainingView(QWidget):
         self.summary.setText(
             f"<b>Model</b> {model} &nbsp;·&nbsp; <b>Data</b> {data} &nbsp;·&nbsp; <b>Method</b> "
             f"{config.method.method.upper()} (rank {config.method.lora_rank}) &nbsp;·&nbsp; <b>Length</b> {length}, "
-            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}")
+            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}"
+            + _scale_out(config))
 
     # -- internals ----------------------------------------------------------------------------
     def _attach(self, process: TrainingProcess) -> None:
@@ -342,6 +358,7 @@ class TrainingView(QWidget):
         self._history += 1
         self._loading = False
         self._pending = []
+        self._last_step = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         for s in (self.stat_step, self.stat_epoch, self.stat_loss, self.stat_eval, self.stat_eta, self.stat_speed,
@@ -365,13 +382,21 @@ class TrainingView(QWidget):
             else:
                 self._take(ev)
         if last is not None:
-            self._set_progress(last.step)
-            self.stat_epoch.set(f"{last.epoch:.2f}")
-            self.stat_loss.set(f"{last.loss:.4f}")
-            if last.tokens_per_second:
-                self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
-            self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
-            self.stepLogged.emit(last)
+            if self._last_step is None:  # the numbers follow at most STATS_HZ times a second
+                QTimer.singleShot(int(1000 / STATS_HZ), self._show_last_step)
+            self._last_step = last
+
+    def _show_last_step(self) -> None:
+        last, self._last_step = self._last_step, None
+        if last is None:
+            return
+        self._set_progress(last.step)
+        self.stat_epoch.set(f"{last.epoch:.2f}")
+        self.stat_loss.set(f"{last.loss:.4f}")
+        if last.tokens_per_second:
+            self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
+        self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
+        self.stepLogged.emit(last)
 
     def _take(self, ev: object) -> None:
         if isinstance(ev, EvalLogged):

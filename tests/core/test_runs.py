@@ -171,3 +171,17 @@ def test_a_per_step_status_write_that_keeps_failing_does_not_end_training(tmp_pa
     monkeypatch.setattr(config_module, "REPLACE_RETRIES", 2)
     monkeypatch.setattr(config_module.os, "replace", lambda *_a: (_ for _ in ()).throw(PermissionError(13, "busy")))
     _write_status_quietly(RunFolder(tmp_path), RunStatus(step=1))  # skipped, not raised
+
+
+def test_status_json_with_a_wrong_type_reads_as_unreadable_not_a_crash_later(tmp_path):
+    """A hand-edited status.json ('final_loss': 'abc') is reported by the reader, naming the field."""
+    from desktop_ft.core.runs import RunFolder
+
+    run = RunFolder(tmp_path)
+    (tmp_path / "status.json").write_text('{"state": "finished", "step": 3, "final_loss": "abc"}')
+    status = run.read_status()
+    assert status.state == "failed" and "final_loss" in status.error
+    (tmp_path / "status.json").write_text('{"state": "finished", "step": 3, "final_loss": 1}')
+    assert run.read_status().final_loss == 1 and run.read_status().state == "finished"
+    (tmp_path / "status.json").write_text('{"state": "stopped", "world_size": 2, "launcher": "torchrun"}')
+    assert run.read_status().world_size == 2
