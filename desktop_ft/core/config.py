@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import time
 import types
 import typing
 from dataclasses import dataclass, field
@@ -314,6 +315,10 @@ def load_config(path: str | Path) -> RunConfig:
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path,
                           hint="Check the path, or run without a config file.") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"is not UTF-8 text (byte {exc.start} cannot be decoded)", path=path, line=line,
+                          hint="Save the file as UTF-8 in your editor.") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path) from None
     import yaml  # here, not at import: the window's first page needs no YAML
@@ -339,6 +344,22 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     write_text_atomic(Path(path), text)
 
 
+#: Windows refuses to replace a file another process has open (a reader of status.json): retry
+#: this many times, waiting a little longer each time (about 1.5 s in all), then give up
+REPLACE_RETRIES = 10
+
+
+def _replace_with_retry(tmp: str, path: Path) -> None:
+    for attempt in range(REPLACE_RETRIES):
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError:
+            if attempt == REPLACE_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1) ** 1.5)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,7 +369,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace_with_retry(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -494,6 +515,9 @@ def validate(config: RunConfig) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"'{dotted}' is {value}, which is not a number it can use", field=dotted,
                               hint="Give a finite number.")
+        if dotted == "training.max_steps" and value == 0:
+            raise ConfigError("'training.max_steps' is 0, which would train nothing", field=dotted,
+                              hint="Give -1 to train for 'training.epochs', or a number of steps of 1 or more.")
         if isinstance(value, (int, float)):
             if "min" in meta and value < meta["min"]:
                 raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)

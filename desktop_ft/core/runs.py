@@ -35,7 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from desktop_ft.core.config import RunConfig, load_config, save_config, write_text_atomic
+from desktop_ft.core.config import (
+    RunConfig,
+    load_config,
+    save_config,
+    write_text_atomic,
+)
 from desktop_ft.core.errors import RunError, UserError
 from desktop_ft.core.events import Event, event_from_dict, to_dict
 

@@ -194,3 +194,52 @@ def test_converter_pin_matches_constraints() -> None:
 
     pins = (REPO / "requirements" / "constraints.txt").read_text()
     assert f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}" in pins
+
+
+def test_exports_never_mix_and_a_same_kind_export_is_replaced_whole(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    target = tmp_path / "out"
+    export(tiny_run, "adapter", target, check=False)
+    first = (target / "desktop-ft-export.json").stat().st_mtime_ns
+    # merging into a folder that holds an adapter export would load as merged weights + the adapter again
+    with pytest.raises(ExportError, match="already holds a adapter export; a merged export only replaces"):
+        export(tiny_run, "merged", target, check=False)
+    assert not (target / "config.json").exists()
+    export(tiny_run, "adapter", target, check=False)  # the same kind again: replaced whole
+    assert (target / "desktop-ft-export.json").stat().st_mtime_ns >= first
+    assert not list(tmp_path.glob(".out.*"))  # no staging or replaced folder left beside it
+
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "notes.txt").write_text("my work")
+    with pytest.raises(ExportError, match=r"already holds other files \(notes.txt\)"):
+        export(tiny_run, "adapter", own, check=False)
+    assert (own / "notes.txt").read_text() == "my work"
+
+
+def test_the_run_folder_the_base_model_and_the_hf_cache_are_refused(tiny_run: Path, tiny_model: Path,  # noqa: F811
+                                                                    tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    with pytest.raises(ExportError, match="is the run folder itself"):
+        export(tiny_run, "merged", tiny_run, check=False)
+    with pytest.raises(ExportError, match="is the run folder itself"):
+        export(tiny_run, "adapter", tiny_run / "adapter", check=False)
+    with pytest.raises(ExportError, match="base model's folder"):
+        export(tiny_run, "merged", tiny_model, check=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ExportError, match="Hugging Face cache"):
+        export(tiny_run, "merged", tmp_path / "hub" / "models--x", check=False)
+
+
+def test_the_logit_check_catches_an_adapter_applied_twice(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    from desktop_ft.core.export import compare_logits
+    from desktop_ft.core.runs import read_run_config, tuned_source
+
+    result = export(tiny_run, "merged", tmp_path / "merged")  # passes: same logits as the run's model
+    source = tuned_source(tiny_run, None)
+    base = Path(read_run_config(tiny_run).model.name)
+    assert compare_logits(result, source, base_path=base, prompt="Hello! What can you help me with?") < 1e-3
+    for item in source.path.glob("adapter_*"):  # what a merged export over an adapter export left behind
+        shutil.copy2(item, tmp_path / "merged" / item.name)
+    with pytest.raises(ExportError, match="does not compute what the run's model computes"):
+        compare_logits(result, source, base_path=base, prompt="Hello! What can you help me with?")

@@ -232,8 +232,12 @@ class _Scanner:
         except RecursionError:
             return RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
 
-    def array(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
-        """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError."""
+    def array(self, pos: int, whole_file: Path | None = None) -> Iterator[tuple[int, Any] | RowError]:
+        """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError.
+
+        ``whole_file``: the array is the file's top level, so anything after its ']' is rows that
+        would be lost without a word: a ``DatasetError``.
+        """
         text = self.text
         pos = self.skip(pos + 1)
         if pos < len(text) and text[pos] == "]":
@@ -252,6 +256,12 @@ class _Scanner:
                 pos += 1
                 continue
             if pos < len(text) and text[pos] == "]":
+                after = self.skip(pos + 1)
+                if whole_file is not None and after < len(text):
+                    raise DatasetError("holds more data after its JSON list ends, which would not be read",
+                                       path=whole_file, line=self.line_at(after),
+                                       hint="Put every row inside the one list, or save one object per line "
+                                            "as .jsonl.")
                 return
             where = self.line_at(min(pos, len(text)))
             found = "the end of the file" if pos >= len(text) else repr(text[pos])
@@ -309,7 +319,7 @@ def read_json(path: Path, raw: bytes) -> Source:
     if start >= len(text):
         return Source("json", iter(()))
     if text[start] == "[":
-        return Source("json", scan.array(start))
+        return Source("json", scan.array(start, whole_file=path))
     try:
         top = json.loads(text)
     except json.JSONDecodeError as exc:
