@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from desktop_ft.core.errors import ConfigError, did_you_mean
 from desktop_ft.core.methods import METHODS, TASKS
 
@@ -206,6 +204,10 @@ class TrainingConfig:
                                       "memory, about 30% slower.", advanced=True)
     packing: bool = _f(False, help="Pack several short examples into one sequence: faster on short data.",
                        advanced=True)
+    padding_free: bool = _f(True, help="Lay each batch's examples end to end instead of padding them to the "
+                            "longest, with attention kept inside each example: the same learning with less "
+                            "arithmetic on examples of mixed lengths. Off by itself where it would not be "
+                            "correct (the run log says why).", advanced=True)
     seed: int = _f(42, help="Random seed, so the same config gives the same run.", advanced=True)
     logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, max=10_000,
                            advanced=True)
@@ -314,6 +316,8 @@ def load_config(path: str | Path) -> RunConfig:
                           hint="Check the path, or run without a config file.") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path) from None
+    import yaml  # here, not at import: the window's first page needs no YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -327,6 +331,8 @@ def load_config(path: str | Path) -> RunConfig:
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write ``config.yaml`` atomically, with a header saying how to rerun it."""
+    import yaml
+
     header = "# Desktop FT run configuration. Rerun with: desktop-ft train config.yaml\n"
     text = header + yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
     write_text_atomic(Path(path), text)
@@ -380,6 +386,8 @@ def _leaf_fields(typ: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
 
 def parse_cli_value(dotted: str, text: str) -> Any:
     """Turn the text of ``--set key=value`` into the field's type (YAML rules: 1e-4, true, null)."""
+    import yaml
+
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:

@@ -19,7 +19,7 @@ from typing import Any
 
 from desktop_ft import resources
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import distributed, memwatch, methods, trainers
+from desktop_ft.core import distributed, memwatch, methods, speed, trainers
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -236,12 +236,20 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     if task.needs_reference and not method.trains_adapter:
         ref_model = _frozen_copy(model, plan)  # full fine-tuning: the reference is the model as it started
 
+    fast = speed.plan(config, task_name, plan.device, model)
+    for line in fast.log_lines():
+        run.log(line)
+    if plan.device == "cpu":
+        torch.set_num_threads(fast.threads)
+    if fast.padding_free and speed.use_varlen_attention(model):
+        run.log("attention: torch sdpa on each example of a padding-free row (no mask over the whole row)")
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, plan, has_eval=bool(val_rows))
+    args["use_liger_kernel"] = fast.liger
     args.update(distributed.trainer_args(config, plan.device))
     parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
                                   train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
-                                  data_kind=data.kind, ref_model=ref_model)
+                                  data_kind=data.kind, ref_model=ref_model, padding_free=fast.padding_free)
     trainer = trainers.build_trainer(task_name, parts)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)
