@@ -74,11 +74,31 @@ class RunStatus:
     #: the process's start time (psutil ``create_time``): a pid alone is reused by the OS
     pid_started: float | None = None
     final_loss: float | None = None
+    world_size: int = 1  # training processes (all nodes); rank 0 alone writes the run folder
+    launcher: str | None = None  # 'torchrun' or 'accelerate' when launched; None for one plain process
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
+        (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            kinds = _STATUS_TYPES[f.name]
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise ValueError(f"field '{f.name}' has {value!r}, which is not a {kinds[0].__name__}")
+            values[f.name] = value
+        return cls(**values)
+
+
+#: the JSON types each ``status.json`` field may hold (besides null): ints are fine where floats go
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,), "step": (int,), "max_steps": (int,), "error": (str,), "peak_memory_bytes": (int,),
+    "estimated_memory_bytes": (int,), "device": (str,), "started_at": (str,), "ended_at": (str,),
+    "updated_at": (str,), "pid": (int,), "pid_started": (float, int), "final_loss": (float, int),
+}
 
 
 @dataclass
@@ -581,20 +601,30 @@ def create_run(config: RunConfig, runs_root: Path | None = None, *, prepare: boo
     else:
         root = Path(runs_root) if runs_root else default_runs_root()
         _check_output_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
-        name = _slug(config.output.run_name or _default_name(config))
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = root / f"{stamp}-{name}"
-        n = 1
-        while path.exists():
-            n += 1
-            path = root / f"{stamp}-{name}-{n}"
+        path = new_run_path(config, root)
         path.mkdir(parents=True)
         run = RunFolder(path)
     if prepare:
         config = config.replace({"output.output_dir": str(run.path)})
     run.write_config(config)
     return run
+
+
+def new_run_path(config: RunConfig, runs_root: Path | None = None) -> Path:
+    """The dated folder a new run of ``config`` gets under the runs root (not created yet).
+
+    A launcher picks it before starting its processes, so that every rank names the same folder.
+    """
+    root = Path(runs_root) if runs_root else default_runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    name = _slug(config.output.run_name or _default_name(config))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{name}-{n}"
+    return path
 
 
 def _points_at(run: RunFolder) -> bool:

@@ -231,11 +231,11 @@ class MainWindow(QMainWindow):
     # -- state ----------------------------------------------------------------------------------
     def _restored_config(self) -> RunConfig:
         """The last wizard choices (a YAML dict in QSettings); defaults if missing or stale."""
-        import yaml
-
         text = self.settings.value("wizard/config")
         if not text:
             return RunConfig()
+        import yaml
+
         try:
             config = RunConfig.from_dict(yaml.safe_load(str(text)))
             return config.replace({"output.output_dir": None})
