@@ -116,7 +116,7 @@ def test_an_unreadable_run_is_one_bad_row_and_listing_is_off_the_gui_thread(qtbo
     assert rows[str(bad_config)][1] == "stopped"
     tips = {view.table.item(r, 0).data(0x0100): view.table.item(r, 1).toolTip() for r in range(view.table.rowCount())}
     assert "status.json is unreadable" in tips[str(bad_bytes)] and "JSON object" in tips[str(a_list)]
-    assert "config.yaml is unreadable" in tips[str(bad_config)]
+    assert "config.yaml" in tips[str(bad_config)] and "YAML" in tips[str(bad_config)]
 
 
 def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
