@@ -23,9 +23,15 @@ _FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text"}
 _TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
 #: model types fusing q/k/v into ``qkv_proj`` and gate/up into ``gate_up_proj`` (same counts, other names)
 _FUSED_TYPES = {"phi3"}
+#: model types with a plain two-matrix MLP (up, activation, down) instead of a gated one
+_PLAIN_MLP_TYPES = {"gpt_neox", "phi", "gpt2", "falcon", "gptj", "opt"}
+#: model types normalising with LayerNorm (a weight and a bias) instead of RMSNorm
+_LAYERNORM_TYPES = {"gpt_neox", "phi", "gpt2", "falcon", "gptj", "opt"}
+#: model types with one norm per layer feeding attention and MLP in parallel
+_ONE_NORM_TYPES = {"phi", "gptj"}
 #: decoder families whose layer layout the formula below describes exactly
 _EXACT_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3",
-                "smollm3", "olmo", "granite"}
+                "smollm3", "olmo", "granite", "gpt_neox", "phi"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,10 @@ class Architecture:
     experts_per_token: int = 0
     expert_intermediate_size: int = 0
     exact: bool = True
+    gated_mlp: bool = True  # gate/up/down (Llama, Gemma); False: up/down only (GPT-NeoX, Phi)
+    layer_norm: bool = False  # LayerNorm (weight + bias) instead of RMSNorm
+    lm_head_bias: bool = False  # Phi's output layer has a bias
+    hidden_act: str = "silu"  # the MLP's activation (what it keeps for backward depends on it)
 
     @property
     def q_dim(self) -> int:
@@ -71,6 +81,12 @@ class Architecture:
         if self.model_type in _FUSED_TYPES:
             return {"qkv_proj": (h, q + 2 * kv), "o_proj": (q, h), "gate_up_proj": (h, 2 * inter),
                     "down_proj": (inter, h)}
+        if self.model_type == "gpt_neox":
+            return {"query_key_value": (h, q + 2 * kv), "dense": (q, h), "dense_h_to_4h": (h, inter),
+                    "dense_4h_to_h": (inter, h)}
+        if self.model_type == "phi":
+            return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "dense": (q, h), "fc1": (h, inter),
+                    "fc2": (inter, h)}
         return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
                 "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
 
@@ -84,19 +100,28 @@ class Architecture:
             attn += h
         if self.num_experts:  # SwiGLU experts plus a router (shared experts are not counted)
             mlp = self.num_experts * 3 * h * self.expert_intermediate_size + h * self.num_experts
-        else:
+        elif self.gated_mlp:
             mlp = 3 * h * inter + ((2 * inter + h) if self.mlp_bias else 0)
-        norms = self.norms_per_layer * h + (2 * self.head_dim if self.qk_norm else 0)
+        else:
+            mlp = 2 * h * inter + ((inter + h) if self.mlp_bias else 0)
+        norms = self.norms_per_layer * self.norm_parameters + (2 * self.head_dim if self.qk_norm else 0)
         return attn + mlp + norms
+
+    @property
+    def norm_parameters(self) -> int:
+        """One norm: a weight (RMSNorm), or a weight and a bias (LayerNorm)."""
+        return 2 * self.hidden_size if self.layer_norm else self.hidden_size
 
     def embedding_parameters(self) -> int:
         return self.vocab_size * self.hidden_size
 
     def parameters(self) -> int:
         """Total parameters, counted once for tied embeddings, exactly as ``sum(p.numel())`` counts them."""
-        total = self.embedding_parameters() + self.num_layers * self.layer_parameters() + self.hidden_size
+        total = self.embedding_parameters() + self.num_layers * self.layer_parameters() + self.norm_parameters
         if not self.tie_embeddings:
             total += self.vocab_size * self.hidden_size
+        if self.lm_head_bias:
+            total += self.vocab_size
         return total
 
     def quantizable_parameters(self) -> int:
@@ -106,7 +131,7 @@ class Architecture:
         if self.num_experts:
             mlp = self.num_experts * 3 * h * self.expert_intermediate_size
         else:
-            mlp = 3 * h * inter
+            mlp = (3 if self.gated_mlp else 2) * h * inter
         return self.num_layers * (h * q + 2 * h * kv + q * h + mlp)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,17 +177,23 @@ def architecture_from_config(config: dict[str, Any], *, source: str | Path | Non
     context = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or cfg.get("seq_length") or 2048)
     experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0)
     attention_bias = bool(cfg.get("attention_bias", False))
+    plain = model_type in _PLAIN_MLP_TYPES
+    if plain:  # GPT-NeoX and Phi: every linear has a bias (NeoX's attention ones unless attention_bias=false)
+        attention_bias = bool(cfg.get("attention_bias", True)) or model_type == "phi"
+    act = str(cfg.get("hidden_activation") or cfg.get("hidden_act") or cfg.get("activation_function") or "silu")
     return Architecture(
         model_type=model_type, hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
         head_dim=head_dim, intermediate_size=inter, vocab_size=vocab, tie_embeddings=bool(tie),
         max_context=context,
         qkv_bias=attention_bias or model_type in _QKV_BIAS_TYPES,
         o_bias=attention_bias and model_type not in _QKV_BIAS_TYPES,
-        mlp_bias=bool(cfg.get("mlp_bias", False)),
+        mlp_bias=bool(cfg.get("mlp_bias", False)) or plain,
         qk_norm=model_type in _QK_NORM_TYPES,
-        norms_per_layer=4 if model_type in _FOUR_NORM_TYPES else 2,
+        norms_per_layer=4 if model_type in _FOUR_NORM_TYPES else 1 if model_type in _ONE_NORM_TYPES else 2,
         num_experts=experts,
         experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
         expert_intermediate_size=int(cfg.get("moe_intermediate_size") or inter) if experts else 0,
         exact=model_type in _EXACT_TYPES and not experts,
+        gated_mlp=not plain, layer_norm=model_type in _LAYERNORM_TYPES, lm_head_bias=model_type == "phi",
+        hidden_act=act,
     )

@@ -244,6 +244,5 @@ def delete_run(run: RunFolder | Path) -> Path:
     return folder.path
 
 
-__all__ = ["RunError", "RunSummary", "TunedChoice", "check_deletable", "checkpoint_steps", "config_diff",
-           "delete_run", "final_weights", "find_run", "flat_config", "is_run_folder", "list_summaries",
-           "summarize", "tuned_choices", "weights_kind"]
+__all__ = ["RunError", "RunSummary", "TunedChoice", "check_deletable", "config_diff", "delete_run", "find_run",
+           "flat_config", "is_run_folder", "list_summaries", "summarize", "tuned_choices"]

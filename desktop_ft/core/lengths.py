@@ -25,6 +25,7 @@ class LengthSample:
     path: str
     lengths: tuple[int, ...]
     rows: int  # usable rows in the file
+    kind: str = "conversation"  # the dataset's kind (it settles 'task: auto')
 
     @property
     def longest(self) -> int:
@@ -104,7 +105,7 @@ def _sample_lengths(model: str, path: str, _stamp: Any, columns: tuple[tuple[str
     tokenizer = local_tokenizer(model)
     report = ds.inspect_dataset(data, tokenizer, seed=seed, assistant_only_loss=assistant_only_loss)
     return LengthSample(path=data.path, lengths=tuple(n for n in report.lengths if n is not None),
-                        rows=len(data.rows))
+                        rows=len(data.rows), kind=data.kind)
 
 
 __all__ = ["LengthSample", "local_tokenizer", "padded_length", "run_lengths", "sample_lengths"]

@@ -4,12 +4,13 @@ Worked out from the model's ``config.json`` numbers alone (``architecture.Archit
 weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, with the number
 formats of ``desktop_ft.core.precision`` (the same plan the engine loads and trains by: fp32 master
 weights for full fine-tuning, a frozen base in the compute dtype under fp32 adapters), what a method
-and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability head (TRL >= 1.x never materialises the full
-``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
+and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability
+head (TRL >= 1.x never materialises the full ``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
 derived, and how well the sum matched measured peaks, is written down in ``docs/memory.md``.
 
-The estimate is a *peak* for the worst batch: every sequence as long as ``training.max_length``.
-Short examples use less (batches are padded to their longest example only).
+The estimate is a *peak* for the worst batch. Without data every sequence is assumed as long as
+``training.max_length``; with the run's data (``lengths``) a batch is padded to its longest row, as
+TRL's collators pad it, so the worst batch is the one holding the longest row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from desktop_ft.core import distributed
 from desktop_ft.core.architecture import Architecture
 from desktop_ft.core.lengths import LengthSample, padded_length
 from desktop_ft.core.methods import MethodSpec, TaskSpec, method_spec, optimizer_for, resolve_task, task_spec
@@ -76,6 +78,8 @@ class Settings:
     packing: bool = False
     double_quant: bool = True
     gradient_accumulation_steps: int = 1
+    #: prompt or prefix tuning: the learned virtual tokens (0 for every other method)
+    num_virtual_tokens: int = 0
     #: batches mix lengths, so attention gets a padding mask and GQA keys/values are repeated
     padded: bool = True
 
@@ -160,7 +164,17 @@ def settings_from_config(config: RunConfig) -> Settings:
         packing=t.packing,
         double_quant=m.qlora.double_quant,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_virtual_tokens=_virtual_tokens(config),
     )
+
+
+def _virtual_tokens(config: RunConfig) -> int:
+    adapter = method_spec(config.method.method).adapter
+    if adapter == "prompt_tuning":
+        return config.method.prompt_tuning.num_virtual_tokens
+    if adapter == "prefix_tuning":
+        return config.method.prefix_tuning.num_virtual_tokens
+    return 0
 
 
 # -- the terms ------------------------------------------------------------------------------------------
@@ -181,9 +195,15 @@ def target_layers(arch: Architecture, target_modules: str) -> dict[str, tuple[in
 
 
 def trainable_parameters(arch: Architecture, s: Settings) -> int:
-    """Full: every parameter. LoRA: r × (in + out) per adapted module and layer (+ DoRA's magnitudes)."""
+    """Full: every parameter. LoRA: r × (in + out) per adapted module and layer (+ DoRA's magnitudes).
+    Prompt tuning: one embedding per virtual token. Prefix tuning: a key and a value per virtual token
+    in every layer (peft sizes them by the key/value heads: ``num_key_value_heads × head_dim``)."""
     if s.is_full:
         return arch.parameters()
+    if s.spec.adapter == "prompt_tuning":
+        return s.num_virtual_tokens * arch.hidden_size
+    if s.spec.adapter == "prefix_tuning":
+        return s.num_virtual_tokens * arch.num_layers * 2 * arch.kv_dim
     per_layer = 0
     for fan_in, fan_out in target_layers(arch, s.target_modules).values():
         per_layer += s.lora_rank * (fan_in + fan_out)
@@ -216,10 +236,16 @@ def optimizer_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int
     return int(trainable_parameters(arch, s) * per)
 
 
+def rows_per_batch(s: Settings) -> int:
+    """Sequences in one micro-batch: preference tasks run chosen and rejected together."""
+    return s.batch_size * (2 if s.task_spec.paired else 1)
+
+
 def tokens_per_batch(s: Settings) -> int:
-    """Tokens in one micro-batch at the worst case: preference tasks run chosen and rejected together."""
-    rows = s.batch_size * (2 if s.task_spec.paired else 1)
-    return rows * s.max_length
+    """Tokens in one micro-batch at the worst case; prompt tuning puts its virtual tokens in front of
+    every sequence (they go through every layer and the output head too)."""
+    extra = s.num_virtual_tokens if s.spec.adapter == "prompt_tuning" else 0
+    return rows_per_batch(s) * (s.max_length + extra)
 
 
 def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_bytes: int,
@@ -241,15 +267,20 @@ def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_byte
         inter = arch.expert_intermediate_size * max(arch.experts_per_token, 1)
     kv_saved = q if s.padded else kv
     total = 0.0
-    total += arch.norms_per_layer * 4 * h  # fp32 copies inside RMSNorm
+    # RMSNorm saves its input upcast to fp32; LayerNorm (GPT-NeoX, Phi) its input as it is
+    total += arch.norms_per_layer * (d if arch.layer_norm else 4) * h
     if arch.qk_norm:
         total += 4 * (q + kv)
     total += d * (q + 2 * kv_saved + q)  # SDPA: q, k, v, output
-    total += d * 3 * inter  # gate, up, act(gate)·up input of down
+    total += d * mlp_saved_per_token(arch, inter)
     if s.is_full:
-        total += arch.norms_per_layer * d * h  # norm outputs, for the norm weights' gradients
-        total += d * (2 * h + q + inter)  # inputs of the trained linears (h1 shared, attn out, h2 shared, down in)
-    else:
+        if not arch.layer_norm:  # RMSNorm's weight gradient needs its normalised input
+            total += arch.norms_per_layer * d * h
+        # inputs of the trained linears: attention input (shared by q/k/v), attention output, MLP input
+        # (shared by gate/up; the same tensor as the attention input where one norm feeds both), down input
+        mlp_input = 0 if arch.norms_per_layer == 1 else h
+        total += d * (h + q + mlp_input + inter)
+    elif s.spec.lora_like:
         targets = target_layers(arch, s.target_modules)
         if s.lora_dropout > 0:
             mask = 1 if device == "cuda" else d
@@ -258,6 +289,19 @@ def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_byte
             total += d * sum(set(fan_in for fan_in, _ in targets.values()))
         total += sum(d * s.lora_rank for _ in targets)  # A's output, saved as B's input
     return total
+
+
+#: intermediate-sized tensors an activation function keeps for its backward pass: torch's native
+#: kernels keep their input; transformers' ``gelu_new`` (Phi) is written out in Python (x, tanh, 1 + tanh)
+ACTIVATION_SAVES = {"gelu_new": 3, "gelu_fast": 3, "quick_gelu": 2}
+
+
+def mlp_saved_per_token(arch: Architecture, inter: int) -> int:
+    """Values per token the MLP keeps for backward with frozen weights: gated (Llama, Gemma) the gate
+    (for the activation), act(gate) and up (for their product); plain (GPT-NeoX, Phi) what the
+    activation keeps of the up projection's output."""
+    act = ACTIVATION_SAVES.get(arch.hidden_act, 1)
+    return (act + 2) * inter if arch.gated_mlp else act * inter
 
 
 def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str = "cuda") -> int:
@@ -270,7 +314,12 @@ def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device:
         per_token = arch.num_layers * dtype_bytes * arch.hidden_size + per_layer + final_norm
     else:
         per_token = arch.num_layers * per_layer + final_norm
-    return int(tokens * per_token)
+    prefix = 0
+    if s.spec.adapter == "prefix_tuning":  # every layer's keys and values are longer by the prefix
+        kv_saved = arch.q_dim if s.padded else arch.kv_dim
+        layers = 1 if s.gradient_checkpointing else arch.num_layers
+        prefix = rows_per_batch(s) * s.num_virtual_tokens * 2 * kv_saved * dtype_bytes * layers
+    return int(tokens * per_token + prefix)
 
 
 def logits_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str) -> int:
@@ -286,6 +335,16 @@ def logits_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str)
     if s.is_full:
         total += arch.vocab_size * arch.hidden_size * 4  # fp32 grad of the output layer, accumulated in tiles
     return int(total)
+
+
+def autocast_copies_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int:
+    """Full fine-tuning with fp32 weights and 16-bit compute: the compute-dtype copies of the linear
+    weights that autocast makes in the forward pass and autograd saves for backward (0 when the
+    compute dtype is the weights' own, as on the CPU)."""
+    if not s.is_full or plan.compute == plan.weights:
+        return 0
+    linear = arch.quantizable_parameters() + arch.vocab_size * arch.hidden_size  # + the output head (tied or not)
+    return linear * plan.bytes("compute")
 
 
 def reference_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan) -> int:
@@ -306,6 +365,8 @@ def optimizer_step_bytes(arch: Architecture, s: Settings, plan: PrecisionPlan, d
         return trainable_parameters(arch, s) * pb
     if s.is_full:
         return 2 * arch.vocab_size * arch.hidden_size * pb
+    if not s.spec.lora_like:  # prompt/prefix tuning: one trained tensor
+        return 2 * trainable_parameters(arch, s) * pb
     biggest = max((r for r in target_layers(arch, s.target_modules).values()), key=lambda d: d[0] + d[1])
     return 2 * s.lora_rank * max(biggest) * pb
 
@@ -328,10 +389,13 @@ def estimate(arch: Architecture, s: Settings, *, device: str = "cuda", bf16_supp
     # LoRA both are counted at once; for full training the larger of the two moments is taken.
     if s.is_full:
         head_grad = arch.vocab_size * arch.hidden_size * plan.bytes("trainable")
-        backward = acts + logits + head_grad
+        # fp32 master weights under 16-bit autocast: every matmul casts its weight to the compute
+        # dtype and autograd keeps that copy for the backward pass (until its layer is done)
+        casts = autocast_copies_bytes(arch, s, plan)
+        backward = acts + logits + head_grad + casts
         step = grads + step_tmp
         if backward >= step:
-            dynamic = {"gradients": head_grad, "activations": acts, "logits": logits}
+            dynamic = {"gradients": head_grad, "activations": acts, "logits": logits, "autocast_copies": casts}
         else:
             dynamic = {"gradients": grads, "activations": 0, "logits": 0, "optimizer_step": step_tmp}
     else:
@@ -398,6 +462,8 @@ def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, dev
         available_bytes = available_memory(hardware, device)
     bf16 = hardware.bf16 if hardware.gpus else True
     s = settings_from_config(config)
+    if isinstance(lengths, LengthSample):  # the data's kind settles 'task: auto' (preference → DPO)
+        s = replace(s, task=resolve_task(config.method.task, lengths.kind))
     if lengths is not None:
         s = replace(s, max_length=padded_length(lengths, s.max_length, packing=s.packing))
     result = estimate(arch, s, device=device, bf16_supported=bf16, available_bytes=available_bytes)
@@ -406,10 +472,34 @@ def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, dev
         result.notes.insert(0, f"Batches are padded to their longest row: {s.max_length} tokens (the longest of "
                                f"{sample} rows of {Path(lengths.path).name}, max_length "
                                f"{config.training.max_length}).")
+    if device == "cuda":
+        result = _per_gpu(result, arch, config)
     if suggest and result.verdict in ("tight", "does_not_fit"):
         can_quantize = device == "cuda" and (hardware.bitsandbytes or not hardware.gpus)
         result.suggestions = suggestions(arch, s, device=device, bf16_supported=bf16,
                                          available_bytes=available_bytes, can_quantize=can_quantize)
+        shard = distributed.shard_suggestion(config, len(hardware.gpus)) if device == "cuda" else None
+        if shard is not None:
+            title, overrides = shard
+            trial = _per_gpu(estimate(arch, s, device=device, bf16_supported=bf16, available_bytes=available_bytes),
+                             arch, config.replace(overrides))
+            if trial.verdict == "fits":
+                result.suggestions.insert(0, Suggestion(title, overrides, trial.total_bytes))
+    return result
+
+
+def _per_gpu(result: MemoryEstimate, arch: Architecture, config: RunConfig) -> MemoryEstimate:
+    """One GPU's share under the config's strategy and process count (``distributed.shard_breakdown``)."""
+    d = config.distributed
+    gpus = distributed.world_size(config)
+    if gpus <= 1 and not distributed.STRATEGIES[d.strategy].offload:
+        return result
+    breakdown = distributed.shard_breakdown(result.breakdown, d.strategy, gpus, num_layers=arch.num_layers)
+    result.breakdown = breakdown
+    result.total_bytes = sum(breakdown.values())
+    result.verdict, result.fits = judge(result.total_bytes, result.available_bytes)
+    result.notes.append(f"Per GPU, {distributed.STRATEGIES[d.strategy].title} over {gpus} GPU(s): "
+                        f"{distributed.STRATEGIES[d.strategy].sentence}.")
     return result
 
 
@@ -558,7 +648,7 @@ def calibrate_time(metrics: list[dict[str, Any]] | str | Path, *, total_steps: i
 
         metrics = list(iter_jsonl(Path(metrics)))
     points = [(int(r["step"]), float(r["time"])) for r in metrics
-              if r.get("type", "train") == "train" and "time" in r and "step" in r]
+              if r.get("event") == "StepLogged" and "time" in r and "step" in r]
     points.sort()
     rates = []
     for (s0, t0), (s1, t1) in zip(points, points[1:]):

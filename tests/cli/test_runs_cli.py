@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 
 from desktop_ft.cli import main
 from desktop_ft.core import history

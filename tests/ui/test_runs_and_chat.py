@@ -5,6 +5,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from desktop_ft.core.config import RunConfig
+from desktop_ft.core.events import StepLogged
 from desktop_ft.core.runs import RunFolder, RunStatus
 from desktop_ft.ui import core_api
 from desktop_ft.ui.runs_view import RunsView
@@ -17,7 +18,7 @@ def _fake_history(root, name, state, losses, lr=2e-4):
     run.write_status(RunStatus(state=state, step=len(losses), max_steps=len(losses), final_loss=losses[-1],
                                started_at="2026-01-01T10:00:00+00:00", ended_at="2026-01-01T10:02:05+00:00"))
     for i, loss in enumerate(losses, start=1):
-        run.append_metric({"type": "train", "step": i, "epoch": i / 10, "loss": loss, "learning_rate": lr})
+        run.append_event(StepLogged(step=i, max_steps=len(losses), epoch=i / 10, loss=loss, learning_rate=lr))
     run.close()
     return run.path
 
@@ -112,11 +113,12 @@ def test_an_unreadable_run_is_one_bad_row_and_listing_is_off_the_gui_thread(qtbo
             for r in range(view.table.rowCount())}
     assert rows[str(good)][1] == "finished" and rows[str(good)][5] == "1.0000"
     assert rows[str(bad_bytes)][1] == "failed" and rows[str(a_list)][1] == "failed"
-    assert rows[str(bad_field)][1] == "unreadable"
+    assert rows[str(bad_field)][1] == "failed"
     assert rows[str(bad_config)][1] == "stopped"
     tips = {view.table.item(r, 0).data(0x0100): view.table.item(r, 1).toolTip() for r in range(view.table.rowCount())}
     assert "status.json is unreadable" in tips[str(bad_bytes)] and "JSON object" in tips[str(a_list)]
-    assert "config.yaml" in tips[str(bad_config)] and "YAML" in tips[str(bad_config)]
+    assert "final_loss" in tips[str(bad_field)]
+    assert "config.yaml line 2: is not valid YAML" in tips[str(bad_config)]
 
 
 def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
