@@ -98,6 +98,7 @@ _STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "state": (str,), "step": (int,), "max_steps": (int,), "error": (str,), "peak_memory_bytes": (int,),
     "estimated_memory_bytes": (int,), "device": (str,), "started_at": (str,), "ended_at": (str,),
     "updated_at": (str,), "pid": (int,), "pid_started": (float, int), "final_loss": (float, int),
+    "world_size": (int,), "launcher": (str,),
 }
 
 

@@ -11,6 +11,7 @@ from desktop_ft.ui.workers import CHILD_NICE, TrainingProcess
 def test_the_training_child_runs_at_lower_priority(qtbot, tmp_path):
     code = "import time, os\nfor _ in range(400):\n    time.sleep(0.01)\n"
     window_nice = psutil.Process().nice()
+    (tmp_path / "run").mkdir()  # the window creates the run folder before it starts the child
     proc = TrainingProcess(tmp_path / "run", [sys.executable, "-c", code])
     with qtbot.waitSignal(proc.ended, timeout=60000):
         proc.start()
