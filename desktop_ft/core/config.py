@@ -12,6 +12,7 @@ Field metadata keys: ``help`` (one plain sentence), optionally ``choices``, ``mi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -324,7 +325,9 @@ def load_config(path: str | Path) -> RunConfig:
     import yaml  # here, not at import: the window's first page needs no YAML
 
     try:
-        data = yaml.safe_load(text)
+        # libyaml's parser (in PyYAML's wheels): ~10x the pure-Python one, which took ~25 ms a config
+        # and so seconds to list a few hundred runs
+        data = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -396,7 +399,7 @@ def field_info(dotted: str) -> dataclasses.Field:
 
 
 def _leaf_fields(typ: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
-    hints = typing.get_type_hints(typ)
+    hints = _type_hints(typ)
     out: list[tuple[str, dataclasses.Field]] = []
     for f in dataclasses.fields(typ):
         if dataclasses.is_dataclass(hints[f.name]):
@@ -418,6 +421,13 @@ def parse_cli_value(dotted: str, text: str) -> Any:
 
 # -- internals ---------------------------------------------------------------------------------------
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass: resolving the string annotations costs more
+    than the rest of loading a config, and listing runs loads hundreds."""
+    return typing.get_type_hints(cls)
+
+
 def _did_you_mean(name: str, candidates: list[str]) -> str:
     return did_you_mean(name, candidates, what="Valid keys")
 
@@ -426,7 +436,7 @@ def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> A
     if not isinstance(data, dict):
         raise ConfigError(f"must be a mapping, got {type(data).__name__}", path=source,
                           field=prefix.rstrip(".") or None)
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
