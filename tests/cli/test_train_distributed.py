@@ -170,7 +170,8 @@ def test_slurm_writes_a_ready_script(tmp_path: Path, tiny_model: Path, chat_json
     assert result.returncode == 0, result.stderr
     text = script.read_text()
     assert os.access(script, os.X_OK) and "sbatch" in result.stderr
-    assert "#SBATCH --nodes=2" in text and f"train {path} --nnodes 2 --nproc-per-node 4 --output-dir /shared/run" in text
+    assert "#SBATCH --nodes=2" in text
+    assert f"train {path} --nnodes 2 --nproc-per-node 4 --output-dir /shared/run" in text
     (srun,) = [ln for ln in text.splitlines() if ln.startswith("srun ")]
     assert "--slurm" not in srun and "--json-events" not in srun
     assert not (tmp_path / "shared-run").exists()
