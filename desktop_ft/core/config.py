@@ -229,6 +229,39 @@ class OutputConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How many processes train together, and how they share the work (see ``core/distributed.py``).
+
+    One process is the default; the same ``config.yaml`` runs on N processes or N machines by
+    changing these keys (or the matching flags), nothing else.
+    """
+
+    nproc_per_node: int = _f(1, help="Training processes on each machine: one per GPU (on a machine without "
+                             "GPUs, 2 or more CPU processes for a real data-parallel run over gloo).",
+                             min=1, max=1024)
+    nnodes: int = _f(1, help="How many machines train together (each runs nproc_per_node processes).",
+                     min=1, max=4096, advanced=True)
+    node_rank: int = _f(0, help="This machine's number among the nodes, 0 to nnodes-1 (0 is the one that "
+                        "writes the run folder).", min=0, max=4095, advanced=True)
+    master_addr: str = _f("127.0.0.1", help="Address of node 0, where the processes meet (rendezvous); "
+                          "on several machines, an address every node can reach.", advanced=True)
+    master_port: int = _f(29500, help="Free TCP port on node 0 for the rendezvous.", min=1, max=65535,
+                          advanced=True)
+    rdzv_endpoint: str | None = _f(None, help="Elastic rendezvous endpoint 'host:port' (torchrun's c10d "
+                                   "rendezvous) instead of master_addr/master_port.", advanced=True)
+    launcher: str = _f("auto", help="What starts the processes: 'torchrun', 'accelerate' (accelerate launch), "
+                       "or 'auto' (torchrun).", choices=["auto", "torchrun", "accelerate"], advanced=True)
+    strategy: str = _f("ddp", help="How the work is shared: 'ddp' (each process holds the whole model), "
+                       "'fsdp' or 'zero3' (weights, gradients and optimizer state sharded over the GPUs), "
+                       "'zero2' (gradients and optimizer state sharded); '_offload' variants keep the shards "
+                       "in CPU memory. FSDP and ZeRO need NVIDIA GPUs; ZeRO needs DeepSpeed.",
+                       choices=["ddp", "fsdp", "fsdp_offload", "zero2", "zero2_offload", "zero3",
+                                "zero3_offload"])
+    config_file: str | None = _f(None, help="Your own DeepSpeed JSON (for the zero strategies) or accelerate "
+                                 "FSDP YAML (for fsdp) instead of the shipped preset.", advanced=True)
+
+
+@dataclass
 class RunConfig:
     """Everything one training run needs; ``config.yaml`` in a run folder is this, resolved."""
 
@@ -237,6 +270,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # -- (de)serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -291,7 +325,7 @@ def load_config(path: str | Path) -> RunConfig:
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path, line=line) from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError("must be a mapping of sections (model, data, method, training, output)", path=path)
+        raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)", path=path)
     return RunConfig.from_dict(data, source=path)
 
 

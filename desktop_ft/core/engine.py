@@ -19,7 +19,7 @@ from typing import Any
 
 from desktop_ft import resources
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import memwatch, methods, speed, trainers
+from desktop_ft.core import distributed, memwatch, methods, speed, trainers
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -58,10 +58,17 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
     (``RunBusyError``) before it writes anything. A full disk ends the run as ``stopped`` with the
     previous checkpoint intact. A ``UserError`` is re-raised after the run folder says ``failed``;
     so is any other exception (a bug, an out-of-memory error).
+
+    Under a launcher (torchrun, accelerate) every process calls this; rank 0 alone writes the run
+    folder (and holds its lock) and emits events, the others only report their own failure
+    (``RunFinished.rank``).
     """
     validate(config)
     stop = stop or threading.Event()
     listener = on_event or (lambda _e: None)
+    rank = distributed.process_rank()
+    if rank != 0:
+        return _train_other_rank(config, run, listener, stop, resume, rank)
     if run is None:
         run = create_run(config)
     lock = run.lock()
@@ -74,11 +81,17 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
 def _train_locked(config: RunConfig, run: RunFolder, listener: EventCallback, stop: threading.Event,
                   resume: bool) -> RunFinished:
     status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(), pid_started=process_start_time(),
-                       max_steps=max(config.training.max_steps, 0))
+                       max_steps=max(config.training.max_steps, 0),
+                       world_size=distributed.process_world_size(), launcher=distributed.launched_by())
     if resume:
         previous = run.read_status()
         status.started_at = previous.started_at or status.started_at
         status.step = previous.step
+        if previous.world_size != status.world_size:
+            per_step = config.training.batch_size * config.training.gradient_accumulation_steps
+            listener(Progress("warning", f"This run trained on {previous.world_size} process(es) and continues on "
+                              f"{status.world_size}: the global batch goes from {per_step * previous.world_size} "
+                              f"to {per_step * status.world_size} examples a step."))
         if config != run.read_config():
             run.write_config(config)  # `--resume --set …`: the folder records what it trains with
     run.write_status(status)
@@ -112,6 +125,24 @@ def _train_locked(config: RunConfig, run: RunFolder, listener: EventCallback, st
     run.append_event(outcome)
     run.close()
     listener(outcome)
+    return outcome
+
+
+def _train_other_rank(config: RunConfig, run: RunFolder | None, listener: EventCallback, stop: threading.Event,
+                      resume: bool, rank: int) -> RunFinished:
+    """Rank > 0: the same training, writing nothing; its failure goes to the listener only (the
+    launching ``desktop-ft train`` puts it into status.json, rank 0 may be gone by then)."""
+    if run is None:
+        if not config.output.output_dir:
+            raise UserError("a launched process other than rank 0 needs 'output.output_dir'",
+                            field="output.output_dir", hint="Start the run with desktop-ft train, which sets it.")
+        run = RunFolder(Path(config.output.output_dir).expanduser())
+    status = RunStatus(state=RUNNING, pid=os.getpid())
+    try:
+        outcome = _train(config, run, lambda _e: None, stop, status, resume, writes=False)
+    except BaseException as exc:
+        listener(RunFinished(FAILED, status.step, error=describe_error(exc), run_dir=str(run.path), rank=rank))
+        raise
     return outcome
 
 
@@ -156,14 +187,20 @@ def _extras(logs: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
 
 
 def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
-           status: RunStatus, resume: bool) -> RunFinished:
+           status: RunStatus, resume: bool, *, writes: bool = True) -> RunFinished:
+    """The run itself; ``writes=False`` on ranks other than 0 (the run folder has one writer)."""
     plan = precision_plan(config)
     status.device = plan.device
     _check_hardware(methods.method_spec(config.method.method), plan)  # before any download or conversion
+    distributed.check_config(config, launching=False)
+    if distributed.in_launched_process():
+        import torch
+
+        distributed.check_machine(config, cuda_devices=torch.cuda.device_count())
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
-    for err in data.errors[:20]:
+    for err in data.errors[:20] if writes else ():
         run.log(f"skipped {data.path} {data.unit} {err.line}: {err.message}")
     if data.errors:
         emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
@@ -172,7 +209,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     methods.check_task_data(task_name, data.kind, data.path)
     if task_name != config.method.task:
         config = config.replace({"method.task": task_name})
-        run.write_config(config)  # the folder records what ran, so it reruns the same
+        if writes:
+            run.write_config(config)  # the folder records what ran, so it reruns the same
     method, task = methods.method_spec(config.method.method), methods.task_spec(task_name)
     methods.check_task_settings(config, task_name)
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
@@ -208,6 +246,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, plan, has_eval=bool(val_rows))
     args["use_liger_kernel"] = fast.liger
+    args.update(distributed.trainer_args(config, plan.device))
     parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
                                   train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
                                   data_kind=data.kind, ref_model=ref_model, padding_free=fast.padding_free)
@@ -215,14 +254,19 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)
     lengths = _tokenised_lengths(trainer)
-    if lengths:
+    if lengths and writes:
         # Batches are padded to their longest row, not to max_length: the estimate's own rule
         # (lengths.padded_length) on the rows exactly as they were tokenised for this run.
         status.estimated_memory_bytes = _estimated_memory(config, plan.device, lengths) \
             or status.estimated_memory_bytes
         run.write_status(status)
 
-    checkpoint = _resume_point(run, status, emit) if resume else None
+    if not resume:
+        checkpoint = None
+    elif writes:
+        checkpoint = _resume_point(run, status, emit)
+    else:  # the same choice rank 0 makes, without its clean-up
+        checkpoint = run.usable_checkpoint()[0]
     start_step = _step_of(checkpoint) if checkpoint else 0
     callback.start_step = start_step
     callback.checkpoint_bytes = _expected_checkpoint_bytes(model, method)
@@ -236,18 +280,21 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         step = trainer.state.global_step
-        stopped = stop.is_set() and step < trainer.state.max_steps
+        stopped = callback.stopped and step < trainer.state.max_steps  # the Stop every rank agreed on
         if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
             trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
         check_free_space(run.path, _expected_output_bytes(model, method), "the trained weights")
+        # every rank calls save_model (FSDP and ZeRO-3 gather the shards); the Trainer writes on rank 0 only
         trainer.save_model(str(out_dir))
-        if not method.trains_adapter:
+        if not method.trains_adapter and writes:
             tokenizer.save_pretrained(str(out_dir))
     except BaseException as exc:
         if not (isinstance(exc, DiskFullError) or is_disk_full(exc)):
             raise
-        return _stopped_by_full_disk(run, status, exc, settings.device)
+        return _stopped_by_full_disk(run, status, exc, plan.device)
 
+    if not writes:
+        return RunFinished(STOPPED if stopped else FINISHED, step, run_dir=str(run.path))
     status.state = STOPPED if stopped else FINISHED
     status.step = step
     status.max_steps = trainer.state.max_steps
@@ -393,7 +440,8 @@ def _load_model(config: RunConfig, model_path: Path, plan: PrecisionPlan, *, nee
     kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust, "dtype": dtype}
     if plan.quantized_bits:
         kwargs["quantization_config"] = trainers.quantization_config(config, plan)
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        # one GPU per process: under a launcher, this process's local rank
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False
     if plan.quantized_bits:
@@ -535,6 +583,7 @@ class _EventCallback:
                          config: RunConfig) -> None:
                 self.emit, self.stop, self.run, self.config = emit, stop, run, config
                 self.start_step = 0
+                self.stopped = False  # a Stop every rank agreed on
                 self.checkpoint_bytes = 0
                 self._t0: float | None = None
                 self._last_tokens: tuple[float, float] | None = None
@@ -546,17 +595,19 @@ class _EventCallback:
                 self.emit(RunStarted(str(self.run.path), state.max_steps, resumed_from_step=self.start_step))
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-                control = self._check_stop(control)
+                control = self._check_stop(args, control)
                 if control.should_save:  # set by the Trainer's flow callback, which runs before this one
                     newest = self.run.last_checkpoint()
                     need = max(folder_size(newest) if newest else 0, self.checkpoint_bytes)
                     check_free_space(self.run.path, need, f"the checkpoint at step {state.global_step}")
                 return control
 
-            def _check_stop(self, control):  # noqa: ANN001
+            def _check_stop(self, args, control):  # noqa: ANN001
                 # Checked after the step and again after its log line, so a Stop asked for while a
                 # step's events are being shown saves *that* step (the Trainer saves after logging).
-                if self.stop.is_set():
+                # Under N processes the ranks agree first (all-reduce), so all stop after the same step.
+                if self.stopped or distributed.any_rank(self.stop.is_set(), args.device):
+                    self.stopped = True
                     control.should_training_stop = True
                     control.should_save = True
                 return control
@@ -594,7 +645,7 @@ class _EventCallback:
                                      loss=float(logs["loss"]), learning_rate=_opt(logs.get("learning_rate")),
                                      grad_norm=_opt(logs.get("grad_norm")), tokens_per_second=tps,
                                      eta_seconds=eta, extras=_extras(logs)))
-                return self._check_stop(control)
+                return self._check_stop(args, control)
 
         return EventCallback(*args, **kwargs)
 

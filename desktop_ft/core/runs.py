@@ -28,6 +28,7 @@ import re
 import shutil
 import sys
 import time
+import typing
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -74,11 +75,33 @@ class RunStatus:
     #: the process's start time (psutil ``create_time``): a pid alone is reused by the OS
     pid_started: float | None = None
     final_loss: float | None = None
+    world_size: int = 1  # training processes (all nodes); rank 0 alone writes the run folder
+    launcher: str | None = None  # 'torchrun' or 'accelerate' when launched; None for one plain process
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
+        (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            kinds = _json_types(hints[f.name])
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise ValueError(f"field '{f.name}' has {value!r}, which is not a {kinds[0].__name__}")
+            values[f.name] = value
+        return cls(**values)
+
+
+
+
+def _json_types(hint: Any) -> tuple[type, ...]:
+    """The Python types a JSON value may have for a field annotated ``hint`` (``float | None`` →
+    float or int: JSON writes 1.0 as 1); read off the annotation so no table can drift from it."""
+    kinds = tuple(t for t in typing.get_args(hint) if t is not type(None)) or (hint,)
+    return (*kinds, int) if float in kinds else kinds
 
 
 @dataclass
@@ -581,20 +604,30 @@ def create_run(config: RunConfig, runs_root: Path | None = None, *, prepare: boo
     else:
         root = Path(runs_root) if runs_root else default_runs_root()
         _check_output_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
-        name = _slug(config.output.run_name or _default_name(config))
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = root / f"{stamp}-{name}"
-        n = 1
-        while path.exists():
-            n += 1
-            path = root / f"{stamp}-{name}-{n}"
+        path = new_run_path(config, root)
         path.mkdir(parents=True)
         run = RunFolder(path)
     if prepare:
         config = config.replace({"output.output_dir": str(run.path)})
     run.write_config(config)
     return run
+
+
+def new_run_path(config: RunConfig, runs_root: Path | None = None) -> Path:
+    """The dated folder a new run of ``config`` gets under the runs root (not created yet).
+
+    A launcher picks it before starting its processes, so that every rank names the same folder.
+    """
+    root = Path(runs_root) if runs_root else default_runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    name = _slug(config.output.run_name or _default_name(config))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{name}-{n}"
+    return path
 
 
 def _points_at(run: RunFolder) -> bool:

@@ -126,12 +126,15 @@ def liger(device: str) -> tuple[bool, str]:
 
 
 def physical_cores() -> int:
-    """Cores the training process should use: the physical ones (hyper-threads share a core's FPU)."""
+    """Cores one training process should use: the physical ones (hyper-threads share a core's FPU),
+    shared out among the processes a launcher started on this machine (torchrun sets
+    LOCAL_WORLD_SIZE), so two ranks on two cores do not each run two threads."""
     import os
 
     import psutil
 
-    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def plan(config: RunConfig, task: str, device: str, model: Any = None) -> SpeedPlan:

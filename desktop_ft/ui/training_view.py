@@ -28,6 +28,16 @@ from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
 STATS_HZ = 4  # the step, loss and progress numbers are set at most this often (each sets off a repaint)
 
 
+def _scale_out(config: RunConfig) -> str:
+    """' · GPUs 4 × FSDP' for a run on several processes; nothing for one (the common case)."""
+    from desktop_ft.core.distributed import STRATEGIES, world_size
+
+    n = world_size(config)
+    if n <= 1:
+        return ""
+    return f" &nbsp;·&nbsp; <b>GPUs</b> {n} × {STRATEGIES[config.distributed.strategy].title}"
+
+
 class _Stat(QWidget):
     """A small caption-over-number tile."""
 
@@ -322,7 +332,8 @@ class TrainingView(QWidget):
         self.summary.setText(
             f"<b>Model</b> {model} &nbsp;·&nbsp; <b>Data</b> {data} &nbsp;·&nbsp; <b>Method</b> "
             f"{config.method.method.upper()} (rank {config.method.lora_rank}) &nbsp;·&nbsp; <b>Length</b> {length}, "
-            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}")
+            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}"
+            + _scale_out(config))
 
     # -- internals ----------------------------------------------------------------------------
     def _attach(self, process: TrainingProcess) -> None:

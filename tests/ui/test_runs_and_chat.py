@@ -113,11 +113,12 @@ def test_an_unreadable_run_is_one_bad_row_and_listing_is_off_the_gui_thread(qtbo
             for r in range(view.table.rowCount())}
     assert rows[str(good)][1] == "finished" and rows[str(good)][5] == "1.0000"
     assert rows[str(bad_bytes)][1] == "failed" and rows[str(a_list)][1] == "failed"
-    assert rows[str(bad_field)][1] == "unreadable"
+    assert rows[str(bad_field)][1] == "failed"
     assert rows[str(bad_config)][1] == "stopped"
     tips = {view.table.item(r, 0).data(0x0100): view.table.item(r, 1).toolTip() for r in range(view.table.rowCount())}
     assert "status.json is unreadable" in tips[str(bad_bytes)] and "JSON object" in tips[str(a_list)]
-    assert "config.yaml is unreadable" in tips[str(bad_config)]
+    assert "final_loss" in tips[str(bad_field)]
+    assert "config.yaml line 2: is not valid YAML" in tips[str(bad_config)]
 
 
 def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
