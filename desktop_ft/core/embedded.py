@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -64,12 +65,11 @@ def convert_gguf(gguf: Path, *, on_progress: ProgressCallback | None = None, dis
     """
     report = on_progress or (lambda _p: None)
     gguf = Path(gguf).resolve()
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    target = cache_root() / "models" / f"{gguf.stem}-{key}"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    target = conversion_target(gguf)
+    if is_converted(target):
         return target
     label = display or gguf.name
+    _check_room_to_convert(gguf, target.parent)
     report(Progress("convert", f"Preparing {label} (first use only, about 20 s)…", 0.0))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,13 +89,62 @@ def convert_gguf(gguf: Path, *, on_progress: ProgressCallback | None = None, dis
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict(), assign=True)
     plain.tie_weights()
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    report(Progress("convert", "Writing safetensors…", 0.85))
-    plain.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "SOURCE.txt").write_text(f"Converted by Desktop FT from {gguf}\n", encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    # a staging folder of this conversion's own: two processes converting one file never write into
+    # each other's folder; the first to finish renames its folder into place, the other discards its own
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+    try:
+        report(Progress("convert", "Writing safetensors…", 0.85))
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE.txt").write_text(f"Converted by Desktop FT from {gguf}\n", encoding="utf-8")
+        if not is_converted(target):
+            shutil.rmtree(target, ignore_errors=True)  # a folder left without its weights is not a conversion
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not is_converted(target):  # not another conversion that won the race: a real failure
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     report(Progress("convert", f"{label} is ready.", 1.0))
     return target
+
+
+def conversion_target(gguf: Path) -> Path:
+    """The cache folder a GGUF file converts into (keyed by its path, size and time, so an edited file
+    converts again)."""
+    gguf = Path(gguf).resolve()
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_root() / "models" / f"{gguf.stem}-{key}"
+
+
+def is_converted(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "model.safetensors").exists()
+
+
+def _check_room_to_convert(gguf: Path, cache: Path) -> None:
+    """De-quantised, the weights take 4 bytes a parameter in RAM and again on disk: say so before
+    starting rather than being killed by the OS, or filling the disk, halfway through."""
+    import psutil
+
+    from desktop_ft.core.architecture import architecture_from_config
+    from desktop_ft.core.gguf_header import read_header
+
+    fp32 = architecture_from_config(read_header(gguf), source=gguf).parameters() * 4
+    need_ram = int(fp32 * 1.3)  # the de-quantised model plus the loader's buffers
+    available = psutil.virtual_memory().available
+    if available < need_ram:
+        raise ModelError(f"converting this GGUF file needs about {need_ram / 2**30:.1f} GiB of free memory, "
+                         f"and {available / 2**30:.1f} GiB is free", path=gguf,
+                         hint="Close other programs, or use the model's Hugging Face folder instead of the GGUF "
+                              "file.")
+    probe = cache
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < fp32 * 1.1:
+        raise ModelError(f"converting this GGUF file needs about {fp32 * 1.1 / 2**30:.1f} GiB of disk in the "
+                         f"cache folder, and {free / 2**30:.1f} GiB is free", path=cache,
+                         hint="Free some space, or point DESKTOP_FT_CACHE at a larger disk.")

@@ -60,8 +60,15 @@ def local_tokenizer(model_name: str) -> Any:
     entry = models.catalog_entry(name)
     path = Path(name).expanduser()
     try:
-        if embedded.is_embedded(name) or path.is_dir() or path.suffix.lower() == ".gguf":
-            return AutoTokenizer.from_pretrained(models.resolve_model(name))
+        if embedded.is_embedded(name) or path.suffix.lower() == ".gguf":
+            gguf = embedded.embedded_gguf_path() if embedded.is_embedded(name) else path
+            folder = embedded.conversion_target(gguf)
+            if embedded.is_converted(folder):
+                return AutoTokenizer.from_pretrained(folder)
+            # not converted yet: the tokenizer alone comes from the GGUF header; the weights stay put
+            return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        if path.is_dir():
+            return AutoTokenizer.from_pretrained(path)
         return AutoTokenizer.from_pretrained(entry.id if entry else name, local_files_only=True)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

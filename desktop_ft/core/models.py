@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from desktop_ft.core import gguf_header
 from desktop_ft.core.architecture import Architecture, architecture_from_config
 from desktop_ft.core.embedded import EMBEDDED_DISPLAY, ProgressCallback, convert_gguf, embedded_gguf_path, is_embedded
 from desktop_ft.core.errors import ModelError
@@ -311,7 +312,7 @@ def architecture_of(name: str | None) -> Architecture:
     if path.is_dir():
         return architecture_from_config(read_config_json(path), source=path / "config.json")
     if path.suffix.lower() == ".gguf":
-        return architecture_of(str(resolve_model(name)))
+        return architecture_from_config(gguf_header.read_header(path), source=path)
     if path.exists() or not HUB_ID.fullmatch(name):
         raise ModelError("model not found", path=path,
                          hint="Give a catalog name (see 'desktop-ft models list'), a model folder, a .gguf "
@@ -327,19 +328,15 @@ def model_info(name_or_folder: str | Path | None) -> ModelInfo:
     name = str(name_or_folder) if name_or_folder is not None else None
     entry = catalog_entry(name)
     if is_embedded(name):
-        folder = resolve_model(name)
-        info = _folder_info(folder, name=EMBEDDED_DISPLAY, source="embedded")
+        info = _gguf_info(embedded_gguf_path(), name=EMBEDDED_DISPLAY, source="embedded")
         info.licence, info.gated = entry.licence if entry else "apache-2.0", False
-        info.size_on_disk_bytes = embedded_gguf_path().stat().st_size
         return info
     assert name is not None
     path = Path(name).expanduser()
     if path.is_dir():
         return _folder_info(path, name=name, source="folder")
     if path.suffix.lower() == ".gguf":
-        info = _folder_info(resolve_model(name), name=name, source="gguf")
-        info.size_on_disk_bytes = path.stat().st_size if path.exists() else None
-        return info
+        return _gguf_info(path, name=name, source="gguf")
     cached = _cached_config(name) if HUB_ID.fullmatch(name) and not path.exists() else None
     if cached is not None:
         info = _folder_info(cached.parent, name=name, source="hf-cache")
@@ -357,6 +354,17 @@ def model_info(name_or_folder: str | Path | None) -> ModelInfo:
     if entry is not None:
         info.licence, info.gated = entry.licence, entry.gated
     return info
+
+
+def _gguf_info(path: Path, *, name: str, source: str) -> ModelInfo:
+    """A GGUF file described from its header alone: nothing is converted or de-quantised."""
+    header = gguf_header.read_header(path)
+    arch = architecture_from_config(header, source=path)
+    return ModelInfo(name=name, architecture=arch.model_type, parameters=arch.parameters(),
+                     dtype=header["gguf_file_type"], context_length=arch.max_context,
+                     has_chat_template=header["has_chat_template"], size_on_disk_bytes=path.stat().st_size,
+                     licence=None, gated=None, source=source, path=str(path), arch=arch,
+                     parameters_exact=arch.exact)
 
 
 def _folder_info(folder: Path, *, name: str, source: str) -> ModelInfo:
