@@ -324,15 +324,14 @@ def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device:
 def logits_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str) -> int:
     """TRL's tiled log-prob head: one [≤4096 tokens × ≤32768 vocab] tile in the compute dtype (the
     Triton kernel folds it in place on CUDA; the torch fallback on the CPU holds about eight fp32
-    tile-sized temporaries at its backward peak), the fp32 gradient of the hidden states, and for
-    full training the fp32 gradient of the output layer."""
+    tile-sized temporaries at its backward peak) and the fp32 gradient of the hidden states. The
+    output layer's gradient, which full training accumulates over the tiles, is the tensor that
+    becomes the weight's ``.grad``: it is counted once, as ``gradients`` (``estimate``)."""
     tokens = tokens_per_batch(s)
     tile = min(tokens, TRL_TOKEN_TILE) * min(arch.vocab_size, TRL_VOCAB_TILE)
     total = tile * dtype_bytes if device == "cuda" else tile * 4 * 8
     total += tokens * arch.hidden_size * 4  # fp32 grad_hidden accumulator
     total += tokens * 4 * 4  # per-token statistics (log-sum-exp, entropy, …)
-    if s.is_full:
-        total += arch.vocab_size * arch.hidden_size * 4  # fp32 grad of the output layer, accumulated in tiles
     return int(total)
 
 
