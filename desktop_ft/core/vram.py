@@ -287,6 +287,9 @@ def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_byte
         else:  # the same input tensor is saved by every adapter reading it: count distinct inputs
             total += d * sum(set(fan_in for fan_in, _ in targets.values()))
         total += sum(d * s.lora_rank for _ in targets)  # A's output, saved as B's input
+        if s.spec.adapter == "dora":  # peft's DoRA scales the base and the LoRA outputs by the trained
+            # magnitude, so autograd keeps both outputs of every adapted module
+            total += 2 * d * sum(fan_out for _, fan_out in targets.values())
     return total
 
 
