@@ -82,7 +82,7 @@ def run_one(name: str, overrides: dict[str, object], data: Path, workdir: Path) 
         return {"name": name, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
     status = json.loads(status_path.read_text())
     times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()
-             if '"type": "train"' in line]
+             if '"event": "StepLogged"' in line]
     return {"name": name, "estimated": status.get("estimated_memory_bytes"), "measured": status.get("peak_memory_bytes"),
             "seconds_per_step": (times[-1] - times[0]) if len(times) >= 2 else None, "wall_s": wall,
             "overrides": overrides}

@@ -12,8 +12,8 @@ VENV="${DESKTOP_FT_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
 # The Pythons Desktop FT is tested on (pyproject's requires-python); others are refused up front.
-if ! "$PY" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)' 2>/dev/null; then
-  echo "setup: $("$PY" -V 2>/dev/null || echo "$PY") is not supported; install Python 3.10, 3.11, 3.12 or 3.13 and run again with PYTHON=python3.12 (for example)." >&2
+if ! "$PY" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else 1)' 2>/dev/null; then
+  echo "setup: $("$PY" -V 2>/dev/null || echo "$PY") is not supported; install Python 3.11, 3.12 or 3.13 and run again with PYTHON=python3.12 (for example)." >&2
   exit 2
 fi
 

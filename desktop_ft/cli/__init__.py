@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    args.argv = argv  # a command that re-executes itself (train under a launcher) passes these on
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

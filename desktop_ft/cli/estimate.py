@@ -14,6 +14,7 @@ import math
 import sys
 from typing import Any
 
+from desktop_ft.core import distributed
 from desktop_ft.core.config import RunConfig, field_info, load_config, parse_cli_value, validate
 from desktop_ft.core.errors import ConfigError
 
@@ -59,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "machine's best)")
     where.add_argument("--gpu-memory", metavar="GiB",
                        help="judge the fit against a GPU with this many GiB (implies --device cuda)")
+    where.add_argument("--num-gpus", metavar="N", help="estimate one GPU's share of a run on N GPUs "
+                       "(sets distributed.nproc_per_node, one node)")
+    where.add_argument("--strategy", choices=list(distributed.STRATEGIES),
+                       help="how N GPUs share the run: " + "; ".join(f"{k}: {v.sentence}"
+                                                                    for k, v in distributed.STRATEGIES.items()))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -81,6 +87,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if value is not None:
             overrides[key] = value if isinstance(value, bool) else parse_cli_value(key, value)
     overrides.update(collect_set_overrides(args.overrides))
+    if args.num_gpus is not None:  # every GPU of the run, on one node
+        overrides.update({"distributed.nproc_per_node": parse_cli_value("distributed.nproc_per_node", args.num_gpus),
+                          "distributed.nnodes": 1})
+    if args.strategy is not None:
+        overrides["distributed.strategy"] = args.strategy
     config = config.replace(overrides, source=args.config)
     validate(config)
     return config

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from desktop_ft.core.errors import ConfigError, did_you_mean
 from desktop_ft.core.methods import METHODS, TASKS
 
@@ -206,6 +204,10 @@ class TrainingConfig:
                                       "memory, about 30% slower.", advanced=True)
     packing: bool = _f(False, help="Pack several short examples into one sequence: faster on short data.",
                        advanced=True)
+    padding_free: bool = _f(True, help="Lay each batch's examples end to end instead of padding them to the "
+                            "longest, with attention kept inside each example: the same learning with less "
+                            "arithmetic on examples of mixed lengths. Off by itself where it would not be "
+                            "correct (the run log says why).", advanced=True)
     seed: int = _f(42, help="Random seed, so the same config gives the same run.", advanced=True)
     logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, max=10_000,
                            advanced=True)
@@ -227,6 +229,39 @@ class OutputConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How many processes train together, and how they share the work (see ``core/distributed.py``).
+
+    One process is the default; the same ``config.yaml`` runs on N processes or N machines by
+    changing these keys (or the matching flags), nothing else.
+    """
+
+    nproc_per_node: int = _f(1, help="Training processes on each machine: one per GPU (on a machine without "
+                             "GPUs, 2 or more CPU processes for a real data-parallel run over gloo).",
+                             min=1, max=1024)
+    nnodes: int = _f(1, help="How many machines train together (each runs nproc_per_node processes).",
+                     min=1, max=4096, advanced=True)
+    node_rank: int = _f(0, help="This machine's number among the nodes, 0 to nnodes-1 (0 is the one that "
+                        "writes the run folder).", min=0, max=4095, advanced=True)
+    master_addr: str = _f("127.0.0.1", help="Address of node 0, where the processes meet (rendezvous); "
+                          "on several machines, an address every node can reach.", advanced=True)
+    master_port: int = _f(29500, help="Free TCP port on node 0 for the rendezvous.", min=1, max=65535,
+                          advanced=True)
+    rdzv_endpoint: str | None = _f(None, help="Elastic rendezvous endpoint 'host:port' (torchrun's c10d "
+                                   "rendezvous) instead of master_addr/master_port.", advanced=True)
+    launcher: str = _f("auto", help="What starts the processes: 'torchrun', 'accelerate' (accelerate launch), "
+                       "or 'auto' (torchrun).", choices=["auto", "torchrun", "accelerate"], advanced=True)
+    strategy: str = _f("ddp", help="How the work is shared: 'ddp' (each process holds the whole model), "
+                       "'fsdp' or 'zero3' (weights, gradients and optimizer state sharded over the GPUs), "
+                       "'zero2' (gradients and optimizer state sharded); '_offload' variants keep the shards "
+                       "in CPU memory. FSDP and ZeRO need NVIDIA GPUs; ZeRO needs DeepSpeed.",
+                       choices=["ddp", "fsdp", "fsdp_offload", "zero2", "zero2_offload", "zero3",
+                                "zero3_offload"])
+    config_file: str | None = _f(None, help="Your own DeepSpeed JSON (for the zero strategies) or accelerate "
+                                 "FSDP YAML (for fsdp) instead of the shipped preset.", advanced=True)
+
+
+@dataclass
 class RunConfig:
     """Everything one training run needs; ``config.yaml`` in a run folder is this, resolved."""
 
@@ -235,6 +270,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # -- (de)serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +316,8 @@ def load_config(path: str | Path) -> RunConfig:
                           hint="Check the path, or run without a config file.") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path) from None
+    import yaml  # here, not at import: the window's first page needs no YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -287,12 +325,14 @@ def load_config(path: str | Path) -> RunConfig:
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path, line=line) from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError("must be a mapping of sections (model, data, method, training, output)", path=path)
+        raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)", path=path)
     return RunConfig.from_dict(data, source=path)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write ``config.yaml`` atomically, with a header saying how to rerun it."""
+    import yaml
+
     header = "# Desktop FT run configuration. Rerun with: desktop-ft train config.yaml\n"
     text = header + yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
     write_text_atomic(Path(path), text)
@@ -346,6 +386,8 @@ def _leaf_fields(typ: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
 
 def parse_cli_value(dotted: str, text: str) -> Any:
     """Turn the text of ``--set key=value`` into the field's type (YAML rules: 1e-4, true, null)."""
+    import yaml
+
     try:
         return yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:

@@ -10,6 +10,7 @@ settings that work on the machine at hand, turning the Trainer's logs into event
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import traceback
@@ -18,7 +19,7 @@ from typing import Any
 
 from desktop_ft import resources
 from desktop_ft.core import datasets as ds
-from desktop_ft.core import memwatch, methods, trainers
+from desktop_ft.core import distributed, memwatch, methods, speed, trainers
 from desktop_ft.core.config import RunConfig, validate
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
@@ -26,7 +27,8 @@ from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCal
 from desktop_ft.core.hardware import bitsandbytes_installed, detect
 from desktop_ft.core.models import resolve_model
 from desktop_ft.core.precision import TORCH_NAMES, PrecisionPlan, plan_for
-from desktop_ft.core.runs import FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, new_run_folder, now_iso
+from desktop_ft.core.runs import (FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, create_run, is_disk_full,
+                                  folder_size, mark_checkpoint_complete, now_iso, process_start_time)
 
 
 def pick_device() -> tuple[str, bool]:
@@ -50,38 +52,61 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
     """Train ``config`` into a run folder and return how it ended.
 
     ``stop`` is cooperative: when set, the Trainer finishes the current step, saves a checkpoint and
-    the run ends as ``stopped`` (resumable). ``resume=True`` continues ``run`` from its last
-    complete checkpoint and appends to its ``metrics.jsonl``. A ``UserError`` is re-raised after the
-    run folder says ``failed``; so is any other exception (a bug, an out-of-memory error).
+    the run ends as ``stopped`` (resumable). ``resume=True`` continues ``run`` from its newest
+    complete checkpoint and appends to its event log; the config it trains with is recorded. The
+    process holds the run's lock throughout: a second trainer on the same folder is refused
+    (``RunBusyError``) before it writes anything. A full disk ends the run as ``stopped`` with the
+    previous checkpoint intact. A ``UserError`` is re-raised after the run folder says ``failed``;
+    so is any other exception (a bug, an out-of-memory error).
+
+    Under a launcher (torchrun, accelerate) every process calls this; rank 0 alone writes the run
+    folder (and holds its lock) and emits events, the others only report their own failure
+    (``RunFinished.rank``).
     """
     validate(config)
     stop = stop or threading.Event()
     listener = on_event or (lambda _e: None)
+    rank = distributed.process_rank()
+    if rank != 0:
+        return _train_other_rank(config, run, listener, stop, resume, rank)
     if run is None:
-        run = new_run_folder(config)
-    status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(),
-                       max_steps=max(config.training.max_steps, 0))
+        run = create_run(config)
+    lock = run.lock()
+    try:
+        return _train_locked(config, run, listener, stop, resume)
+    finally:
+        lock.release()
+
+
+def _train_locked(config: RunConfig, run: RunFolder, listener: EventCallback, stop: threading.Event,
+                  resume: bool) -> RunFinished:
+    status = RunStatus(state=RUNNING, started_at=now_iso(), pid=os.getpid(), pid_started=process_start_time(),
+                       max_steps=max(config.training.max_steps, 0),
+                       world_size=distributed.process_world_size(), launcher=distributed.launched_by())
     if resume:
         previous = run.read_status()
         status.started_at = previous.started_at or status.started_at
+        status.step = previous.step
+        if previous.world_size != status.world_size:
+            per_step = config.training.batch_size * config.training.gradient_accumulation_steps
+            listener(Progress("warning", f"This run trained on {previous.world_size} process(es) and continues on "
+                              f"{status.world_size}: the global batch goes from {per_step * previous.world_size} "
+                              f"to {per_step * status.world_size} examples a step."))
+        if config != run.read_config():
+            run.write_config(config)  # `--resume --set …`: the folder records what it trains with
     run.write_status(status)
 
     def emit(event: Event) -> None:
+        run.append_event(event)
         if isinstance(event, StepLogged):
-            run.append_metric({"type": "train", **_metric_fields(event), "time": time.time()})
             status.step, status.max_steps = event.step, event.max_steps
             status.final_loss = event.loss
-            run.write_status(status)
-        elif isinstance(event, EvalLogged):
-            run.append_metric({"type": "eval", "step": event.step, "epoch": event.epoch,
-                               "eval_loss": event.eval_loss, **(event.extras or {}), "time": time.time()})
+            _write_status_quietly(run, status)
         elif isinstance(event, Progress):
             run.log(event.message)
         listener(event)
 
     try:
-        if not resume:
-            run.write_config(_resolved(config))
         outcome = _train(config, run, emit, stop, status, resume)
     except BaseException as exc:  # the run folder must say what happened, whatever it was
         status.state = FAILED
@@ -92,12 +117,42 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
         run.log("FAILED: " + status.error)
         if not isinstance(exc, UserError):
             run.log(traceback.format_exc())
+        finished = RunFinished(FAILED, status.step, error=status.error, run_dir=str(run.path))
+        run.append_event(finished)
         run.close()
-        listener(RunFinished(FAILED, status.step, error=status.error, run_dir=str(run.path)))
+        listener(finished)
         raise
+    run.append_event(outcome)
     run.close()
     listener(outcome)
     return outcome
+
+
+def _train_other_rank(config: RunConfig, run: RunFolder | None, listener: EventCallback, stop: threading.Event,
+                      resume: bool, rank: int) -> RunFinished:
+    """Rank > 0: the same training, writing nothing; its failure goes to the listener only (the
+    launching ``desktop-ft train`` puts it into status.json, rank 0 may be gone by then)."""
+    if run is None:
+        if not config.output.output_dir:
+            raise UserError("a launched process other than rank 0 needs 'output.output_dir'",
+                            field="output.output_dir", hint="Start the run with desktop-ft train, which sets it.")
+        run = RunFolder(Path(config.output.output_dir).expanduser())
+    status = RunStatus(state=RUNNING, pid=os.getpid())
+    try:
+        outcome = _train(config, run, lambda _e: None, stop, status, resume, writes=False)
+    except BaseException as exc:
+        listener(RunFinished(FAILED, status.step, error=describe_error(exc), run_dir=str(run.path), rank=rank))
+        raise
+    return outcome
+
+
+def _write_status_quietly(run: RunFolder, status: RunStatus) -> None:
+    """Per-step status updates: one that cannot be written (a reader holds the file on Windows past
+    the retries) is skipped, since the next step writes it again; training must not die of it."""
+    try:
+        run.write_status(status)
+    except PermissionError:
+        pass
 
 
 def describe_error(exc: BaseException) -> str:
@@ -121,18 +176,6 @@ def peak_memory_bytes(device: str | None) -> int | None:
 
 # -- internals -----------------------------------------------------------------------------------
 
-def _resolved(config: RunConfig) -> RunConfig:
-    """The config as written to the run folder: the sample dataset spelled out, so it reruns anywhere."""
-    if not config.data.path:
-        return config.replace({"data.path": str(resources.sample_dataset())})
-    return config
-
-
-def _metric_fields(event: StepLogged) -> dict[str, Any]:
-    return {"step": event.step, "epoch": event.epoch, "loss": event.loss, "learning_rate": event.learning_rate,
-            "grad_norm": event.grad_norm, "tokens_per_second": event.tokens_per_second, **(event.extras or {})}
-
-
 #: task metrics worth keeping (TRL logs many more): DPO/ORPO/KTO reward margins and accuracies
 EXTRA_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "kl",
                  "log_odds_ratio", "nll_loss")
@@ -144,14 +187,20 @@ def _extras(logs: dict[str, Any], prefix: str = "") -> dict[str, float] | None:
 
 
 def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threading.Event,
-           status: RunStatus, resume: bool) -> RunFinished:
+           status: RunStatus, resume: bool, *, writes: bool = True) -> RunFinished:
+    """The run itself; ``writes=False`` on ranks other than 0 (the run folder has one writer)."""
     plan = precision_plan(config)
     status.device = plan.device
     _check_hardware(methods.method_spec(config.method.method), plan)  # before any download or conversion
+    distributed.check_config(config, launching=False)
+    if distributed.in_launched_process():
+        import torch
+
+        distributed.check_machine(config, cuda_devices=torch.cuda.device_count())
     model_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     emit(Progress("data", "Reading the dataset…"))
     data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
-    for err in data.errors[:20]:
+    for err in data.errors[:20] if writes else ():
         run.log(f"skipped {data.path} {data.unit} {err.line}: {err.message}")
     if data.errors:
         emit(Progress("data", f"Skipped {len(data.errors)} bad row(s) of {len(data.errors) + len(data.rows)}; "
@@ -160,8 +209,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     methods.check_task_data(task_name, data.kind, data.path)
     if task_name != config.method.task:
         config = config.replace({"method.task": task_name})
-        if not resume:
-            run.write_config(_resolved(config))  # the folder records what ran, so it reruns the same
+        if writes:
+            run.write_config(config)  # the folder records what ran, so it reruns the same
     method, task = methods.method_spec(config.method.method), methods.task_spec(task_name)
     methods.check_task_settings(config, task_name)
     train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
@@ -187,46 +236,65 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     if task.needs_reference and not method.trains_adapter:
         ref_model = _frozen_copy(model, plan)  # full fine-tuning: the reference is the model as it started
 
+    fast = speed.plan(config, task_name, plan.device, model)
+    for line in fast.log_lines():
+        run.log(line)
+    if plan.device == "cpu":
+        torch.set_num_threads(fast.threads)
+    if fast.padding_free and speed.use_varlen_attention(model):
+        run.log("attention: torch sdpa on each example of a padding-free row (no mask over the whole row)")
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, plan, has_eval=bool(val_rows))
+    args["use_liger_kernel"] = fast.liger
+    args.update(distributed.trainer_args(config, plan.device))
     parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
                                   train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],
-                                  data_kind=data.kind, ref_model=ref_model)
+                                  data_kind=data.kind, ref_model=ref_model, padding_free=fast.padding_free)
     trainer = trainers.build_trainer(task_name, parts)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; our events replace it
     _check_labels(trainer, len(train_rows), emit)
     lengths = _tokenised_lengths(trainer)
-    if lengths:
+    if lengths and writes:
         # Batches are padded to their longest row, not to max_length: the estimate's own rule
         # (lengths.padded_length) on the rows exactly as they were tokenised for this run.
         status.estimated_memory_bytes = _estimated_memory(config, plan.device, lengths) \
             or status.estimated_memory_bytes
         run.write_status(status)
 
-    checkpoint = run.last_checkpoint() if resume else None
-    start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
-    if resume:
-        run.truncate_metrics_after(start_step)
-        emit(Progress("resume", f"Resuming from step {start_step}." if checkpoint else
-                      "No checkpoint yet; starting from the beginning."))
+    if not resume:
+        checkpoint = None
+    elif writes:
+        checkpoint = _resume_point(run, status, emit)
+    else:  # the same choice rank 0 makes, without its clean-up
+        checkpoint = run.usable_checkpoint()[0]
+    start_step = _step_of(checkpoint) if checkpoint else 0
     callback.start_step = start_step
+    callback.checkpoint_bytes = _expected_checkpoint_bytes(model, method)
+    check_free_space(run.path, callback.checkpoint_bytes + _expected_output_bytes(model, method),
+                     "a checkpoint and the trained weights")
     emit(Progress("train", f"{method.title}, {task.title}: training on {len(train_rows)} examples "
                            f"({plan.device}, {plan.compute})."))
     if stop.is_set():
         raise KeyboardInterrupt
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    out_dir = run.adapter_dir if method.trains_adapter else run.model_dir
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        step = trainer.state.global_step
+        stopped = callback.stopped and step < trainer.state.max_steps  # the Stop every rank agreed on
+        if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
+            trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
+        check_free_space(run.path, _expected_output_bytes(model, method), "the trained weights")
+        # every rank calls save_model (FSDP and ZeRO-3 gather the shards); the Trainer writes on rank 0 only
+        trainer.save_model(str(out_dir))
+        if not method.trains_adapter and writes:
+            tokenizer.save_pretrained(str(out_dir))
+    except BaseException as exc:
+        if not (isinstance(exc, DiskFullError) or is_disk_full(exc)):
+            raise
+        return _stopped_by_full_disk(run, status, exc, plan.device)
 
-    step = trainer.state.global_step
-    stopped = stop.is_set() and step < trainer.state.max_steps
-    if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
-        trainer.evaluate()  # the final eval loss; reaches metrics.jsonl through the callback's on_log
-    if method.trains_adapter:
-        out_dir = run.adapter_dir
-        trainer.save_model(str(out_dir))
-    else:
-        out_dir = run.model_dir
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(str(out_dir))
+    if not writes:
+        return RunFinished(STOPPED if stopped else FINISHED, step, run_dir=str(run.path))
     status.state = STOPPED if stopped else FINISHED
     status.step = step
     status.max_steps = trainer.state.max_steps
@@ -236,6 +304,103 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     run.log(f"{status.state} at step {step}; {'adapter' if method.trains_adapter else 'model'} saved to {out_dir}")
     return RunFinished(status.state, step, adapter_dir=str(out_dir) if method.trains_adapter else None,
                        run_dir=str(run.path), model_dir=None if method.trains_adapter else str(out_dir))
+
+
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+def _resume_point(run: RunFolder, status: RunStatus, emit: EventCallback) -> Path | None:
+    """The newest complete checkpoint; damaged newer ones are removed and named, and the metrics
+    past the chosen step are trimmed (only now, once there is a step to continue from).
+
+    With no usable checkpoint at all, training starts again at step 0 and the earlier attempt's
+    metrics are kept beside the log (``metrics.attempt-N.jsonl``): nothing is dropped, and the
+    curve does not hold two step 1s. That is what "Resume" of a run killed before its first
+    checkpoint means to a user: train it, without losing what it logged.
+    """
+    checkpoint, skipped = run.usable_checkpoint()
+    for bad, _why in skipped:
+        shutil.rmtree(bad, ignore_errors=True)  # the Trainer would save into it again, over stale files
+    if checkpoint is not None:
+        run.truncate_metrics_after(_step_of(checkpoint))
+        aside = None
+    else:
+        aside = run.set_metrics_aside()
+    for bad, why in skipped:
+        emit(Progress("resume", f"Skipped {bad.name}: {why}; it cannot be resumed from and was removed."))
+    if checkpoint is not None:
+        status.step = _step_of(checkpoint)
+        emit(Progress("resume", f"Resuming from step {status.step} ({checkpoint.name})."))
+    else:
+        status.step = 0
+        emit(Progress("resume", "No complete checkpoint to resume from, so training starts again at step 0"
+                      + (f"; the earlier attempt's metrics are kept in {aside.name}" if aside else "") + "."))
+    return checkpoint
+
+
+def _expected_checkpoint_bytes(model: Any, method: methods.MethodSpec) -> int:
+    """What one Trainer checkpoint takes on disk: the saved weights plus AdamW's two moments (fp32)
+    for every trainable parameter, plus a little for the states and the tokenizer."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return _expected_output_bytes(model, method) + trainable * 8 + (4 << 20)
+
+
+def _expected_output_bytes(model: Any, method: methods.MethodSpec) -> int:
+    """The trained weights as saved: the adapter's parameters, or the whole model for full fine-tuning."""
+    params = [p for p in model.parameters() if p.requires_grad or not method.trains_adapter]
+    return sum(p.numel() * p.element_size() for p in params) + (2 << 20)
+
+
+def check_free_space(folder: Path, need: int, what: str) -> None:
+    """Refuse, with the numbers, to start writing ``need`` bytes into ``folder``'s disk when it has less."""
+    free = shutil.disk_usage(_existing(folder)).free
+    if free < need:
+        raise DiskFullError(f"there is not enough free disk space for {what}: about {_human(need)} are needed "
+                            f"and {_human(free)} are free", path=folder,
+                            hint="Free some space on that disk (or move the run elsewhere), then try again.")
+
+
+class DiskFullError(UserError):
+    """The disk of the run folder (or an export target) has no room for what must be written next."""
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _stopped_by_full_disk(run: RunFolder, status: RunStatus, exc: BaseException, device: str) -> RunFinished:
+    """The disk filled up mid-run: remove what was half written, keep every complete checkpoint,
+    end as ``stopped`` (resumable once there is room) with one sentence."""
+    run.close()
+    good, skipped = run.usable_checkpoint()
+    for bad, _why in skipped:
+        shutil.rmtree(bad, ignore_errors=True)  # half a checkpoint: frees room and cannot be resumed from
+    step = _step_of(good) if good else 0
+    if isinstance(exc, DiskFullError):
+        what = str(exc)
+    else:
+        what = f"The disk holding {run.path} is full ({_human(shutil.disk_usage(run.path).free)} free)"
+    kept = f"{good.name} is intact and Resume continues from it" if good else "no checkpoint was saved yet"
+    status.state = STOPPED
+    status.step = step
+    status.error = (f"{what.rstrip('.')}; the run stopped at step {step}: {kept}. Free some space on that "
+                    "disk, then resume.")
+    status.ended_at = now_iso()
+    status.peak_memory_bytes = peak_memory_bytes(device)
+    run.write_status(status)
+    run.log("STOPPED: " + status.error)
+    return RunFinished(STOPPED, step, error=status.error, run_dir=str(run.path))
 
 
 def _needs_chat(kind: str, task: str, rows: list[dict[str, Any]]) -> bool:
@@ -275,7 +440,8 @@ def _load_model(config: RunConfig, model_path: Path, plan: PrecisionPlan, *, nee
     kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust, "dtype": dtype}
     if plan.quantized_bits:
         kwargs["quantization_config"] = trainers.quantization_config(config, plan)
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        # one GPU per process: under a launcher, this process's local rank
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False
     if plan.quantized_bits:
@@ -350,7 +516,7 @@ def _trainer_args(config: RunConfig, run: RunFolder, plan: PrecisionPlan, *, has
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # the callback prunes, and only after the newer checkpoint is complete
         report_to="none",
         use_cpu=plan.device == "cpu",
         dataloader_num_workers=0,
@@ -417,6 +583,8 @@ class _EventCallback:
                          config: RunConfig) -> None:
                 self.emit, self.stop, self.run, self.config = emit, stop, run, config
                 self.start_step = 0
+                self.stopped = False  # a Stop every rank agreed on
+                self.checkpoint_bytes = 0
                 self._t0: float | None = None
                 self._last_tokens: tuple[float, float] | None = None
                 self.last_eval_step = -1
@@ -427,18 +595,27 @@ class _EventCallback:
                 self.emit(RunStarted(str(self.run.path), state.max_steps, resumed_from_step=self.start_step))
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-                return self._check_stop(control)
+                control = self._check_stop(args, control)
+                if control.should_save:  # set by the Trainer's flow callback, which runs before this one
+                    newest = self.run.last_checkpoint()
+                    need = max(folder_size(newest) if newest else 0, self.checkpoint_bytes)
+                    check_free_space(self.run.path, need, f"the checkpoint at step {state.global_step}")
+                return control
 
-            def _check_stop(self, control):  # noqa: ANN001
+            def _check_stop(self, args, control):  # noqa: ANN001
                 # Checked after the step and again after its log line, so a Stop asked for while a
                 # step's events are being shown saves *that* step (the Trainer saves after logging).
-                if self.stop.is_set():
+                # Under N processes the ranks agree first (all-reduce), so all stop after the same step.
+                if self.stopped or distributed.any_rank(self.stop.is_set(), args.device):
+                    self.stopped = True
                     control.should_training_stop = True
                     control.should_save = True
                 return control
 
             def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
                 path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                mark_checkpoint_complete(path)
+                self.run.prune_checkpoints(self.config.training.save_total_limit)
                 self.emit(CheckpointSaved(state.global_step, str(path)))
 
             def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
@@ -468,7 +645,7 @@ class _EventCallback:
                                      loss=float(logs["loss"]), learning_rate=_opt(logs.get("learning_rate")),
                                      grad_norm=_opt(logs.get("grad_norm")), tokens_per_second=tps,
                                      eta_seconds=eta, extras=_extras(logs)))
-                return self._check_stop(control)
+                return self._check_stop(args, control)
 
         return EventCallback(*args, **kwargs)
 

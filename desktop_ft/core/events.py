@@ -63,6 +63,7 @@ class RunFinished:
     adapter_dir: str | None = None
     run_dir: str | None = None
     model_dir: str | None = None  # set instead of adapter_dir after full fine-tuning
+    rank: int = 0  # the process that reports it, under a launcher (only failures come from ranks > 0)
 
 
 Event = Union[RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved, RunFinished]

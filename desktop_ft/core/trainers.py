@@ -33,6 +33,7 @@ class TrainerParts:
     callbacks: list[Any]
     data_kind: str
     ref_model: Any = None
+    padding_free: bool = False  # lay each batch's examples end to end (``speed.padding_free`` decides)
 
 
 #: attention and MLP projection names per architecture family, for an explicit LoRA target list
@@ -172,6 +173,20 @@ def _dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list(rows) if rows else None
 
 
+def _sft_collator(p: TrainerParts) -> Any:
+    """TRL's collator in padding-free mode when the engine asked for it, else None (TRL's own choice).
+
+    Passed in rather than set through ``SFTConfig.padding_free``: TRL refuses that flag without
+    packing because it would skip truncation, but the datasets are still truncated to
+    ``max_length`` when they are prepared; only the collator changes.
+    """
+    if not p.padding_free or p.config.training.packing:
+        return None
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(pad_token_id=p.tokenizer.pad_token_id, padding_free=True)
+
+
 def _build_sft(p: TrainerParts) -> Any:
     from trl import SFTConfig, SFTTrainer
 
@@ -183,7 +198,7 @@ def _build_sft(p: TrainerParts) -> Any:
                      **recipe.trl_flags, dataset_num_proc=None)
     return SFTTrainer(model=p.model, args=args, train_dataset=_dataset(recipe.examples_of(p.train_rows)),
                       eval_dataset=_dataset(recipe.examples_of(p.eval_rows)), processing_class=p.tokenizer,
-                      peft_config=p.peft_config, callbacks=p.callbacks)
+                      peft_config=p.peft_config, callbacks=p.callbacks, data_collator=_sft_collator(p))
 
 
 def _build_pretrain(p: TrainerParts) -> Any:
@@ -193,7 +208,7 @@ def _build_pretrain(p: TrainerParts) -> Any:
                      completion_only_loss=False, dataset_text_field="text", dataset_num_proc=None)
     return SFTTrainer(model=p.model, args=args, train_dataset=_dataset(p.train_rows),
                       eval_dataset=_dataset(p.eval_rows), processing_class=p.tokenizer, peft_config=p.peft_config,
-                      callbacks=p.callbacks)
+                      callbacks=p.callbacks, data_collator=_sft_collator(p))
 
 
 def _build_dpo(p: TrainerParts) -> Any:

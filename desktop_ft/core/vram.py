@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from desktop_ft.core import distributed
 from desktop_ft.core.architecture import Architecture
 from desktop_ft.core.lengths import LengthSample, padded_length
 from desktop_ft.core.methods import MethodSpec, TaskSpec, method_spec, optimizer_for, resolve_task, task_spec
@@ -473,10 +474,34 @@ def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, dev
         result.notes.insert(0, f"Batches are padded to their longest row: {s.max_length} tokens (the longest of "
                                f"{sample} rows of {Path(lengths.path).name}, max_length "
                                f"{config.training.max_length}).")
+    if device == "cuda":
+        result = _per_gpu(result, arch, config)
     if suggest and result.verdict in ("tight", "does_not_fit"):
         can_quantize = device == "cuda" and (hardware.bitsandbytes or not hardware.gpus)
         result.suggestions = suggestions(arch, s, device=device, bf16_supported=bf16,
                                          available_bytes=available_bytes, can_quantize=can_quantize)
+        shard = distributed.shard_suggestion(config, len(hardware.gpus)) if device == "cuda" else None
+        if shard is not None:
+            title, overrides = shard
+            trial = _per_gpu(estimate(arch, s, device=device, bf16_supported=bf16, available_bytes=available_bytes),
+                             arch, config.replace(overrides))
+            if trial.verdict == "fits":
+                result.suggestions.insert(0, Suggestion(title, overrides, trial.total_bytes))
+    return result
+
+
+def _per_gpu(result: MemoryEstimate, arch: Architecture, config: RunConfig) -> MemoryEstimate:
+    """One GPU's share under the config's strategy and process count (``distributed.shard_breakdown``)."""
+    d = config.distributed
+    gpus = distributed.world_size(config)
+    if gpus <= 1 and not distributed.STRATEGIES[d.strategy].offload:
+        return result
+    breakdown = distributed.shard_breakdown(result.breakdown, d.strategy, gpus, num_layers=arch.num_layers)
+    result.breakdown = breakdown
+    result.total_bytes = sum(breakdown.values())
+    result.verdict, result.fits = judge(result.total_bytes, result.available_bytes)
+    result.notes.append(f"Per GPU, {distributed.STRATEGIES[d.strategy].title} over {gpus} GPU(s): "
+                        f"{distributed.STRATEGIES[d.strategy].sentence}.")
     return result
 
 
@@ -625,7 +650,7 @@ def calibrate_time(metrics: list[dict[str, Any]] | str | Path, *, total_steps: i
 
         metrics = list(iter_jsonl(Path(metrics)))
     points = [(int(r["step"]), float(r["time"])) for r in metrics
-              if r.get("type", "train") == "train" and "time" in r and "step" in r]
+              if r.get("event") == "StepLogged" and "time" in r and "step" in r]
     points.sort()
     rates = []
     for (s0, t0), (s1, t1) in zip(points, points[1:]):

@@ -4,6 +4,8 @@ are kept in QSettings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtWidgets import (QApplication, QCheckBox, QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QMainWindow, QMessageBox, QPushButton, QStackedWidget, QVBoxLayout, QWidget)
@@ -229,11 +231,11 @@ class MainWindow(QMainWindow):
     # -- state ----------------------------------------------------------------------------------
     def _restored_config(self) -> RunConfig:
         """The last wizard choices (a YAML dict in QSettings); defaults if missing or stale."""
-        import yaml
-
         text = self.settings.value("wizard/config")
         if not text:
             return RunConfig()
+        import yaml
+
         try:
             config = RunConfig.from_dict(yaml.safe_load(str(text)))
             return config.replace({"output.output_dir": None})
@@ -245,8 +247,6 @@ class MainWindow(QMainWindow):
         self.problem_label.setText(str(problem) if problem else "")
 
     def _on_run_started(self, run_dir: str) -> None:
-        from pathlib import Path
-
         self.run_badge.setText("● Training…")
         self._run_name = Path(run_dir).name
         self.keep_awake.hold(run_dir, f"Training {self._run_name}")
@@ -261,8 +261,6 @@ class MainWindow(QMainWindow):
         self.tray.set_status(f"{self._run_name}: step {ev.step}/{ev.max_steps}{share}")
 
     def _on_run_ended(self, finished) -> None:
-        from pathlib import Path
-
         self.run_badge.setText({"finished": "✓ Last run finished", "stopped": "Last run stopped (resumable)",
                                 "failed": "Last run failed (resumable)"}.get(finished.state, ""))
         self.keep_awake.release_all()

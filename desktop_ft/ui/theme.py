@@ -6,6 +6,7 @@ One place for colours so pages never hard-code them: ``colors()`` returns the pa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
@@ -129,11 +130,35 @@ def stylesheet(c: Colors) -> str:
     """
 
 
+#: side of the cached icon images, in pixels (drawn smaller, never larger, in the window)
+ICON_CACHE_PX = 64
+
+
 def icon(name: str, color: str | None = None) -> QIcon:
-    """A qtawesome icon ('mdi6.…'), tinted with the theme's text colour unless told otherwise."""
+    """A qtawesome icon ('mdi6.…'), tinted with the theme's text colour unless told otherwise.
+
+    Rendered once to a PNG in the cache folder and read from there afterwards: importing qtawesome
+    (and the Qt OpenGL modules qtpy pulls in) is the slowest part of opening the window.
+    """
+    from desktop_ft.core.embedded import cache_root
+
+    color = color or _current.text
+    path = cache_root() / "icons" / f"{name}-{color.lstrip('#')}-{ICON_CACHE_PX}.png"
+    if path.exists():
+        cached = QIcon(str(path))
+        if not cached.isNull():
+            return cached
     import qtawesome as qta
 
-    return qta.icon(name, color=color or _current.text)
+    drawn = qta.icon(name, color=color)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.png")
+        if drawn.pixmap(ICON_CACHE_PX, ICON_CACHE_PX).save(str(tmp), "PNG"):
+            os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs the next start its speed
+        pass
+    return drawn
 
 
 def mono_font() -> QFont:

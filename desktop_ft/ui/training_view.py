@@ -10,19 +10,32 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
-from desktop_ft.core.config import RunConfig, save_config
+from desktop_ft.core.config import RunConfig
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Progress, RunFinished, RunStarted, StepLogged)
-from desktop_ft.core.runs import RunFolder, new_run_folder
+from desktop_ft.core.runs import RunFolder, create_run
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
+
+
+STATS_HZ = 4  # the step, loss and progress numbers are set at most this often (each sets off a repaint)
+
+
+def _scale_out(config: RunConfig) -> str:
+    """' · GPUs 4 × FSDP' for a run on several processes; nothing for one (the common case)."""
+    from desktop_ft.core.distributed import STRATEGIES, world_size
+
+    n = world_size(config)
+    if n <= 1:
+        return ""
+    return f" &nbsp;·&nbsp; <b>GPUs</b> {n} × {STRATEGIES[config.distributed.strategy].title}"
 
 
 class _Stat(QWidget):
@@ -39,6 +52,19 @@ class _Stat(QWidget):
 
     def set(self, text: str) -> None:
         self.value.setText(text)
+
+
+def confirm_remote_code(parent: QWidget, config: RunConfig) -> bool | None:
+    """For a config that sets ``model.trust_remote_code``, ask every time (it may be someone else's run):
+    True = allowed, None = refused; False when the config does not ask."""
+    if not config.model.trust_remote_code:
+        return False
+    answer = QMessageBox.warning(
+        parent, "Run the model's own code?",
+        f"This run's settings ask to run Python code shipped with the model '{config.model.name}'. That code "
+        "can do anything your user account can. Allow it only if you trust the model's authors.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+    return True if answer == QMessageBox.StandardButton.Yes else None
 
 
 class TrainingView(QWidget):
@@ -60,6 +86,7 @@ class TrainingView(QWidget):
         self._history = 0  # increases with each reopened run; a stale read's result is dropped
         self._loading = False  # a run's saved curves are being read; live events wait in _pending
         self._pending: list[object] = []
+        self._last_step: StepLogged | None = None  # newest step not yet shown in the numbers
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(28, 22, 28, 14)
@@ -153,12 +180,14 @@ class TrainingView(QWidget):
         """Create the run folder, write its config.yaml (the CLI's shape) and start the child process."""
         if self.running:
             raise RuntimeError("a run is already going")
-        run = new_run_folder(config)
-        config = config.replace({"output.output_dir": str(run.path)})
-        save_config(config, run.config_path)
+        trust = confirm_remote_code(self, config)
+        if trust is None:
+            raise UserError("the model's own code was not allowed to run, so the run was not started",
+                            field="model.trust_remote_code", hint="Turn model.trust_remote_code off, or allow it.")
+        run = create_run(config, prepare=True)
         self._reset(run.path, f"Training {run.path.name}")
         self._log(f"Run folder: {run.path} (the process's own messages go to stderr.log there)")
-        self._attach(TrainingProcess.start_new(run.path, run.config_path, parent=self))
+        self._attach(TrainingProcess.start_new(run.path, run.config_path, parent=self, trust_remote_code=trust))
         return run.path
 
     def resume(self, run_dir: Path | str) -> None:
@@ -167,12 +196,19 @@ class TrainingView(QWidget):
         run_dir = Path(run_dir)
         if self.running:
             raise RuntimeError("a run is already going")
-        self.show_run(run_dir, then=lambda: self._resume_now(run_dir))
+        try:
+            trust = confirm_remote_code(self, RunFolder(run_dir).read_config())
+        except UserError as exc:
+            self._show_error(f"Could not resume: {exc}")
+            return
+        if trust is None:
+            return
+        self.show_run(run_dir, then=lambda: self._resume_now(run_dir, trust))
 
-    def _resume_now(self, run_dir: Path) -> None:
+    def _resume_now(self, run_dir: Path, trust: bool) -> None:
         self.banner.hide()
         self._log(f"Resuming {run_dir.name} from its last checkpoint…")
-        self._attach(TrainingProcess.resume(run_dir, parent=self))
+        self._attach(TrainingProcess.resume(run_dir, parent=self, trust_remote_code=trust))
 
     def follow(self, run_dir: Path | str, pid: int | None) -> None:
         """Re-attach to a run that is still going in another process: its new events are followed at
@@ -268,6 +304,7 @@ class TrainingView(QWidget):
         self.stat_mem.set(theme.human_bytes(rss))
 
     def _on_ended(self, finished: RunFinished) -> None:
+        self._show_last_step()
         self.process = None
         self._set_state(finished.state)
         if finished.state == "failed":
@@ -295,7 +332,8 @@ class TrainingView(QWidget):
         self.summary.setText(
             f"<b>Model</b> {model} &nbsp;·&nbsp; <b>Data</b> {data} &nbsp;·&nbsp; <b>Method</b> "
             f"{config.method.method.upper()} (rank {config.method.lora_rank}) &nbsp;·&nbsp; <b>Length</b> {length}, "
-            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}")
+            f"batch {t.batch_size}×{t.gradient_accumulation_steps}, lr {t.learning_rate:g}, max length {t.max_length}"
+            + _scale_out(config))
 
     # -- internals ----------------------------------------------------------------------------
     def _attach(self, process: TrainingProcess) -> None:
@@ -320,6 +358,7 @@ class TrainingView(QWidget):
         self._history += 1
         self._loading = False
         self._pending = []
+        self._last_step = None
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         for s in (self.stat_step, self.stat_epoch, self.stat_loss, self.stat_eval, self.stat_eta, self.stat_speed,
@@ -343,13 +382,21 @@ class TrainingView(QWidget):
             else:
                 self._take(ev)
         if last is not None:
-            self._set_progress(last.step)
-            self.stat_epoch.set(f"{last.epoch:.2f}")
-            self.stat_loss.set(f"{last.loss:.4f}")
-            if last.tokens_per_second:
-                self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
-            self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
-            self.stepLogged.emit(last)
+            if self._last_step is None:  # the numbers follow at most STATS_HZ times a second
+                QTimer.singleShot(int(1000 / STATS_HZ), self._show_last_step)
+            self._last_step = last
+
+    def _show_last_step(self) -> None:
+        last, self._last_step = self._last_step, None
+        if last is None:
+            return
+        self._set_progress(last.step)
+        self.stat_epoch.set(f"{last.epoch:.2f}")
+        self.stat_loss.set(f"{last.loss:.4f}")
+        if last.tokens_per_second:
+            self.stat_speed.set(f"{last.tokens_per_second:,.0f}")
+        self.stat_eta.set(theme.human_duration(last.eta_seconds) if last.eta_seconds is not None else "–")
+        self.stepLogged.emit(last)
 
     def _take(self, ev: object) -> None:
         if isinstance(ev, EvalLogged):

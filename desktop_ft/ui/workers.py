@@ -4,14 +4,15 @@
   signals to the callbacks (Orange3's ``self.start(run, ...)`` habit).
 * ``TrainingProcess``: one training run in a *child process* (``python -m desktop_ft train ...
   --json-events``), followed by a ``QObject`` moved to a ``QThread`` that turns each JSON line into
-  an event signal. The child writes its event stream to ``RUN_DIR/events.jsonl`` (not a pipe), so it
-  can keep training after the window closes and be re-attached later; its stderr goes to
-  ``RUN_DIR/stderr.log``.
+  an event signal. It reads the run's one event log, ``RUN_DIR/metrics.jsonl`` (the engine writes
+  every event there), so the child can keep training after the window closes and be re-attached
+  later; its stderr goes to ``RUN_DIR/stderr.log``.
 * Stop: SIGTERM on POSIX — the CLI treats it as a clean stop that saves a checkpoint. On Windows
   there is no SIGTERM: ``Popen.terminate()`` ends the process at once, and the run resumes from its
   last saved checkpoint (documented in the README).
 * ``RunFollower``: re-attach to a run that is still going (started by an earlier window or by the
-  CLI): it tails ``events.jsonl`` (or ``metrics.jsonl``) and watches ``status.json`` and the pid.
+  CLI): it tails the same log and watches ``status.json`` and the process (pid *and* start time, so
+  a reused pid is never mistaken for the run, nor signalled).
 """
 
 from __future__ import annotations
@@ -59,23 +60,6 @@ def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Cal
     return worker
 
 
-def record_to_event(record: dict[str, Any]) -> Any:
-    """A ``metrics.jsonl`` record → the event it was written from (or None)."""
-    kind = record.get("type")
-    try:
-        if kind == "train":
-            return StepLogged(step=int(record["step"]), max_steps=int(record.get("max_steps") or 0),
-                              epoch=float(record.get("epoch") or 0.0), loss=float(record["loss"]),
-                              learning_rate=record.get("learning_rate"), grad_norm=record.get("grad_norm"),
-                              tokens_per_second=record.get("tokens_per_second"))
-        if kind == "eval":
-            return EvalLogged(step=int(record["step"]), epoch=float(record.get("epoch") or 0.0),
-                              eval_loss=float(record["eval_loss"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
-
-
 def read_curves(run_dir: Path | str) -> dict[str, Any]:
     """A run's saved curves as numpy columns (worker thread: this grows with the run's length).
 
@@ -89,8 +73,7 @@ def read_curves(run_dir: Path | str) -> dict[str, Any]:
 
     train: list[tuple[float, float, float, float, float]] = []
     evals: list[tuple[float, float]] = []
-    for record in RunFolder(Path(run_dir)).iter_metrics():
-        ev = record_to_event(record)
+    for ev in RunFolder(Path(run_dir)).iter_events():
         if isinstance(ev, StepLogged):
             train.append((ev.step, _num(ev.loss), _num(ev.learning_rate), _num(ev.grad_norm),
                           _num(ev.tokens_per_second)))
@@ -124,25 +107,20 @@ def lower_priority(pid: int) -> None:
         pass
 
 
-def train_command(config_path: Path | None = None, resume_dir: Path | None = None) -> list[str]:
-    """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag)."""
+def train_command(config_path: Path | None = None, resume_dir: Path | None = None, *,
+                  trust_remote_code: bool = False) -> list[str]:
+    """The exact command line the window runs (also what 'Copy CLI command' gives, minus the flag).
+
+    ``trust_remote_code`` adds ``--trust-remote-code``: only after the user confirmed it this time.
+    """
     cmd = desktop_ft_command("train")
     if resume_dir is not None:
         cmd += ["--resume", str(resume_dir)]
     else:
         cmd.append(str(config_path))
+    if trust_remote_code:
+        cmd.append("--trust-remote-code")
     return cmd + ["--json-events"]
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        import psutil
-
-        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except Exception:
-        return False
 
 
 def _rss(pid: int) -> int | None:
@@ -155,10 +133,16 @@ def _rss(pid: int) -> int | None:
 
 
 class _Tail:
-    """Read complete new lines from a growing file, from a starting offset."""
+    """Read complete new lines from a growing file, from a starting offset.
+
+    A resume trims the log past its checkpoint by replacing the file; ``replaced`` turns True when
+    that happens (another file, or a shorter one), and reading starts again from its top.
+    """
 
     def __init__(self, path: Path, offset: int = 0) -> None:
         self.path, self.offset, self._partial = path, offset, b""
+        self._ino = _inode(path)
+        self.replaced = False
 
     @property
     def pending(self) -> bool:
@@ -169,11 +153,14 @@ class _Tail:
             return False
 
     def lines(self) -> list[str]:
+        ino = _inode(self.path)
+        if ino is not None and (ino != self._ino or os.path.getsize(self.path) < self.offset):
+            self._ino, self.offset, self._partial, self.replaced = ino, 0, b"", True
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 data = fh.read(READ_CHUNK)
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):  # not there yet, or being replaced (Windows)
             return []
         if not data:
             return []
@@ -184,6 +171,29 @@ class _Tail:
         return [p.decode("utf-8", "replace") for p in parts if p.strip()]
 
 
+def _last_time(path: Path) -> float:
+    """The ``time`` of the last complete line of an event log (0 when there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(fh.seek(0, os.SEEK_END) - 65536, 0))
+            lines = fh.read().split(b"\n")
+    except OSError:
+        return 0.0
+    for line in reversed(lines):
+        try:
+            return float(json.loads(line)["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0.0
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
 class _Follower(QObject):
     """Lives in a QThread: starts (or adopts) the training process and reports what it does."""
 
@@ -191,12 +201,11 @@ class _Follower(QObject):
     memory = Signal(object)  # bytes; may exceed a C++ int
     ended = Signal(object)  # RunFinished; state 'failed' with a clear error when the child died
 
-    def __init__(self, run_dir: Path, command: list[str] | None, pid: int | None, follow_metrics: bool) -> None:
+    def __init__(self, run_dir: Path, command: list[str] | None, pid: int | None) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.command = command
-        self.pid = pid
-        self.follow_metrics = follow_metrics
+        self.pid = pid  # shown to the user; signals go only to what _live_pid confirms
         self.proc: subprocess.Popen | None = None
         self._detach = threading.Event()
         self._started = threading.Event()
@@ -204,7 +213,7 @@ class _Follower(QObject):
 
     # -- called from the GUI thread -------------------------------------------------------------
     def request_stop(self) -> bool:
-        pid = self.proc.pid if self.proc else self.pid
+        pid = self.proc.pid if self.proc else self._live_pid()
         if not pid:
             return False
         try:
@@ -221,8 +230,15 @@ class _Follower(QObject):
         """Hard kill (tests and 'the process hangs'); the run stays resumable from its checkpoint."""
         if self.proc:
             self.proc.kill()
-        elif self.pid:
-            os.kill(self.pid, signal.SIGKILL)
+        elif pid := self._live_pid():
+            os.kill(pid, signal.SIGKILL)
+
+    def _live_pid(self) -> int | None:
+        """The pid of the process training the followed run, while it is that process (its start time
+        recorded in status.json matches), else None: a reused pid is never signalled."""
+        from desktop_ft.core.runs import RunFolder
+
+        return RunFolder(self.run_dir).live_pid()
 
     def detach(self) -> None:
         self._detach.set()
@@ -230,13 +246,12 @@ class _Follower(QObject):
     # -- runs in the worker thread ---------------------------------------------------------------
     @Slot()
     def run(self) -> None:
-        events_path = self.run_dir / "events.jsonl"
+        log_path = self.run_dir / "metrics.jsonl"
         stderr_path = self.run_dir / "stderr.log"
         stderr_tail: deque[str] = deque(maxlen=30)
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
+        err_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
         if self.command is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            ev_offset = events_path.stat().st_size if events_path.exists() else 0
-            err_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
             env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
             extra: dict[str, Any] = {}
             if sys.platform == "win32":
@@ -244,28 +259,37 @@ class _Follower(QObject):
             else:
                 extra["start_new_session"] = True  # Ctrl-C in a terminal or closing the window does not hit it
             try:
-                with open(events_path, "ab") as out, open(stderr_path, "ab") as err:
-                    self.proc = subprocess.Popen(self.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                                 env=env, **extra)
+                with open(stderr_path, "ab") as err:
+                    self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=err,
+                                                 stdin=subprocess.DEVNULL, env=env, **extra)
             except OSError as exc:
                 self.ended.emit(RunFinished("failed", 0, error=f"Could not start the training process ({exc}).",
                                             run_dir=str(self.run_dir)))
                 return
             self.pid = self.proc.pid
             lower_priority(self.pid)
-            events = _Tail(events_path, ev_offset)
-            errors = _Tail(stderr_path, err_offset)
-            to_event = _json_event
-        else:
-            path = events_path if (events_path.exists() and not self.follow_metrics) else self.run_dir / "metrics.jsonl"
-            to_event = _json_event if path == events_path else _metric_event
-            events = _Tail(path, path.stat().st_size if path.exists() else 0)
-            errors = _Tail(stderr_path, stderr_path.stat().st_size if stderr_path.exists() else 0)
+        events = _Tail(log_path, log_offset)
+        errors = _Tail(stderr_path, err_offset)
+        last_time = _last_time(log_path)
+
+        def to_event(line: str) -> Any:
+            """The event of one log line; after a resume replaced the log, lines already seen are skipped."""
+            nonlocal last_time
+            try:
+                data = json.loads(line)
+                t = float(data.get("time") or 0.0)
+            except (ValueError, TypeError, AttributeError):
+                return None
+            if t <= last_time and events.replaced:
+                return None
+            last_time = max(last_time, t)
+            return _json_event(data)
+
         finished: RunFinished | None = None
         next_mem = 0.0
         peak = 0
         while True:
-            alive = self.proc.poll() is None if self.proc else _pid_alive(self.pid)
+            alive = self.proc.poll() is None if self.proc else self._live_pid() is not None
             finished = self._emit_lines(events, to_event) or finished
             for line in errors.lines():
                 stderr_tail.append(line)  # kept for the error of a crash that sends no RunFinished
@@ -318,20 +342,11 @@ class _Follower(QObject):
         return finished
 
 
-def _json_event(line: str) -> Any:
+def _json_event(data: Any) -> Any:
     try:
-        data = json.loads(line)
         return event_from_dict(data) if isinstance(data, dict) and "event" in data else None
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _metric_event(line: str) -> Any:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    return record_to_event(data) if isinstance(data, dict) else None
 
 
 def _finished_from_status(run_dir: Path) -> RunFinished | None:
@@ -367,12 +382,12 @@ class TrainingProcess(QObject):
     ended = Signal(object)       # RunFinished (also for crashes: state 'failed' and a readable error)
 
     def __init__(self, run_dir: Path, command: list[str] | None = None, *, pid: int | None = None,
-                 follow_metrics: bool = False, parent: QObject | None = None) -> None:
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.run_dir = Path(run_dir)
         self._thread = QThread()
         self._thread.setObjectName(f"training:{self.run_dir.name}")
-        self._follower = _Follower(self.run_dir, command, pid, follow_metrics)
+        self._follower = _Follower(self.run_dir, command, pid)
         self._follower.moveToThread(self._thread)
         self._thread.started.connect(self._follower.run)
         self._follower.events.connect(self.events)
@@ -381,14 +396,17 @@ class TrainingProcess(QObject):
         self.running = False
 
     @classmethod
-    def start_new(cls, run_dir: Path, config_path: Path, parent: QObject | None = None) -> TrainingProcess:
-        proc = cls(run_dir, train_command(config_path=config_path), parent=parent)
+    def start_new(cls, run_dir: Path, config_path: Path, parent: QObject | None = None, *,
+                  trust_remote_code: bool = False) -> TrainingProcess:
+        proc = cls(run_dir, train_command(config_path=config_path, trust_remote_code=trust_remote_code),
+                   parent=parent)
         proc.start()
         return proc
 
     @classmethod
-    def resume(cls, run_dir: Path, parent: QObject | None = None) -> TrainingProcess:
-        proc = cls(run_dir, train_command(resume_dir=run_dir), parent=parent)
+    def resume(cls, run_dir: Path, parent: QObject | None = None, *,
+               trust_remote_code: bool = False) -> TrainingProcess:
+        proc = cls(run_dir, train_command(resume_dir=run_dir, trust_remote_code=trust_remote_code), parent=parent)
         proc.start()
         return proc
 

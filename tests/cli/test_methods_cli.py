@@ -51,7 +51,7 @@ def test_resume_after_kill_9_continues_steps_and_metrics(tiny_model: Path, chat_
     steps = [e["step"] for e in events if e["event"] == "StepLogged"]
     assert steps == list(range(started["resumed_from_step"] + 1, 11))
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics if m["type"] == "train"] == list(range(1, 11))  # none doubled, none lost
+    assert [m["step"] for m in metrics if m["event"] == "StepLogged"] == list(range(1, 11))  # none doubled, none lost
     final = json.loads((out / "status.json").read_text())
     assert final["state"] == "finished" and final["step"] == 10
     from desktop_ft.core.runs import RunFolder
@@ -75,7 +75,8 @@ def test_task_defaults_from_preference_data_and_preset_flags_win(tiny_model: Pat
     assert config["training"]["max_steps"] == 2  # the flag wins over the preset's 30
     assert config["training"]["learning_rate"] == 2e-4 * 0.25  # LoRA's rate, scaled for preferences
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert "rewards/margins" in metrics[0]
+    steps = [m for m in metrics if m["event"] == "StepLogged"]
+    assert steps and "rewards/margins" in steps[0]["extras"]
 
 
 def test_qlora_on_a_machine_without_cuda_is_one_sentence_and_exit_2(tiny_model: Path, chat_jsonl: Path,

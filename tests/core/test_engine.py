@@ -33,8 +33,8 @@ def test_events_arrive_in_order_and_the_run_folder_keeps_the_contract(make_confi
     assert status["state"] == "finished" and status["step"] == 4 and status["max_steps"] == 4
     assert status["peak_memory_bytes"] > 0 and status["started_at"] and status["ended_at"]
     metrics = run.read_metrics()
-    train_rows = [m for m in metrics if m["type"] == "train"]
-    eval_rows = [m for m in metrics if m["type"] == "eval"]
+    train_rows = [m for m in metrics if m["event"] == "StepLogged"]
+    eval_rows = [m for m in metrics if m["event"] == "EvalLogged"]
     assert [m["step"] for m in train_rows] == [1, 2, 3, 4]
     assert all({"loss", "learning_rate", "grad_norm", "tokens_per_second"} <= set(m) for m in train_rows)
     assert eval_rows and all("eval_loss" in m for m in eval_rows)
@@ -77,7 +77,7 @@ def test_stop_saves_a_checkpoint_and_leaves_a_resumable_run(make_config, tmp_pat
     assert outcome.state == "stopped" and outcome.step == 2
     assert run.read_status().state == "stopped"
     assert run.last_checkpoint().name == "checkpoint-2"
-    assert [m["step"] for m in run.read_metrics() if m["type"] == "train"] == [1, 2]
+    assert [m["step"] for m in run.read_metrics() if m["event"] == "StepLogged"] == [1, 2]
     assert (run.adapter_dir / "adapter_config.json").exists()
 
     events = []
@@ -86,7 +86,7 @@ def test_stop_saves_a_checkpoint_and_leaves_a_resumable_run(make_config, tmp_pat
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.resumed_from_step == 2
     assert [e.step for e in events if isinstance(e, StepLogged)] == [3, 4, 5, 6, 7, 8]
-    assert [m["step"] for m in run.read_metrics() if m["type"] == "train"] == list(range(1, 9))
+    assert [m["step"] for m in run.read_metrics() if m["event"] == "StepLogged"] == list(range(1, 9))
 
 
 def test_a_dataset_error_fails_the_run_with_a_sentence(make_config, tmp_path: Path) -> None:

@@ -201,7 +201,7 @@ def test_dpo_raises_the_reward_margin(method: str, tiny_model: Path, toy_prefere
     assert outcome.state == "finished"
     run = RunFolder(tmp_path / "run")
     assert run.read_config().method.task == "dpo"
-    margins = [m["rewards/margins"] for m in run.read_metrics() if m["type"] == "train"]
+    margins = [m["extras"]["rewards/margins"] for m in run.read_metrics() if m["event"] == "StepLogged"]
     assert margins[0] == pytest.approx(0.0, abs=1e-4)
     assert margins[-1] > 0.1, margins
     losses = _losses(events)
@@ -312,9 +312,9 @@ def test_full_dpo_stops_and_resumes_with_its_metrics(tiny_model: Path, toy_prefe
     assert run.last_checkpoint().name == "checkpoint-2"
     resumed = train(run.read_config(), run=run, resume=True)
     assert resumed.state == "finished" and resumed.step == 4
-    rows = [m for m in run.read_metrics() if m["type"] == "train"]
+    rows = [m for m in run.read_metrics() if m["event"] == "StepLogged"]
     assert [m["step"] for m in rows] == [1, 2, 3, 4]
-    assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
+    assert rows[-1]["extras"]["rewards/margins"] > rows[0]["extras"]["rewards/margins"]
 
 
 @pytest.mark.slow
@@ -327,7 +327,7 @@ def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) ->
         "data.path": str(data), "output.output_dir": str(tmp_path / "run"), "training.max_steps": 6,
         "training.learning_rate": 5e-4, "training.save_steps": 100, "data.validation_fraction": 0.0})
     assert train(config).state == "finished"
-    margins = [m["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["type"] == "train"]
+    margins = [m["extras"]["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["event"] == "StepLogged"]
     assert margins[-1] > margins[0] and margins[-1] > 0, margins
 
 

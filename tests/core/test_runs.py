@@ -1,10 +1,14 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from desktop_ft.core.config import RunConfig
-from desktop_ft.core.runs import RunFolder, RunStatus, list_runs, new_run_folder
+from desktop_ft.core.runs import (RunBusyError, RunFolder, RunStatus, create_run, list_runs, mark_checkpoint_complete,
+                                  process_start_time)
 
 
 def test_metrics_survive_a_torn_last_line(tmp_path: Path) -> None:
@@ -28,20 +32,77 @@ def test_status_of_a_killed_process_reads_as_failed(tmp_path: Path) -> None:
     assert json.loads(run.status_path.read_text())["state"] == "running"  # the file itself is untouched
 
 
-def test_last_checkpoint_skips_an_incomplete_one(tmp_path: Path) -> None:
+def _fake_checkpoint(run: RunFolder, step: int, *, complete: bool) -> Path:
+    ckpt = run.checkpoints_dir / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (ckpt / "adapter_model.safetensors").write_bytes(b"x" * 100)
+    if complete:
+        mark_checkpoint_complete(ckpt)
+    return ckpt
+
+
+def test_last_checkpoint_skips_an_incomplete_one_and_says_why(tmp_path: Path) -> None:
     run = RunFolder(tmp_path)
-    for step, complete in ((2, True), (4, True), (6, False)):
-        ckpt = run.checkpoints_dir / f"checkpoint-{step}"
-        ckpt.mkdir(parents=True)
-        if complete:
-            (ckpt / "trainer_state.json").write_text("{}")
-    assert run.last_checkpoint().name == "checkpoint-4"
+    _fake_checkpoint(run, 2, complete=True)
+    four = _fake_checkpoint(run, 4, complete=True)
+    _fake_checkpoint(run, 6, complete=False)  # killed before its marker: content check fails (bad weights)
+    (four / "adapter_model.safetensors").write_bytes(b"x" * 10)  # cut short after it was marked
+    good, skipped = run.usable_checkpoint()
+    assert good.name == "checkpoint-2"
+    assert [(p.name, why) for p, why in skipped][0][0] == "checkpoint-6"
+    assert "10 bytes, not the 100" in skipped[1][1]
 
 
-def test_new_run_folders_are_unique_and_listed(tmp_path: Path) -> None:
+def test_pruning_keeps_the_newest_complete_checkpoints_only(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    for step in (2, 4, 6):
+        _fake_checkpoint(run, step, complete=True)
+    _fake_checkpoint(run, 8, complete=False)
+    run.prune_checkpoints(2)
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]
+
+
+def test_a_reused_pid_does_not_make_a_dead_run_live(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    # this very process, but "started" an hour earlier: the pid was reused by someone else
+    run.write_status(RunStatus(state="running", pid=os.getpid(), pid_started=process_start_time() - 3600))
+    assert run.read_status().state == "failed" and run.live_pid() is None
+    run.write_status(RunStatus(state="running", pid=os.getpid(), pid_started=process_start_time()))
+    assert run.read_status().state == "running" and run.live_pid() == os.getpid()
+
+
+def test_the_run_lock_is_exclusive_and_dies_with_its_process(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from desktop_ft.core.runs import RunFolder, RunStatus, process_start_time; import os\n"
+        f"r = RunFolder({str(tmp_path)!r}); lock = r.lock()\n"
+        "r.write_status(RunStatus(pid=os.getpid(), pid_started=process_start_time())); print('held', flush=True)\n"
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert run.is_locked() and run.read_status().state == "running"
+        with pytest.raises(RunBusyError, match=f"process {holder.pid}"):
+            run.lock()
+    finally:
+        holder.kill()  # SIGKILL: no chance to clean up
+        holder.wait()
+    assert not run.is_locked()
+    assert run.read_status().state == "failed"
+    run.lock().release()
+
+
+def test_status_reader_tolerates_a_torn_file(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    run.status_path.write_text('{"state": "runn')
+    status = run.read_status()
+    assert status.state == "failed" and "unreadable" in status.error
+
+
+def test_create_runs_are_unique_and_listed(tmp_path: Path) -> None:
     config = RunConfig().replace({"output.run_name": "my run"})
-    a = new_run_folder(config, runs_root=tmp_path)
-    b = new_run_folder(config, runs_root=tmp_path)
+    a = create_run(config, runs_root=tmp_path)
+    b = create_run(config, runs_root=tmp_path)
     assert a.path != b.path and "my-run" in a.path.name
     a.write_config(config)
     b.write_config(config)
@@ -49,10 +110,43 @@ def test_new_run_folders_are_unique_and_listed(tmp_path: Path) -> None:
 
 
 def test_output_dir_holding_a_run_is_refused(tmp_path: Path) -> None:
-    import pytest
-
     from desktop_ft.core.errors import UserError
 
     RunFolder(tmp_path).write_status(RunStatus(state="finished"))
     with pytest.raises(UserError, match="--resume"):
-        new_run_folder(RunConfig().replace({"output.output_dir": str(tmp_path)}))
+        create_run(RunConfig().replace({"output.output_dir": str(tmp_path)}))
+
+
+def test_output_dir_that_is_a_file_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    from desktop_ft.core.errors import UserError
+
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        create_run(RunConfig().replace({"output.output_dir": str(tmp_path / "out")}))
+
+
+def test_the_metrics_log_holds_events_as_to_dict_plus_time(tmp_path: Path) -> None:
+    from desktop_ft.core.events import StepLogged, to_dict
+
+    run = RunFolder(tmp_path)
+    ev = StepLogged(step=1, max_steps=3, epoch=0.1, loss=2.0, extras={"rewards/margins": 0.5})
+    run.append_event(ev)
+    run.close()
+    (record,) = run.read_metrics()
+    assert {k: v for k, v in record.items() if k != "time"} == to_dict(ev) and record["time"] > 0
+    assert run.read_events() == [ev]
+
+
+def test_status_json_with_a_wrong_type_reads_as_unreadable_not_a_crash_later(tmp_path):
+    """A hand-edited status.json ('final_loss': 'abc') is reported by the reader, naming the field."""
+    from dataclasses import fields
+
+    from desktop_ft.core.runs import _STATUS_TYPES, RunFolder, RunStatus
+
+    assert {f.name for f in fields(RunStatus)} == set(_STATUS_TYPES)  # every field has its JSON types
+    run = RunFolder(tmp_path)
+    (tmp_path / "status.json").write_text('{"state": "finished", "step": 3, "final_loss": "abc"}')
+    status = run.read_status()
+    assert status.state == "failed" and "final_loss" in status.error
+    (tmp_path / "status.json").write_text('{"state": "finished", "step": 3, "final_loss": 1}')
+    assert run.read_status().final_loss == 1 and run.read_status().state == "finished"

@@ -172,7 +172,7 @@ def test_time_estimate_and_calibration() -> None:
     s = vram.Settings()
     guess = vram.estimate_time(LLAMA_1B, s, steps=100, device="cuda", hardware=hardware.gpu(80, "NVIDIA H100"))
     assert guess.source == "flops" and guess.total_seconds == pytest.approx(100 * guess.seconds_per_step)
-    metrics = [{"type": "train", "step": i, "time": 1000.0 + (5.0 if i == 1 else 5.0 + 2.0 * (i - 1))}
+    metrics = [{"event": "StepLogged", "step": i, "time": 1000.0 + (5.0 if i == 1 else 5.0 + 2.0 * (i - 1))}
                for i in range(1, 7)]
     metrics[0]["time"] = 990.0  # a slow first step (warm-up) is skipped
     timed = vram.calibrate_time(metrics, total_steps=106)

@@ -5,6 +5,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from desktop_ft.core.config import RunConfig
+from desktop_ft.core.events import StepLogged
 from desktop_ft.core.runs import RunFolder, RunStatus
 from desktop_ft.ui import core_api
 from desktop_ft.ui.runs_view import RunsView
@@ -17,7 +18,7 @@ def _fake_history(root, name, state, losses, lr=2e-4):
     run.write_status(RunStatus(state=state, step=len(losses), max_steps=len(losses), final_loss=losses[-1],
                                started_at="2026-01-01T10:00:00+00:00", ended_at="2026-01-01T10:02:05+00:00"))
     for i, loss in enumerate(losses, start=1):
-        run.append_metric({"type": "train", "step": i, "epoch": i / 10, "loss": loss, "learning_rate": lr})
+        run.append_event(StepLogged(step=i, max_steps=len(losses), epoch=i / 10, loss=loss, learning_rate=lr))
     run.close()
     return run.path
 
@@ -78,6 +79,46 @@ def test_chat_side_by_side_streams_both_answers(qtbot, make_config, tmp_path):
     assert len(view.history["base"]) == 2 and len(view.history["tuned"]) == 2
     assert "How do I make tea?" in view.panes["base"].toPlainText()
     assert view.ckpt_combo.count() >= 2  # final adapter + checkpoint(s)
+
+
+def test_an_unreadable_run_is_one_bad_row_and_listing_is_off_the_gui_thread(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    from desktop_ft.ui import runs_view
+
+    good = _fake_history(tmp_path, "run-good", "finished", [2.0, 1.0])
+    bad_bytes = _fake_history(tmp_path, "run-bad-bytes", "finished", [2.0])
+    (bad_bytes / "status.json").write_bytes(b"\xff\xfe{not json")
+    a_list = _fake_history(tmp_path, "run-a-list", "finished", [2.0])
+    (a_list / "status.json").write_text("[1, 2, 3]")
+    bad_field = _fake_history(tmp_path, "run-bad-field", "finished", [2.0])
+    (bad_field / "status.json").write_text('{"state": "finished", "final_loss": "abc"}')
+    bad_config = _fake_history(tmp_path, "run-bad-config", "stopped", [2.0])
+    (bad_config / "config.yaml").write_text("training: [unclosed\n")
+    threads = []
+    real_scan = runs_view.scan_runs
+
+    def scan(root):
+        threads.append(threading.current_thread())
+        return real_scan(root)
+
+    monkeypatch.setattr(runs_view, "scan_runs", scan)
+    view = RunsView(root=tmp_path)
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.refreshed, timeout=20000) as listed:
+        view.refresh()
+    assert threads and threads[0] is not threading.main_thread()
+    assert listed.args[0] == 5
+    rows = {view.table.item(r, 0).data(0x0100): [view.table.item(r, c).text() for c in range(view.table.columnCount())]
+            for r in range(view.table.rowCount())}
+    assert rows[str(good)][1] == "finished" and rows[str(good)][5] == "1.0000"
+    assert rows[str(bad_bytes)][1] == "failed" and rows[str(a_list)][1] == "failed"
+    assert rows[str(bad_field)][1] == "failed"
+    assert rows[str(bad_config)][1] == "stopped"
+    tips = {view.table.item(r, 0).data(0x0100): view.table.item(r, 1).toolTip() for r in range(view.table.rowCount())}
+    assert "status.json is unreadable" in tips[str(bad_bytes)] and "JSON object" in tips[str(a_list)]
+    assert "final_loss" in tips[str(bad_field)]
+    assert "config.yaml line 2: is not valid YAML" in tips[str(bad_config)]
 
 
 def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):

@@ -3,6 +3,7 @@
 
 import json
 
+from desktop_ft.core.events import EvalLogged, StepLogged
 from desktop_ft.core.runs import RunFolder
 from desktop_ft.ui.main_window import MainWindow
 
@@ -59,7 +60,7 @@ def test_wizard_train_stop_resume(qtbot, qsettings, tiny_model, chat_jsonl):
         view.resume_button.click()
     assert ended.args[0].state == "finished", ended.args[0].error
     assert ended.args[0].step == 30
-    steps = [r["step"] for r in RunFolder(run_dir).read_metrics() if r.get("type") == "train"]
+    steps = [r["step"] for r in RunFolder(run_dir).read_metrics() if r.get("event") == "StepLogged"]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)  # no doubled steps after resume
     assert view.plots.point_count() >= stopped_at
     assert "Finished" in view.state_label.text()
@@ -92,8 +93,8 @@ def test_reopened_run_shows_its_saved_curves(qtbot, qsettings, tmp_path):
     run.write_config(RunConfig())
     run.write_status(RunStatus(state="finished", step=3, max_steps=3, final_loss=1.5))
     for step, loss in ((1, 3.0), (2, 2.0), (3, 1.5)):
-        run.append_metric({"type": "train", "step": step, "epoch": 0.1 * step, "loss": loss, "learning_rate": 1e-4})
-    run.append_metric({"type": "eval", "step": 3, "epoch": 0.3, "eval_loss": 1.7})
+        run.append_event(StepLogged(step=step, max_steps=3, epoch=0.1 * step, loss=loss, learning_rate=1e-4))
+    run.append_event(EvalLogged(step=3, epoch=0.3, eval_loss=1.7))
     run.close()
     w = MainWindow(settings=qsettings)
     qtbot.addWidget(w)

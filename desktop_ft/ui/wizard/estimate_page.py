@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVB
 
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.ui import core_api, theme
+from desktop_ft.ui.gpu_choice import GpuChoice
 from desktop_ft.ui.memory_bar import MemoryBar
 from desktop_ft.ui.page import Card, Note, Page
 from desktop_ft.ui.session import Session
@@ -75,6 +76,9 @@ class EstimatePage(Page):
         head.body.addWidget(self.notes)
         self.content.addWidget(head)
 
+        self.gpu_choice = GpuChoice(session)  # only on a machine with several GPUs
+        self.content.addWidget(self.gpu_choice)
+
         self.suggest_card = Card("Settings that fit", "mdi6.lightbulb-on-outline")
         self.suggest_box = QVBoxLayout()
         self.suggest_card.body.addLayout(self.suggest_box)
@@ -93,6 +97,12 @@ class EstimatePage(Page):
         session.configChanged.connect(self._on_config_changed)
         if self.available:
             self._timer.start(0)
+        detect = core_api.hardware_detect()
+        if detect is not None:
+            self._workers.append(run_async(self, detect, on_result=self._on_hardware))
+
+    def _on_hardware(self, hardware: Any) -> None:
+        self.gpu_choice.set_gpu_count(len(getattr(hardware, "gpus", []) or []))
 
     def _on_config_changed(self, _config) -> None:
         if self.available:

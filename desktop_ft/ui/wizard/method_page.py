@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFrame, QGridLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from desktop_ft.core.config import RunConfig, field_info, validate
+from desktop_ft.core.config import RunConfig, all_dotted_keys, field_info, validate
 from desktop_ft.core.errors import ConfigError
 from desktop_ft.core.hardware import detect
 from desktop_ft.core.methods import METHODS, PRESETS, TASKS, applies, warnings_for
@@ -19,8 +19,10 @@ from desktop_ft.ui.session import Session
 from desktop_ft.ui.settings_form import SettingsForm
 from desktop_ft.ui.workers import run_async
 
-#: chosen elsewhere (Model, Dataset pages, the method cards, the run folder)
-NOT_HERE = {"model.name", "data.path", "output.output_dir", "method.method", "method.task"}
+#: chosen elsewhere (Model, Dataset pages, the method cards, the run folder; how many GPUs: the Memory
+#: page, and only on a machine that has several)
+NOT_HERE = {"model.name", "data.path", "output.output_dir", "method.method", "method.task",
+            *(k for k in all_dotted_keys() if k.startswith("distributed."))}
 METHOD_ICONS = {"lora": "mdi6.puzzle-outline", "qlora": "mdi6.puzzle-check-outline", "full": "mdi6.weight-lifter",
                 "dpo": "mdi6.thumbs-up-down-outline", "orpo": "mdi6.scale-balance", "kto": "mdi6.thumb-up-outline"}
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
                                QPushButton, QVBoxLayout, QWidget)
 
@@ -182,10 +182,23 @@ class ModelPage(Page):
         self.content.addLayout(row, 1)
 
         self._fill_list([])
+        self._scanned = False
+        session.configChanged.connect(self._on_config_changed)
+        self._show_selected(session.config.model.name, describe=False)  # described after the first paint
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().paintEvent(event)
+        if not self._scanned:
+            # The cache scan and hardware.detect() (which imports torch) start once the page is on the
+            # screen: begun earlier, the import holds the interpreter while the first window is drawn.
+            self._scanned = True
+            QTimer.singleShot(0, self._start_scans)
+
+    def _start_scans(self) -> None:
+        if not self._described:
+            self._describe(self._shown)
         self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
         self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
-        session.configChanged.connect(self._on_config_changed)
-        self._show_selected(session.config.model.name)
 
     # -- list ------------------------------------------------------------------------------------
     def _fill_list(self, extra: list[tuple[str, str, str]]) -> None:
@@ -265,12 +278,18 @@ class ModelPage(Page):
         if config.model.name != getattr(self, "_shown", None):
             self._show_selected(config.model.name)
 
-    def _show_selected(self, name: str) -> None:
+    def _show_selected(self, name: str, describe: bool = True) -> None:
         self._shown = name
         self.selected.setText(embedded.EMBEDDED_DISPLAY if embedded.is_embedded(name) else name)
         _clear_form(self.info_form)
         self.info_note.setText("Reading the model…")
         self._mark_current()
+        self._described = False
+        if describe:
+            self._describe(name)
+
+    def _describe(self, name: str) -> None:
+        self._described = True
         self._workers.append(run_async(self, describe_model, name, on_result=lambda d, n=name: self._on_info(n, d),
                                        on_error=lambda e, n=name: self._on_info_error(n, e)))
 
