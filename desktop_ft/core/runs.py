@@ -28,6 +28,7 @@ import re
 import shutil
 import sys
 import time
+import typing
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -81,24 +82,26 @@ class RunStatus:
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
         """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
         (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
+        hints = typing.get_type_hints(cls)
         values = {}
         for f in fields(cls):
             if f.name not in data:
                 continue
             value = data[f.name]
-            kinds = _STATUS_TYPES[f.name]
+            kinds = _json_types(hints[f.name])
             if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
                 raise ValueError(f"field '{f.name}' has {value!r}, which is not a {kinds[0].__name__}")
             values[f.name] = value
         return cls(**values)
 
 
-#: the JSON types each ``status.json`` field may hold (besides null): ints are fine where floats go
-_STATUS_TYPES: dict[str, tuple[type, ...]] = {
-    "state": (str,), "step": (int,), "max_steps": (int,), "error": (str,), "peak_memory_bytes": (int,),
-    "estimated_memory_bytes": (int,), "device": (str,), "started_at": (str,), "ended_at": (str,),
-    "updated_at": (str,), "pid": (int,), "pid_started": (float, int), "final_loss": (float, int),
-}
+
+
+def _json_types(hint: Any) -> tuple[type, ...]:
+    """The Python types a JSON value may have for a field annotated ``hint`` (``float | None`` →
+    float or int: JSON writes 1.0 as 1); read off the annotation so no table can drift from it."""
+    kinds = tuple(t for t in typing.get_args(hint) if t is not type(None)) or (hint,)
+    return (*kinds, int) if float in kinds else kinds
 
 
 @dataclass

@@ -139,14 +139,13 @@ def test_the_metrics_log_holds_events_as_to_dict_plus_time(tmp_path: Path) -> No
 
 def test_status_json_with_a_wrong_type_reads_as_unreadable_not_a_crash_later(tmp_path):
     """A hand-edited status.json ('final_loss': 'abc') is reported by the reader, naming the field."""
-    from dataclasses import fields
+    from desktop_ft.core.runs import RunFolder
 
-    from desktop_ft.core.runs import _STATUS_TYPES, RunFolder, RunStatus
-
-    assert {f.name for f in fields(RunStatus)} == set(_STATUS_TYPES)  # every field has its JSON types
     run = RunFolder(tmp_path)
     (tmp_path / "status.json").write_text('{"state": "finished", "step": 3, "final_loss": "abc"}')
     status = run.read_status()
     assert status.state == "failed" and "final_loss" in status.error
     (tmp_path / "status.json").write_text('{"state": "finished", "step": 3, "final_loss": 1}')
     assert run.read_status().final_loss == 1 and run.read_status().state == "finished"
+    (tmp_path / "status.json").write_text('{"state": "stopped", "world_size": 2, "launcher": "torchrun"}')
+    assert run.read_status().world_size == 2
