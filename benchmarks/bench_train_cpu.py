@@ -184,7 +184,8 @@ def token_lengths(model: str, rows: list[dict[str, Any]], max_length: int) -> li
             for r in rows]
 
 
-def answer_nll(model: str, adapters: dict[str, str | None], rows: list[dict[str, Any]], device: str) -> dict[str, float]:
+def answer_nll(model: str, adapters: dict[str, str | None], rows: list[dict[str, Any]],
+               device: str) -> dict[str, float]:
     """Mean NLL per token of each held-out row's last assistant reply, for each adapter (None: the base)."""
     import torch
     from peft import PeftModel
@@ -324,7 +325,8 @@ def main() -> None:
         speedup = 1 / statistics.median(ratios)
         rss = statistics.median(o["peak_rss"] for o in ours) / statistics.median(t["peak_rss"] for t in trl)
         print(f"  answer NLL on {len(heldout)} held-out rows: untrained {nll['untrained']:.3f}, desktop-ft "
-              f"{nll['desktop-ft']:.3f}, plain TRL {nll['plain TRL']:.3f} (ratio {nll['desktop-ft'] / nll['plain TRL']:.3f})")
+              f"{nll['desktop-ft']:.3f}, plain TRL {nll['plain TRL']:.3f} "
+              f"(ratio {nll['desktop-ft'] / nll['plain TRL']:.3f})")
         print(f"  => ({name}) desktop-ft epoch time / plain TRL: {statistics.median(ratios):.2f}x "
               f"(per pair: {', '.join(f'{x:.2f}' for x in ratios)}) -> {speedup:.2f}x faster; "
               f"peak RSS {rss:.2f}x; answer NLL {nll['desktop-ft'] / nll['plain TRL']:.3f}x", flush=True)

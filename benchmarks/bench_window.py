@@ -86,7 +86,7 @@ def bench_stalls(steps: int, embedded: bool) -> None:
     from desktop_ft.core.config import RunConfig
     from desktop_ft.ui.app import create_app
 
-    app = create_app([sys.argv[0]])
+    app = create_app([sys.argv[0]])  # noqa: F841 - the QApplication must stay alive while the window runs
     from desktop_ft.ui.main_window import MainWindow
 
     if embedded:

@@ -83,7 +83,8 @@ def run_one(name: str, overrides: dict[str, object], data: Path, workdir: Path) 
     status = json.loads(status_path.read_text())
     times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()
              if '"event": "StepLogged"' in line]
-    return {"name": name, "estimated": status.get("estimated_memory_bytes"), "measured": status.get("peak_memory_bytes"),
+    return {"name": name, "estimated": status.get("estimated_memory_bytes"),
+            "measured": status.get("peak_memory_bytes"),
             "seconds_per_step": (times[-1] - times[0]) if len(times) >= 2 else None, "wall_s": wall,
             "overrides": overrides}
 

@@ -28,7 +28,6 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +76,7 @@ def quantize_4bit(model, dtype) -> None:
     import bitsandbytes as bnb
     import torch
 
-    for name, module in list(model.model.layers.named_modules()):
+    for _name, module in list(model.model.layers.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
                 q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
@@ -251,7 +250,8 @@ def main() -> int:
     results = []
     start = time.monotonic()
     print(f"{'model':14s} {'method':6s} {'task':4s} {'b':>2s} {'L':>5s} {'ckpt':4s} {'optim':16s} "
-          f"{'est_alloc':>9s} {'max_alloc':>9s} {'ratio':>5s} {'est_total':>9s} {'resv+ctx':>9s} {'ratio':>5s} {'s/step':>6s}")
+          f"{'est_alloc':>9s} {'max_alloc':>9s} {'ratio':>5s} {'est_total':>9s} {'resv+ctx':>9s} {'ratio':>5s} "
+          f"{'s/step':>6s}")
     for name, method, task, batch, length, ckpt, optimizer in configs:
         label = (f"{name:14s} {method:6s} {task:4s} {batch:2d} {length:5d} {'on' if ckpt else 'off':4s} "
                  f"{optimizer:16s}")

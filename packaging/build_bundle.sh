@@ -10,8 +10,18 @@ PY="${PYTHON:-.venv/bin/python}"
 version="$("$PY" -c 'import desktop_ft; print(desktop_ft.__version__)')"
 arch="$(uname -m)"
 start=$(date +%s)
-"$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
-  packaging/desktop-ft.spec
+# PyInstaller reads the sources over many minutes: build from a snapshot, so an edit or a git merge
+# meanwhile cannot leave the bundle with modules of two versions (it did once: an ImportError at run time)
+src=build/bundle-src
+rm -rf "$src" && mkdir -p "$src"
+cp -r desktop_ft packaging pyproject.toml "$src/"
+find "$src" -name __pycache__ -prune -exec rm -rf {} +
+case "$PY" in  # absolute, without resolving a venv's symlink to the base interpreter
+  */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;;
+  *) PY="$(command -v "$PY")" ;;
+esac
+(cd "$src" && "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath ../../dist \
+   --workpath ../pyinstaller packaging/desktop-ft.spec)
 cp packaging/BUNDLE-README.txt dist/desktop-ft/README.txt
 tarball="dist/desktop-ft-${version}-linux-${arch}.tar.gz"
 tar -C dist -czf "$tarball" desktop-ft

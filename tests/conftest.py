@@ -101,3 +101,17 @@ def tiny_config(model: Path, data: Path, out: Path, **training):
               "data.validation_fraction": 0.2}
     values.update({f"training.{k}": v for k, v in training.items()})
     return RunConfig().replace(values)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A finished 4-step LoRA run of the tiny model, with checkpoints at steps 2 and 4 (one per test module:
+    some tests write probe results into it)."""
+    from desktop_ft.core.engine import train
+
+    folder = tmp_path_factory.mktemp("chat-run")
+    data = folder / "chat.jsonl"
+    data.write_text("\n".join(SAMPLE.read_text(encoding="utf-8").splitlines()[:24]) + "\n", encoding="utf-8")
+    outcome = train(tiny_config(tiny_model, data, folder / "run"))
+    assert outcome.state == "finished"
+    return folder / "run"

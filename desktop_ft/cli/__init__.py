@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "Run without arguments to open the window.")
     parser.add_argument("--version", action="version", version=f"desktop-ft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         importlib.import_module(f"desktop_ft.cli.{module}").add_parser(sub)
     return parser
 
@@ -56,10 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        return _launch_window()
+        from desktop_ft.ui.app import main as open_window
+
+        return int(open_window() or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
+    if not args.command:
         parser.print_help()
         return 2
     args.argv = argv  # a command that re-executes itself (train under a launcher) passes these on
@@ -71,14 +73,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def _launch_window() -> int:
-    """Open the window; until it exists, run the offline demo (train, then before/after answer)."""
-    try:
-        app = importlib.import_module("desktop_ft.ui.app")
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("desktop_ft.ui"):
-            raise
-        return main(["demo"])
-    return int(app.main() or 0)

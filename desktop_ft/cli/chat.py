@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.core.errors import UserError
+from desktop_ft.core.events import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -139,9 +140,7 @@ def _answer(chat: Any, messages: list[dict[str, str]], tuned: bool, settings: An
 
 
 def _progress_printer() -> Any:
-    def show(event: Any) -> None:
-        message = getattr(event, "message", None)
-        if message:
-            print(f"[{getattr(event, 'stage', '')}] {message}", file=sys.stderr)
+    def show(event: Progress) -> None:
+        print(f"[{event.stage}] {event.message}", file=sys.stderr)
 
     return show

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from desktop_ft.cli.chat import add_generation_flags, settings_from_args
+from desktop_ft.core.compare import ProbeAnswered
 from desktop_ft.core.errors import UserError
+from desktop_ft.core.events import Progress
 
 DEFAULT_MAX_NEW_TOKENS = 128
 
@@ -105,8 +107,7 @@ class _Progress:
         self.quiet = quiet
         self.last = ""
 
-    def __call__(self, event: Any) -> None:
-        message = getattr(event, "message", None)
-        if message and not self.quiet and message != self.last:
-            self.last = message
-            print(f"[{getattr(event, 'stage', '')}] {message}", file=sys.stderr)
+    def __call__(self, event: Progress | ProbeAnswered) -> None:
+        if isinstance(event, Progress) and not self.quiet and event.message != self.last:
+            self.last = event.message
+            print(f"[{event.stage}] {event.message}", file=sys.stderr)

@@ -10,8 +10,8 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
 
+from desktop_ft.core.events import Progress
 from desktop_ft.core.export import DEFAULT_QUANTIZATION, FORMATS, QUANTIZATIONS
 
 
@@ -56,7 +56,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(event: Any) -> None:
-    message = getattr(event, "message", None)
-    if message:
-        print(f"[{getattr(event, 'stage', '')}] {message}", file=sys.stderr)
+def _show(event: Progress) -> None:
+    print(f"[{event.stage}] {event.message}", file=sys.stderr)

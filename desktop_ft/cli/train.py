@@ -80,10 +80,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_settings:
+        defaults = RunConfig()
         for key in all_dotted_keys():
-            info = field_info(key)
-            default = info.default if info.default is not info.default_factory else "{}"  # type: ignore[misc]
-            print(f"{key} (default {default!r}): {info.metadata['help']}")
+            print(f"{key} (default {defaults.get(key)!r}): {field_info(key).metadata['help']}")
         return 0
     if args.list_methods:
         _print_methods()

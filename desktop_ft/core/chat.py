@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from desktop_ft.core.config import _f
 from desktop_ft.core.errors import ModelError, UserError
+from desktop_ft.core.hardware import compute_device
 from desktop_ft.core.precision import TORCH_NAMES, inference_dtype
 from desktop_ft.core.runs import TunedSource, list_checkpoints, read_run_config, tuned_source
 
@@ -271,7 +272,7 @@ class ChatModel:
     def encode(self, messages: list[Message], settings: GenerationSettings | None = None) -> Any:
         """The prompt as the model's chat template renders it, ending with the assistant's turn."""
         messages = with_system_prompt(messages, (settings or GenerationSettings()).system_prompt)
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not self.tokenizer.chat_template:
             raise ChatError("this model has no chat template, so it cannot hold a conversation",
                             path=self.base_path, hint="Pick an instruct/chat model.")
         try:
@@ -315,7 +316,7 @@ class ChatModel:
                 ids.append(value)
             elif isinstance(value, (list, tuple)):
                 ids += [int(v) for v in value]
-        template = getattr(self.tokenizer, "chat_template", None) or ""
+        template = self.tokenizer.chat_template or ""
         vocab = self.tokenizer.get_vocab()
         for marker in END_OF_TURN:
             if marker in template and marker in vocab:
@@ -444,18 +445,11 @@ def with_system_prompt(messages: list[Message], system_prompt: str) -> list[Mess
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _load_model(path: Path, trust_remote_code: bool) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    device = _device()
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    device, bf16 = compute_device()
     dtype = getattr(torch, TORCH_NAMES[inference_dtype(device, bf16)])
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)

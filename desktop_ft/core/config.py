@@ -12,9 +12,11 @@ Field metadata keys: ``help`` (one plain sentence), optionally ``choices``, ``mi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
+import time
 import types
 import typing
 from dataclasses import dataclass, field
@@ -314,18 +316,25 @@ def load_config(path: str | Path) -> RunConfig:
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path,
                           hint="Check the path, or run without a config file.") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"is not UTF-8 text (byte {exc.start} cannot be decoded)", path=path, line=line,
+                          hint="Save the file as UTF-8 in your editor.") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file ({exc.strerror})", path=path) from None
     import yaml  # here, not at import: the window's first page needs no YAML
 
     try:
-        data = yaml.safe_load(text)
+        # libyaml's parser (in PyYAML's wheels): ~10x the pure-Python one, which took ~25 ms a config
+        # and so seconds to list a few hundred runs
+        data = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path, line=line) from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)", path=path)
+        raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)",
+                          path=path)
     return RunConfig.from_dict(data, source=path)
 
 
@@ -338,6 +347,22 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     write_text_atomic(Path(path), text)
 
 
+#: Windows refuses to replace a file another process has open (a reader of status.json): retry
+#: this many times, waiting a little longer each time (about 1.5 s in all), then give up
+REPLACE_RETRIES = 10
+
+
+def _replace_with_retry(tmp: str, path: Path) -> None:
+    for attempt in range(REPLACE_RETRIES):
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError:
+            if attempt == REPLACE_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1) ** 1.5)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +372,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace_with_retry(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -374,7 +399,7 @@ def field_info(dotted: str) -> dataclasses.Field:
 
 
 def _leaf_fields(typ: type, prefix: str) -> list[tuple[str, dataclasses.Field]]:
-    hints = typing.get_type_hints(typ)
+    hints = _type_hints(typ)
     out: list[tuple[str, dataclasses.Field]] = []
     for f in dataclasses.fields(typ):
         if dataclasses.is_dataclass(hints[f.name]):
@@ -396,6 +421,13 @@ def parse_cli_value(dotted: str, text: str) -> Any:
 
 # -- internals ---------------------------------------------------------------------------------------
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass: resolving the string annotations costs more
+    than the rest of loading a config, and listing runs loads hundreds."""
+    return typing.get_type_hints(cls)
+
+
 def _did_you_mean(name: str, candidates: list[str]) -> str:
     return did_you_mean(name, candidates, what="Valid keys")
 
@@ -404,7 +436,7 @@ def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> A
     if not isinstance(data, dict):
         raise ConfigError(f"must be a mapping, got {type(data).__name__}", path=source,
                           field=prefix.rstrip(".") or None)
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
@@ -416,7 +448,7 @@ def _build(cls: type, data: Any, *, prefix: str, source: str | Path | None) -> A
     for name, value in data.items():
         typ = hints[name]
         dotted = f"{prefix}{name}"
-        if dataclasses.is_dataclass(typ):
+        if isinstance(typ, type) and dataclasses.is_dataclass(typ):
             kwargs[name] = _build(typ, value if value is not None else {}, prefix=f"{dotted}.", source=source)
         else:
             kwargs[name] = _coerce(value, typ, dotted, source)
@@ -493,6 +525,9 @@ def validate(config: RunConfig) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"'{dotted}' is {value}, which is not a number it can use", field=dotted,
                               hint="Give a finite number.")
+        if dotted == "training.max_steps" and value == 0:
+            raise ConfigError("'training.max_steps' is 0, which would train nothing", field=dotted,
+                              hint="Give -1 to train for 'training.epochs', or a number of steps of 1 or more.")
         if isinstance(value, (int, float)):
             if "min" in meta and value < meta["min"]:
                 raise ConfigError(f"'{dotted}' is {value}, below its minimum {meta['min']}", field=dotted)

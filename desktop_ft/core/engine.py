@@ -17,32 +17,22 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from desktop_ft import resources
 from desktop_ft.core import datasets as ds
 from desktop_ft.core import distributed, memwatch, methods, speed, trainers
 from desktop_ft.core.config import RunConfig, validate
-from desktop_ft.core.errors import UserError
+from desktop_ft.core.errors import ModelError, UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Event, EventCallback, Progress, RunFinished,
                                     RunStarted, StepLogged)
-from desktop_ft.core.hardware import bitsandbytes_installed, detect
+from desktop_ft.core.hardware import bitsandbytes_installed, compute_device, detect
 from desktop_ft.core.models import resolve_model
 from desktop_ft.core.precision import TORCH_NAMES, PrecisionPlan, plan_for
 from desktop_ft.core.runs import (FAILED, FINISHED, RUNNING, STOPPED, RunFolder, RunStatus, create_run, is_disk_full,
                                   folder_size, mark_checkpoint_complete, now_iso, process_start_time)
 
 
-def pick_device() -> tuple[str, bool]:
-    """Where this process trains: ('cuda', bf16 supported?) when a CUDA GPU is there, else ('cpu', False)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", bool(torch.cuda.is_bf16_supported())
-    return "cpu", False
-
-
 def precision_plan(config: RunConfig) -> PrecisionPlan:
     """The precision plan of ``config`` on this machine (``desktop_ft.core.precision`` decides it)."""
-    device, bf16 = pick_device()
+    device, bf16 = compute_device()
     return plan_for(methods.method_spec(config.method.method), config.training.precision, device, bf16,
                     quant_compute=config.method.qlora.compute_dtype)
 
@@ -425,16 +415,17 @@ def _check_hardware(method: methods.MethodSpec, plan: PrecisionPlan) -> None:
 def _load_model(config: RunConfig, model_path: Path, plan: PrecisionPlan, *, needs_chat: bool) -> tuple[Any, Any]:
     """Tokenizer and model, quantised for QLoRA / 8-bit LoRA and with RoPE scaling applied."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     trust = config.model.trust_remote_code
+    _check_model_folder(model_path)
+    model_config = _read_model_config(model_path, trust)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if needs_chat and not tokenizer.chat_template:
         raise UserError("this model has no chat template, so chat data cannot be formatted for it",
                         path=model_path, hint="Pick an instruct/chat model, or use raw text data.")
-    model_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
     apply_rope_scaling(model_config, config.method.rope_scaling, config.method.rope_factor)
     dtype = getattr(torch, TORCH_NAMES[plan.load])  # the precision plan: fp32 master weights for full
     kwargs: dict[str, Any] = {"config": model_config, "trust_remote_code": trust, "dtype": dtype}
@@ -450,6 +441,32 @@ def _load_model(config: RunConfig, model_path: Path, plan: PrecisionPlan, *, nee
         model = prepare_model_for_kbit_training(model,
                                                 use_gradient_checkpointing=config.training.gradient_checkpointing)
     return model, tokenizer
+
+
+#: files any one of which makes a folder's tokenizer loadable
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def _check_model_folder(model_path: Path) -> None:
+    """A local model folder must hold its tokenizer: say so before transformers says something obscure."""
+    if Path(model_path).is_dir() and not any((Path(model_path) / n).exists() for n in TOKENIZER_FILES):
+        raise ModelError("holds a model but no tokenizer (no tokenizer.json or tokenizer_config.json)",
+                         path=model_path, hint="Copy the tokenizer files of the model it came from into this "
+                                               "folder (tokenizer.save_pretrained does it).")
+
+
+def _read_model_config(model_path: Path, trust: bool) -> Any:
+    """The model's config.json, or one sentence naming the field that is wrong in it."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
+    except (StrictDataclassError, ValueError, TypeError, KeyError, OSError) as exc:
+        text = " ".join(str(exc).split())
+        raise ModelError(f"config.json cannot be used ({text[:240]})", path=Path(model_path) / "config.json",
+                         hint="Fix that value (numbers without quotes), or use the model's original config.json."
+                         ) from None
 
 
 def apply_rope_scaling(model_config: Any, kind: str, factor: float) -> None:

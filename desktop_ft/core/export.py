@@ -17,8 +17,13 @@ not after it has been shipped.
   TEMPLATE line is written and the Modelfile says so — Ollama then uses the template it
   recognises from the chat template stored in the GGUF file, if it does.
 
-Files are written into a hidden staging folder inside ``out_dir`` and moved into place at the end,
-so an interrupted export leaves no half-written model under the final name. A full disk or a
+Exports never mix or overwrite: the target must be new, empty, or hold only a previous export of
+the same format (its ``desktop-ft-export.json`` says so), which is then replaced whole; the run
+folder, the base model's folder and the Hugging Face cache are refused. Files are written into a
+hidden staging folder beside ``out_dir`` and swapped into place at the end, so an interrupted export
+leaves no half-written model under the final name. The check then compares the logits of what a
+user would load (``PeftModel`` on the base, or ``AutoModelForCausalLM`` on the merged folder) with
+the run's own model, so an adapter applied twice, or not at all, cannot pass. A full disk or a
 folder that cannot be written is a ``ExportError`` with one sentence, never a traceback.
 """
 
@@ -112,8 +117,12 @@ def export(run_dir: str | Path, format: str, out_dir: str | Path, quantization: 
 
     base_path = resolve_model(config.model.name, revision=config.model.revision, on_progress=emit)
     name = _artefact_name(config, run_dir, source)
+    check_target(out_dir, format, run_dir=run_dir, base_path=base_path)
     _prepare_out_dir(out_dir, _space_needed(format, quant, base_path, source))
-    staging = Path(tempfile.mkdtemp(prefix=".desktop-ft-export-", dir=out_dir))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.desktop-ft-export-", dir=out_dir.parent))
+    except OSError as exc:
+        raise _disk_error(exc, out_dir) from None
     settings = settings or GenerationSettings(greedy=False)
     try:
         with _plain_disk_errors(out_dir):
@@ -135,7 +144,9 @@ def export(run_dir: str | Path, format: str, out_dir: str | Path, quantization: 
                         (staging / "Modelfile").write_text(modelfile, encoding="utf-8")
                         files.append("Modelfile")
             _raise_if_stopped(stop)
-            final = _move_into_place(staging, out_dir, files)
+            (staging / EXPORT_MARKER).write_text(json.dumps({"format": format, "files": files}) + "\n",
+                                                 encoding="utf-8")
+            final = _swap_into_place(staging, out_dir, files)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     main = {"adapter": out_dir, "merged": out_dir, "gguf": out_dir / files[0],
@@ -148,6 +159,10 @@ def export(run_dir: str | Path, format: str, out_dir: str | Path, quantization: 
         emit(Progress("check", "Loading the export back to check it answers…", 0.95))
         answer, checked_with = check_export(result, base_path=base_path, prompt=prompt,
                                             trust_remote_code=config.model.trust_remote_code)
+        if format in ("adapter", "merged"):
+            emit(Progress("check", "Comparing the export's logits with the run's own model…", 0.97))
+            compare_logits(result, source, base_path=base_path, prompt=prompt,
+                           trust_remote_code=config.model.trust_remote_code)
         result = ExportResult(**{**result.to_dict(), "check_prompt": prompt, "check_answer": answer,
                                  "checked_with": checked_with})
     emit(Progress("done", f"Exported {format} to {main} ({size / 2**20:.1f} MiB).", 1.0))
@@ -197,7 +212,7 @@ def _export_merged(base_path: Path, source: TunedSource, dest: Path, trust_remot
     with torch.no_grad():
         merged.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
-    if getattr(tokenizer, "chat_template", None) and not (dest / "chat_template.jinja").exists():
+    if tokenizer.chat_template and not (dest / "chat_template.jinja").exists():
         (dest / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
 
 
@@ -323,7 +338,7 @@ def modelfile_text(gguf_name: str, tokenizer: Any, settings: GenerationSettings,
     if system:
         lines += [f'SYSTEM """{system}"""', ""]
     chat = ChatModel(None, tokenizer, base_path=Path("."))
-    for marker in sorted({_token_text(tokenizer, i) for i in chat.stop_token_ids()} - {None}):
+    for marker in sorted(t for t in {_token_text(tokenizer, i) for i in chat.stop_token_ids()} if t is not None):
         lines.append(f'PARAMETER stop "{marker}"')
     temperature = 0.0 if settings.greedy else settings.temperature
     lines += [f"PARAMETER temperature {temperature:g}", f"PARAMETER top_p {settings.top_p:g}",
@@ -409,7 +424,7 @@ def _load_tokenizer(source: TunedSource, base_path: Path) -> Any:
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]]) -> str | None:
-    if not getattr(tokenizer, "chat_template", None):
+    if not tokenizer.chat_template:
         return None
     try:
         return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
@@ -492,13 +507,12 @@ class _plain_disk_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None and isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
             raise _disk_error(exc, self.out_dir) from None
         if exc is not None and isinstance(exc, RuntimeError) and "No space left on device" in str(exc):
             raise ExportError("the disk is full", path=self.out_dir,
                               hint="Free some space or export to another folder.") from None
-        return False
 
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
@@ -515,15 +529,110 @@ def _disk_error(exc: OSError, out_dir: Path) -> ExportError:
     return ExportError(f"cannot write here ({exc.strerror or exc})", path=out_dir)
 
 
-def _move_into_place(staging: Path, out_dir: Path, files: list[str]) -> list[Path]:
-    final = []
-    for name in files:
-        target = out_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(staging / name, target)
-        final.append(target)
-    return final
+#: written into every export folder: its format and files, so a later export may replace it whole
+EXPORT_MARKER = "desktop-ft-export.json"
+
+
+def check_target(out_dir: Path, format: str, *, run_dir: Path, base_path: Path) -> None:
+    """Refuse an export target that would mix or overwrite something: see the module's docstring."""
+    out_dir = Path(out_dir).resolve()
+    run_dir, base_path = Path(run_dir).resolve(), Path(base_path).resolve()
+
+    def inside(path: Path, folder: Path) -> bool:
+        return path == folder or folder in path.parents
+
+    if out_dir == run_dir or any(inside(out_dir, run_dir / n) for n in ("adapter", "model", "checkpoints")):
+        raise ExportError("is the run folder itself (or its adapter, model or checkpoints)", path=out_dir,
+                          hint="Export into a new folder, e.g. beside the run.")
+    if inside(out_dir, base_path) or (base_path.is_dir() and inside(base_path, out_dir)):
+        raise ExportError("is the base model's folder", path=out_dir,
+                          hint="Export into a new folder; the base model must stay as it is.")
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
+    if inside(out_dir, cache) or inside(cache, out_dir):
+        raise ExportError("is inside the Hugging Face cache", path=out_dir,
+                          hint="Export into a folder of your own; the cache is managed by huggingface_hub.")
+    if not out_dir.is_dir():
+        return
+    present = sorted(p.name for p in out_dir.iterdir())
+    if not present:
+        return
+    try:
+        previous = json.loads((out_dir / EXPORT_MARKER).read_text(encoding="utf-8"))
+        kind, listed = previous["format"], set(previous["files"]) | {EXPORT_MARKER}
+    except (OSError, ValueError, KeyError, TypeError):
+        kind, listed = None, set()
+    if kind != format or not set(present) <= listed:
+        what = f"a {kind} export" if kind and set(present) <= listed else f"other files ({', '.join(present[:3])}" \
+            + (", …" if len(present) > 3 else "") + ")"
+        raise ExportError(f"already holds {what}; a {format} export only replaces a previous {format} export",
+                          path=out_dir, hint="Choose a new or empty folder.")
+
+
+def _swap_into_place(staging: Path, out_dir: Path, files: list[str]) -> list[Path]:
+    """Put the staged export under ``out_dir``'s name, replacing a previous export there whole."""
+    old = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.replaced-", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+        else:
+            out_dir.rmdir()
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return [out_dir / name for name in files]
+
+
+def compare_logits(result: ExportResult, source: TunedSource, *, base_path: Path, prompt: str,
+                   trust_remote_code: bool = False) -> float:
+    """Largest logit difference (relative to the largest logit) between what a user loads from the
+    export and the run's own model on ``prompt``; an ``ExportError`` when they disagree."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def base() -> Any:
+        return AutoModelForCausalLM.from_pretrained(str(base_path), trust_remote_code=trust_remote_code,
+                                                    dtype=torch.float32)
+
+    out = Path(result.out_dir)
+    if source.kind == "adapter":
+        from peft import PeftModel
+
+        reference = PeftModel.from_pretrained(base(), str(source.path))
+    else:
+        reference = AutoModelForCausalLM.from_pretrained(str(source.path), dtype=torch.float32)
+    if result.format == "adapter":
+        from peft import PeftModel
+
+        exported = PeftModel.from_pretrained(base(), str(out))
+    else:
+        exported = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32,
+                                                        trust_remote_code=trust_remote_code)
+    saved_dtype = next(exported.parameters()).dtype
+    tokenizer = AutoTokenizer.from_pretrained(str(out if result.format == "merged" else base_path))
+    ids = tokenizer(prompt, return_tensors="pt").input_ids[:, :64]
+    with torch.no_grad():
+        a = reference.eval()(ids).logits.float()
+        b = exported.eval()(ids).logits.float()
+    diff = float((a - b).abs().max() / a.abs().max().clamp_min(1e-6))
+    # the merged weights were saved in the base's dtype: a bf16/fp16 round trip moves logits ~1e-2
+    tolerance = 1e-3 if _stored_dtype(out) in ("float32", None) and saved_dtype == torch.float32 else 3e-2
+    if diff > tolerance:
+        raise ExportError(f"the exported {result.format} does not compute what the run's model computes (logits "
+                          f"differ by {diff:.1%})", path=out,
+                          hint="Do not ship this export; export into a new, empty folder and report it if it "
+                               "happens again.")
+    return diff
+
+
+def _stored_dtype(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("dtype") or \
+            json.loads((folder / "config.json").read_text(encoding="utf-8")).get("torch_dtype")
+    except (OSError, ValueError):
+        return None
 
 
 def _raise_if_stopped(stop: threading.Event | None) -> None:

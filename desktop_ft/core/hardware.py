@@ -49,34 +49,39 @@ class Hardware:
 def detect() -> Hardware:
     """Look at the machine now (free GPU memory and available RAM change from call to call)."""
     import psutil
+    import torch
 
     vm = psutil.virtual_memory()
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     gpus: list[Gpu] = []
     bf16 = mps = False
     try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None  # type: ignore[assignment]
-    if torch is not None:
-        try:
-            if torch.cuda.is_available():
-                for i in range(torch.cuda.device_count()):
-                    props = torch.cuda.get_device_properties(i)
-                    try:
-                        free, total = torch.cuda.mem_get_info(i)
-                    except RuntimeError:
-                        free, total = props.total_memory, props.total_memory
-                    gpus.append(Gpu(props.name, int(total), int(free), (props.major, props.minor), i))
-                bf16 = bool(torch.cuda.is_bf16_supported())
-        except Exception:  # a broken driver must not stop the app from opening
-            gpus = []
-        try:
-            mps = bool(torch.backends.mps.is_available())
-        except Exception:
-            mps = False
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                props = torch.cuda.get_device_properties(i)
+                try:
+                    free, total = torch.cuda.mem_get_info(i)
+                except RuntimeError:
+                    free, total = props.total_memory, props.total_memory
+                gpus.append(Gpu(props.name, int(total), int(free), (props.major, props.minor), i))
+            bf16 = bool(torch.cuda.is_bf16_supported())
+    except Exception:  # a broken driver must not stop the app from opening
+        gpus = []
+    try:
+        mps = bool(torch.backends.mps.is_available())
+    except Exception:
+        mps = False
     return Hardware(gpus=gpus, bf16=bf16, bitsandbytes=bitsandbytes_usable(bool(gpus)), mps=mps,
                     cpu_cores=int(cores), ram_total_bytes=int(vm.total), ram_available_bytes=int(vm.available))
+
+
+def compute_device() -> tuple[str, bool]:
+    """Where this process trains and generates: ('cuda', bf16 supported?) with a CUDA GPU, else ('cpu', False)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", bool(torch.cuda.is_bf16_supported())
+    return "cpu", False
 
 
 def bitsandbytes_usable(has_cuda: bool) -> bool:

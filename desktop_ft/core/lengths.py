@@ -49,7 +49,7 @@ def padded_length(lengths: Sequence[int] | LengthSample | None, max_length: int,
 def local_tokenizer(model_name: str) -> Any:
     """The model's tokenizer from this machine (a folder, the built-in model, a converted GGUF, or a
     Hub id already in the cache); never a download. Raises ``ModelError`` when there is none here."""
-    from desktop_ft.core import models
+    from desktop_ft.core import embedded, models
     from desktop_ft.core.errors import ModelError
 
     from transformers import AutoTokenizer
@@ -60,7 +60,7 @@ def local_tokenizer(model_name: str) -> Any:
     entry = models.catalog_entry(name)
     path = Path(name).expanduser()
     try:
-        if models.is_embedded(name) or path.is_dir() or path.suffix.lower() == ".gguf":
+        if embedded.is_embedded(name) or path.is_dir() or path.suffix.lower() == ".gguf":
             return AutoTokenizer.from_pretrained(models.resolve_model(name))
         return AutoTokenizer.from_pretrained(entry.id if entry else name, local_files_only=True)
     except (OSError, ValueError):  # transformers' "not in the cache and no connection" / "cannot load"

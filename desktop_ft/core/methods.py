@@ -294,7 +294,7 @@ def settings_that_apply(method: str, task: str, data_kind: str | None = None) ->
 
 def applies(key: str, method: str, task: str, data_kind: str | None = None) -> bool:
     """Whether the config key ``key`` means anything for this method and task (what the Method page shows)."""
-    owned = {k for spec in [*METHODS.values(), *TASKS.values()] for k in spec.keys}
+    owned = {k for m in METHODS.values() for k in m.keys} | {k for t in TASKS.values() for k in t.keys}
     return key not in owned or key in settings_that_apply(method, task, data_kind)
 
 

@@ -12,11 +12,11 @@ extra arguments: that keeps the engine, chat and export free of per-source speci
   byte progress).
 
 The built-in model and GGUF conversion are ``desktop_ft.core.embedded``; the architecture numbers
-behind sizes and memory are ``desktop_ft.core.architecture``. This module also knows, offline, a curated catalog of popular small chat models with their architecture
-numbers (from each model's published ``config.json``), so the memory estimate and the exact
-parameter count work before anything is downloaded; ``model_info`` derives the same numbers from
-any folder's ``config.json`` without loading weights, and ``scan_hf_cache`` lists what the local
-Hugging Face cache already holds.
+behind sizes and memory are ``desktop_ft.core.architecture``. This module also knows, offline, a
+curated catalog of popular small chat models with their architecture numbers (from each model's
+published ``config.json``), so the memory estimate and the exact parameter count work before
+anything is downloaded; ``model_info`` derives the same numbers from any folder's ``config.json``
+without loading weights, and ``scan_hf_cache`` lists what the local Hugging Face cache already holds.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _progress_bar_class(repo_id: str, report: ProgressCallback) -> type:
     """A tqdm class for ``snapshot_download`` that turns its byte counters into our Progress events."""
     from tqdm.auto import tqdm
 
-    class _Bar(tqdm):  # type: ignore[misc, valid-type]
+    class _Bar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = False
             kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
@@ -436,11 +436,9 @@ class CachedModel:
 
 def scan_hf_cache(cache_dir: str | Path | None = None) -> list[CachedModel]:
     """Model repositories in the local Hugging Face cache, newest first; an empty or missing cache is []."""
-    try:
-        from huggingface_hub import scan_cache_dir
-        from huggingface_hub.errors import CacheNotFound
-    except ImportError:  # pragma: no cover - a dependency
-        return []
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
     try:
         info = scan_cache_dir(cache_dir)
     except CacheNotFound:
@@ -462,10 +460,8 @@ def scan_hf_cache(cache_dir: str | Path | None = None) -> list[CachedModel]:
 
 def _cached_config(repo_id: str) -> Path | None:
     """config.json of ``repo_id`` if the local HF cache holds it (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
+    from huggingface_hub import try_to_load_from_cache
+
     found = try_to_load_from_cache(repo_id, "config.json")
     return Path(found) if isinstance(found, str) else None
 

@@ -35,7 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from desktop_ft.core.config import RunConfig, load_config, save_config, write_text_atomic
+from desktop_ft.core.config import (
+    RunConfig,
+    load_config,
+    save_config,
+    write_text_atomic,
+)
 from desktop_ft.core.errors import RunError, UserError
 from desktop_ft.core.events import Event, event_from_dict, to_dict
 
@@ -83,7 +88,7 @@ class RunStatus:
         """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
         (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
         hints = typing.get_type_hints(cls)
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
                 continue
@@ -635,7 +640,7 @@ def _points_at(run: RunFolder) -> bool:
         recorded = run.read_config().output.output_dir
     except UserError:
         return False
-    return bool(recorded) and Path(recorded).expanduser().resolve() == run.path.resolve()
+    return recorded is not None and bool(recorded) and Path(recorded).expanduser().resolve() == run.path.resolve()
 
 
 def _check_output_dir(path: Path) -> None:

@@ -4,9 +4,10 @@ Worked out from the model's ``config.json`` numbers alone (``architecture.Archit
 weight is loaded, for the way Desktop FT actually trains: transformers + peft + TRL, with the number
 formats of ``desktop_ft.core.precision`` (the same plan the engine loads and trains by: fp32 master
 weights for full fine-tuning, a frozen base in the compute dtype under fp32 adapters), what a method
-and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability
-head (TRL >= 1.x never materialises the full ``batch × length × vocab`` logits). Every term is a plain function of the settings; how each is
-derived, and how well the sum matched measured peaks, is written down in ``docs/memory.md``.
+and task mean from ``desktop_ft.core.methods``, SDPA attention, and TRL's tiled log-probability head
+(TRL >= 1.x never materialises the full ``batch × length × vocab`` logits). Every term is a plain
+function of the settings; how each is derived, and how well the sum matched measured peaks, is
+written down in ``docs/memory.md``.
 
 The estimate is a *peak* for the worst batch. Without data every sequence is assumed as long as
 ``training.max_length``; with the run's data (``lengths``) a batch is padded to its longest row, as
@@ -476,7 +477,7 @@ def estimate_for_config(config: RunConfig, hardware: Hardware | None = None, dev
                                f"{config.training.max_length}).")
     if device == "cuda":
         result = _per_gpu(result, arch, config)
-    if suggest and result.verdict in ("tight", "does_not_fit"):
+    if suggest and available_bytes is not None and result.verdict in ("tight", "does_not_fit"):
         can_quantize = device == "cuda" and (hardware.bitsandbytes or not hardware.gpus)
         result.suggestions = suggestions(arch, s, device=device, bf16_supported=bf16,
                                          available_bytes=available_bytes, can_quantize=can_quantize)

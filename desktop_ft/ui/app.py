@@ -36,9 +36,7 @@ def create_app(argv: list[str] | None = None):
         print("desktop-ft: no fonts found; install a font package (Debian/Ubuntu: apt install fonts-dejavu-core) "
               "or point QT_QPA_FONTDIR at a folder of .ttf files.", file=sys.stderr)
     theme.apply(app)
-    hints = app.styleHints()
-    if hasattr(hints, "colorSchemeChanged"):
-        hints.colorSchemeChanged.connect(lambda _s: theme.apply(app))
+    app.styleHints().colorSchemeChanged.connect(lambda _s: theme.apply(app))
     return app
 
 

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import threading
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout,
                                QHeaderView, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
-from desktop_ft.core import history
+from desktop_ft.core import compare, history
 from desktop_ft.core import runs as core_runs
-from desktop_ft.ui import core_api, theme
-from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.core.chat import ChatModel, GenerationSettings
+from desktop_ft.core.events import Progress
+from desktop_ft.ui import theme
+from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.workers import run_async
 
 
@@ -31,6 +32,13 @@ class _Bridge(QObject):
     token = Signal(str, str)       # side, text
     answered = Signal(str, str)    # side, full answer
     status = Signal(str)
+
+
+def _replay_status(event: Progress | compare.ProbeAnswered) -> str:
+    """One status line for an event of ``compare.replay``."""
+    if isinstance(event, Progress):
+        return event.message
+    return f"Answered: {event.prompt[:60]}"
 
 
 def chat_runs(root: Path | None = None) -> list[tuple[str, str, list[history.TunedChoice]]]:
@@ -53,9 +61,9 @@ class ChatView(Page):
         super().__init__("Did it learn?", "Ask both models the same thing. Left: the model before training; "
                          "right: your fine-tuned model.", parent, scroll=False)
         self.root = root
-        self.chat = core_api.chat_module()
         self.model: Any = None
         self._model_key: tuple[str, str | None] | None = None
+        self._wanted: str | None = None  # a run asked for before the list had it
         self._workers: list[Any] = []
         self._stop = threading.Event()
         self._busy = False
@@ -83,15 +91,6 @@ class ChatView(Page):
         self.content.addLayout(top)
         self.status_label = theme.label("", "Muted", wrap=True)
         self.content.addWidget(self.status_label)
-
-        if self.chat is None:
-            self.content.addWidget(Note("Chat is not available in this build yet (desktop_ft.core.chat has not "
-                                        "landed). Trained adapters are in each run folder's adapter/ and can be "
-                                        "loaded with peft."))
-            self.content.addStretch(1)
-            self.tabs = None
-            self.refresh_runs()
-            return
 
         self.tabs = QTabWidget()
         side = QWidget()
@@ -147,7 +146,6 @@ class ChatView(Page):
         self.replay_button.setToolTip("Answer the run's probe prompts with the base model and the fine-tuned one "
                                       "(same settings) and save the table with the run.")
         self.replay_button.clicked.connect(self._on_replay)
-        self.replay_button.setVisible(core_api.compare_module() is not None)
         probe_row.addWidget(self.replay_button)
         pl.addLayout(probe_row)
         self.probe_table = QTableWidget(0, 4)
@@ -167,10 +165,7 @@ class ChatView(Page):
 
     # -- settings generated from core.chat.GenerationSettings ------------------------------------
     def _build_settings(self, row: QHBoxLayout) -> None:
-        cls = getattr(self.chat, "GenerationSettings", None)
-        if cls is None or not dataclasses.is_dataclass(cls):
-            return
-        for f in dataclasses.fields(cls):
+        for f in dataclasses.fields(GenerationSettings):
             default = f.default if f.default is not dataclasses.MISSING else None
             help_text = f.metadata.get("help", "") if f.metadata else ""
             if isinstance(default, bool):
@@ -196,24 +191,21 @@ class ChatView(Page):
             self.settings_widgets[f.name] = w
             row.addWidget(w)
 
-    def generation_settings(self) -> Any:
-        cls = getattr(self.chat, "GenerationSettings", None)
-        if cls is None:
-            return None
+    def generation_settings(self) -> GenerationSettings:
         values: dict[str, Any] = {}
         for name, w in self.settings_widgets.items():
             if isinstance(w, QCheckBox):
                 values[name] = w.isChecked()
             else:
                 values[name] = w.value()
-        return cls(**values)
+        return GenerationSettings(**values)
 
     # -- runs and checkpoints ---------------------------------------------------------------------
     def refresh_runs(self) -> None:
         self._workers.append(run_async(self, chat_runs, self.root, on_result=self._on_runs))
 
     def _on_runs(self, runs: list[tuple[str, str, list[history.TunedChoice]]]) -> None:
-        current = self.run_combo.currentData() or getattr(self, "_wanted", None)
+        current = self.run_combo.currentData() or self._wanted
         self.run_combo.blockSignals(True)
         self.run_combo.clear()
         self._choices = {path: choices for _label, path, choices in runs}
@@ -242,8 +234,6 @@ class ChatView(Page):
         self._on_ckpt_changed()
 
     def _on_ckpt_changed(self) -> None:
-        if self.chat is None:
-            return
         path = self.run_combo.currentData()
         if not path:
             self._set_busy(False)
@@ -254,7 +244,7 @@ class ChatView(Page):
         same_run = self.model is not None and self._model_key is not None and self._model_key[0] == path
         self._model_key = key
         self._set_busy(True)
-        if same_run and hasattr(self.model, "use_checkpoint"):
+        if same_run:
             model = self.model
             self.status_label.setText("Switching checkpoint…")
             self._workers.append(run_async(self, _switch, model, key[1],
@@ -263,7 +253,7 @@ class ChatView(Page):
             return
         self._release_model()
         self.status_label.setText("Loading the model and the adapter…")
-        self._workers.append(run_async(self, self.chat.ChatModel.from_run, path, checkpoint=key[1],
+        self._workers.append(run_async(self, ChatModel.from_run, path, checkpoint=key[1],
                                        on_result=lambda m, k=key: self._on_model(k, m),
                                        on_error=lambda e, k=key: self._on_model_error(k, e)))
 
@@ -272,8 +262,8 @@ class ChatView(Page):
             return
         self.model = model
         self._set_busy(False)
-        self.status_label.setText(f"Ready: {Path(key[0]).name}, " + (f"checkpoint at step {key[1]}" if key[1] is not None
-                                                                      else self.ckpt_combo.currentText()))
+        which = f"checkpoint at step {key[1]}" if key[1] is not None else self.ckpt_combo.currentText()
+        self.status_label.setText(f"Ready: {Path(key[0]).name}, {which}")
         self.modelLoaded.emit(key[0])
 
     def _on_model_error(self, key: tuple, exc: BaseException) -> None:
@@ -299,14 +289,11 @@ class ChatView(Page):
         system = self.system.text().strip()
         for side in ("base", "tuned"):
             self.history[side].append({"role": "user", "content": text})
-            self._append(side, f"<p><b>You</b><br>{html.escape(text)}</p><p><b>{'Base' if side == 'base' else 'Tuned'}</b><br>")
+            who = "Base" if side == "base" else "Tuned"
+            self._append(side, f"<p><b>You</b><br>{html.escape(text)}</p><p><b>{who}</b><br>")
         settings = self.generation_settings()
-        if settings is not None and hasattr(settings, "system_prompt"):
-            settings = dataclasses.replace(settings, system_prompt=system)
-            histories = {k: list(v) for k, v in self.history.items()}
-        else:
-            histories = {k: ([{"role": "system", "content": system}] if system else []) + list(v)
-                         for k, v in self.history.items()}
+        settings = dataclasses.replace(settings, system_prompt=system)
+        histories = {k: list(v) for k, v in self.history.items()}
         self._workers.append(run_async(self, _generate_both, self.model, histories, settings, self._stop, self._bridge,
                                        on_result=lambda _r: self._set_busy(False),
                                        on_error=self._on_generate_error))
@@ -348,8 +335,6 @@ class ChatView(Page):
 
     def _set_busy(self, busy: bool) -> None:
         self._busy = busy
-        if self.tabs is None:
-            return
         self.send_button.setEnabled(not busy and self.model is not None)
         self.stop_button.setEnabled(busy)
 
@@ -362,13 +347,7 @@ class ChatView(Page):
 
     # -- probe set --------------------------------------------------------------------------------
     def _load_probe_table(self, path: str | None) -> None:
-        if self.tabs is None:
-            return
-        rows = []
-        if path:
-            compare = core_api.compare_module()
-            reader = getattr(compare, "read_table", None) if compare else None
-            rows = reader(path) if reader else list(core_runs.iter_jsonl(Path(path) / "compare.jsonl"))
+        rows = compare.read_table(path) if path else []
         self.probe_table.setRowCount(len(rows))
         c = theme.colors()
         changed = 0
@@ -394,16 +373,14 @@ class ChatView(Page):
 
     def _on_replay(self) -> None:
         path = self.run_combo.currentData()
-        compare = core_api.compare_module()
-        if not path or self.model is None or self._busy or compare is None:
+        if not path or self.model is None or self._busy:
             return
         self._stop.clear()
         self._set_busy(True)
         self.replay_button.setEnabled(False)
         self._workers.append(run_async(self, compare.replay, path, chat=self.model,
                                        settings=self.generation_settings(), stop=self._stop,
-                                       on_event=lambda e: self._bridge.status.emit(getattr(e, "message", None) or
-                                                                                   f"Answered: {getattr(e, 'prompt', '')[:60]}"),
+                                       on_event=lambda e: self._bridge.status.emit(_replay_status(e)),
                                        on_result=self._on_replayed, on_error=self._on_generate_error))
 
     def _on_replayed(self, _results: Any) -> None:
@@ -413,7 +390,7 @@ class ChatView(Page):
 
     def _release_model(self) -> None:
         model, self.model = self.model, None
-        if model is not None and hasattr(model, "close"):
+        if model is not None:
             model.close()
 
     def shutdown(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                                QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from desktop_ft.ui import core_api, theme
+from desktop_ft.core import export as core_export
+from desktop_ft.core.events import Progress
+from desktop_ft.ui import theme
 from desktop_ft.ui.workers import run_async
 
 FORMATS = [("adapter", "LoRA adapter folder (peft)"), ("merged", "Merged model (safetensors, loads anywhere)"),
@@ -66,9 +67,6 @@ class ExportDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
         self._on_format()
-        if core_api.export_module() is None:
-            self.export_button.setEnabled(False)
-            self.log.setPlainText("Export is not available in this build yet (desktop_ft.core.export has not landed).")
 
     def _on_format(self) -> None:
         self.quant.setEnabled(self.format.currentData() in ("gguf", "ollama"))
@@ -79,28 +77,26 @@ class ExportDialog(QDialog):
             self.out.setText(path)
 
     def _on_export(self) -> None:
-        mod = core_api.export_module()
         fmt = self.format.currentData()
         quant = self.quant.currentText() if self.quant.isEnabled() else None
         self.export_button.setEnabled(False)
         self.bar.setRange(0, 0)
         self.log.appendPlainText(f"Exporting as {fmt}…")
         emit = self._bridge.progress.emit
-        self._worker = run_async(self, mod.export, self.run_dir, fmt, self.out.text(), quantization=quant, on_event=emit,
+        self._worker = run_async(self, core_export.export, self.run_dir, fmt, self.out.text(), quantization=quant,
+                                 on_event=emit,
                                  on_result=self._on_done, on_error=self._on_error)
 
-    def _on_progress(self, event: Any) -> None:
-        message = getattr(event, "message", None) or str(event)
-        fraction = getattr(event, "fraction", None)
-        self.log.appendPlainText(message)
-        if fraction is not None:
+    def _on_progress(self, event: Progress) -> None:
+        self.log.appendPlainText(event.message)
+        if event.fraction is not None:
             self.bar.setRange(0, 100)
-            self.bar.setValue(int(fraction * 100))
+            self.bar.setValue(int(event.fraction * 100))
 
-    def _on_done(self, result: Any) -> None:
+    def _on_done(self, result: core_export.ExportResult) -> None:
         self.bar.setRange(0, 100)
         self.bar.setValue(100)
-        self.log.appendPlainText(f"Done: {getattr(result, 'path', None) or result or self.out.text()}")
+        self.log.appendPlainText(f"Done: {result.path}")
         self.export_button.setEnabled(True)
         self.exported.emit(result)
 

@@ -40,13 +40,19 @@ class _Login1:
     def acquire(self, why: str) -> str | None:
         from PySide6.QtDBus import QDBusConnection, QDBusMessage
 
-        bus = QDBusConnection.systemBus()
-        if not bus.isConnected():
-            return "no system D-Bus"
-        msg = QDBusMessage.createMethodCall("org.freedesktop.login1", "/org/freedesktop/login1",
-                                            "org.freedesktop.login1.Manager", "Inhibit")
-        msg.setArguments(["sleep:idle", WHO, why, "block"])
-        reply = bus.call(msg, timeout=5000)
+        # a connection of our own for this one call (the inhibitor lives in the file descriptor, not in
+        # the connection), opened afresh each time so it always reaches the system bus of this moment
+        name = "desktop-ft-keep-awake"
+        bus = QDBusConnection.connectToBus(QDBusConnection.BusType.SystemBus, name)
+        try:
+            if not bus.isConnected():
+                return "no system D-Bus"
+            msg = QDBusMessage.createMethodCall("org.freedesktop.login1", "/org/freedesktop/login1",
+                                                "org.freedesktop.login1.Manager", "Inhibit")
+            msg.setArguments(["sleep:idle", WHO, why, "block"])
+            reply = bus.call(msg, timeout=5000)
+        finally:
+            QDBusConnection.disconnectFromBus(name)
         if reply.type() != QDBusMessage.MessageType.ReplyMessage or not reply.arguments():
             return reply.errorMessage() or "logind did not answer"
         handle = reply.arguments()[0]

@@ -30,7 +30,18 @@ def scan_runs(root: Path | None = None) -> list[dict[str, Any]]:
     """One row per run folder, newest first, from ``history.list_summaries`` (what ``desktop-ft runs
     list`` prints), with the table's texts already made (worker thread: this grows with the number of
     runs). A folder that cannot be read is one row saying why."""
-    return [_row(summary) for summary in history.list_summaries(root)]
+    return [_guarded_row(summary) for summary in history.list_summaries(root)]
+
+
+def _guarded_row(s: history.RunSummary) -> dict[str, Any]:
+    """``_row``, or a row saying the folder cannot be read: one bad status.json (a field of the wrong
+    type, say) must be one bad row, never an empty list."""
+    try:
+        return _row(s)
+    except (TypeError, ValueError) as exc:
+        error = f"This run folder cannot be read: status.json has a value of the wrong type ({exc})."
+        return {"path": s.path, "state": "failed", "live": False, "pid": None, "error": error,
+                "values": [Path(s.path).name, "unreadable", "?", "?", "?", "–", "–", "–", ""]}
 
 
 def _row(s: history.RunSummary) -> dict[str, Any]:
@@ -169,7 +180,8 @@ class RunsView(Page):
         for r, run in enumerate(runs):
             if run["path"] in selected:
                 self.table.selectRow(r)
-        self.message.setText("" if runs else f"No runs yet. Runs are kept in {self.root or core_runs.default_runs_root()}.")
+        root = self.root or core_runs.default_runs_root()
+        self.message.setText("" if runs else f"No runs yet. Runs are kept in {root}.")
         self.message.setVisible(bool(self.message.text()))
         self._on_selection()
         self.refreshed.emit(len(runs))

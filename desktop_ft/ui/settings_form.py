@@ -22,7 +22,8 @@ from desktop_ft.ui import theme
 from desktop_ft.ui.session import Session
 
 
-def fields_of(section_filter: typing.Callable[[str, dataclasses.Field], bool]) -> list[tuple[str, dataclasses.Field, Any]]:
+def fields_of(section_filter: typing.Callable[[str, dataclasses.Field], bool]
+              ) -> list[tuple[str, dataclasses.Field, Any]]:
     """``(dotted key, field, type hint)`` for every leaf config field the filter keeps, in declaration
     order. Nested settings sections (``method.dpo.beta``) are walked too; the filter sees the dotted
     parent (``method.dpo``) as the section."""
@@ -66,7 +67,8 @@ class _Editor:
         meta = f.metadata
         args = typing.get_args(hint)
         self.optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), hint) if args and typing.get_origin(hint) is not dict else hint
+        union = args and typing.get_origin(hint) is not dict
+        base = next((a for a in args if a is not type(None)), hint) if union else hint
         self.kind = "text"
         if base is bool:
             w: QWidget = QCheckBox()

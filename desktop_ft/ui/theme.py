@@ -47,10 +47,9 @@ def colors() -> Colors:
 
 
 def system_is_dark() -> bool:
-    hints = QGuiApplication.styleHints()
-    scheme = getattr(hints, "colorScheme", None)
-    if scheme is not None:
-        return scheme() == Qt.ColorScheme.Dark
+    scheme = QGuiApplication.styleHints().colorScheme()
+    if scheme != Qt.ColorScheme.Unknown:
+        return scheme == Qt.ColorScheme.Dark
     return QGuiApplication.palette().window().color().lightness() < 128
 
 

@@ -318,7 +318,7 @@ class _Follower(QObject):
         if finished is None:
             code = self.proc.returncode if self.proc else None
             how = _describe_exit(code)
-            last = next((l for l in reversed(stderr_tail) if l.strip() and not l.startswith(" ")), "")
+            last = next((line for line in reversed(stderr_tail) if line.strip() and not line.startswith(" ")), "")
             detail = f" Last message: {last.strip()[:240]}" if last else ""
             finished = RunFinished("failed", self.last_step, run_dir=str(self.run_dir),
                                    error=f"The training process {how}.{detail} The run folder is kept: "

@@ -10,10 +10,9 @@ import pytest
 
 from desktop_ft.cli import main
 from tests.cli.test_train_cli import cli
-from tests.core.test_chat import tiny_run  # noqa: F401  (module-scoped fixture: one trained run)
 
 
-def test_compare_json_is_exactly_one_object(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_compare_json_is_exactly_one_object(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     result = cli("compare", str(run), "--prompt", "How do I boil an egg?", "--prompt", "What is rain?",
@@ -28,7 +27,7 @@ def test_compare_json_is_exactly_one_object(tiny_run: Path, tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
-def test_compare_probe_set_with_checkpoints_and_forgetting(tiny_run: Path, tmp_path: Path,  # noqa: F811
+def test_compare_probe_set_with_checkpoints_and_forgetting(tiny_run: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
@@ -40,7 +39,7 @@ def test_compare_probe_set_with_checkpoints_and_forgetting(tiny_run: Path, tmp_p
     assert set(out["forgetting"]) >= {"increase", "nll_base", "nll_tuned", "verdict", "prompts"}
 
 
-def test_chat_one_prompt_base_and_tuned(tiny_run: Path, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
+def test_chat_one_prompt_base_and_tuned(tiny_run: Path, capsys: pytest.CaptureFixture) -> None:
     from desktop_ft.core.chat import ChatModel, GenerationSettings
 
     assert main(["chat", str(tiny_run), "--prompt", "How do I boil an egg?", "--max-new-tokens", "6",
@@ -56,7 +55,7 @@ def test_chat_one_prompt_base_and_tuned(tiny_run: Path, capsys: pytest.CaptureFi
     assert base == chat.generate(messages, tuned=False, settings=settings) + "\n"
 
 
-def test_interactive_chat_keeps_the_conversation(tiny_run: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+def test_interactive_chat_keeps_the_conversation(tiny_run: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     lines = iter(["Hello", "/base", "And now?", "/quit"])
     monkeypatch.setattr("builtins.input", lambda _prompt="": next(lines))
@@ -72,7 +71,7 @@ def test_interactive_chat_keeps_the_conversation(tiny_run: Path, monkeypatch: py
     (["export", "{run}", "--format", "merged", "--quantization", "f16", "--out", "{tmp}/x"], ["quantization"]),
     (["chat", "{tmp}/nope", "--checkpoint", "1"], ["needs a run folder"]),
 ])
-def test_user_errors_are_one_sentence_and_exit_2(tiny_run: Path, tmp_path: Path,  # noqa: F811
+def test_user_errors_are_one_sentence_and_exit_2(tiny_run: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture, args: list[str],
                                                  words: list[str]) -> None:
     argv = [a.format(run=tiny_run, tmp=tmp_path) for a in args]
@@ -82,7 +81,7 @@ def test_user_errors_are_one_sentence_and_exit_2(tiny_run: Path, tmp_path: Path,
     assert last.startswith("error: ") and all(w in last for w in words) and "Traceback" not in err
 
 
-def test_export_cli_prints_the_check(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
+def test_export_cli_prints_the_check(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["export", str(tiny_run), "--format", "adapter", "--out", str(tmp_path / "a"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["format"] == "adapter" and out["checked_with"] == "peft"

@@ -94,3 +94,16 @@ def test_list_methods_names_every_method_task_and_preset() -> None:
     for word in ("lora", "qlora", "full", "dora", "prompt_tuning", "dpo", "kto", "orpo", "pretrain", "Quick test",
                  "Low memory"):
         assert word in result.stdout
+
+
+def test_list_settings_prints_every_key_with_its_real_default() -> None:
+    from desktop_ft.core.config import all_dotted_keys
+
+    result = cli("train", "--list-settings")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert [line.split(" (default ")[0] for line in lines] == all_dotted_keys()
+    assert "MISSING" not in result.stdout
+    assert "training.learning_rate (default 0.0002):" in result.stdout
+    assert "data.columns (default {}):" in result.stdout  # a default_factory field
+    assert "method.qlora.quant_type (default 'nf4'):" in result.stdout

@@ -9,13 +9,15 @@ import os
 from desktop_ft.cli import main
 from desktop_ft.core import history
 from desktop_ft.core.config import RunConfig
-from desktop_ft.core.runs import RunFolder, RunStatus
+from desktop_ft.core.runs import RunFolder, RunStatus, process_start_time
 
 
 def _run(root, name, state="finished", lr=2e-4, loss=1.0, pid=None, adapter=True):
     run = RunFolder(root / name)
     run.write_config(RunConfig().replace({"training.learning_rate": lr, "output.run_name": name}))
+    # a live run is its pid *and* that process's start time (a bare pid may have been reused)
     run.write_status(RunStatus(state=state, step=3, max_steps=3, final_loss=loss, pid=pid,
+                               pid_started=process_start_time(pid) if pid else None,
                                started_at="2026-01-01T10:00:00+00:00", ended_at="2026-01-01T10:02:05+00:00"))
     if adapter:
         (run.adapter_dir).mkdir()

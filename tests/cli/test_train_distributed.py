@@ -42,7 +42,7 @@ def config_file(tmp_path: Path, tiny_model: Path, data: Path, out: Path, **train
 def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(r.get("type") == "train" and r["step"] >= step for r in RunFolder(run).read_metrics()):
+        if any(r.get("event") == "StepLogged" and r["step"] >= step for r in RunFolder(run).read_metrics()):
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
@@ -68,11 +68,11 @@ def test_two_processes_learn_like_one_with_the_same_global_batch(tmp_path: Path,
     status = json.loads(run.status_path.read_text())
     assert status["state"] == "finished" and status["world_size"] == 2 and status["launcher"] == "torchrun"
     assert run.read_config().distributed.nproc_per_node == 2  # config.yaml reruns the same way
-    train_steps = [r["step"] for r in run.read_metrics() if r["type"] == "train"]
+    train_steps = [r["step"] for r in run.read_metrics() if r.get("event") == "StepLogged"]
     assert train_steps == [1, 2, 3, 4]
     assert [c.name for c in run.checkpoints()] == ["checkpoint-2", "checkpoint-4"]
-    single = [r for r in RunFolder(tmp_path / "one").read_metrics() if r["type"] == "train"]
-    double = [r for r in run.read_metrics() if r["type"] == "train"]
+    single = [r for r in RunFolder(tmp_path / "one").read_metrics() if r.get("event") == "StepLogged"]
+    double = [r for r in run.read_metrics() if r.get("event") == "StepLogged"]
     for a, b in zip(single, double):
         # the mean over ranks of the same 4 examples a step: the same loss, and the same update
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-3)
@@ -115,7 +115,7 @@ def test_stop_saves_one_checkpoint_and_resume_continues_on_two_processes(tmp_pat
     assert [e["step"] for e in events if e["event"] == "StepLogged"] == [stopped_at + 1, stopped_at + 2]
     status = run.read_status()
     assert status.state == "finished" and status.world_size == 2
-    steps = [r["step"] for r in run.read_metrics() if r["type"] == "train"]
+    steps = [r["step"] for r in run.read_metrics() if r.get("event") == "StepLogged"]
     assert steps == list(range(1, stopped_at + 3))  # no step twice, none missing
     assert (run.adapter_dir / "adapter_config.json").exists()
 
@@ -170,7 +170,8 @@ def test_slurm_writes_a_ready_script(tmp_path: Path, tiny_model: Path, chat_json
     assert result.returncode == 0, result.stderr
     text = script.read_text()
     assert os.access(script, os.X_OK) and "sbatch" in result.stderr
-    assert "#SBATCH --nodes=2" in text and f"train {path} --nnodes 2 --nproc-per-node 4 --output-dir /shared/run" in text
+    assert "#SBATCH --nodes=2" in text
+    assert f"train {path} --nnodes 2 --nproc-per-node 4 --output-dir /shared/run" in text
     (srun,) = [ln for ln in text.splitlines() if ln.startswith("srun ")]
     assert "--slurm" not in srun and "--json-events" not in srun
     assert not (tmp_path / "shared-run").exists()

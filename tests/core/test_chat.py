@@ -15,20 +15,6 @@ QUESTION = [{"role": "user", "content": "How do I make a cup of tea?"}]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
-    """A finished 4-step LoRA run of the tiny model, with checkpoints at steps 2 and 4."""
-    from tests.conftest import SAMPLE, tiny_config
-    from desktop_ft.core.engine import train
-
-    folder = tmp_path_factory.mktemp("chat-run")
-    data = folder / "chat.jsonl"
-    data.write_text("\n".join(SAMPLE.read_text(encoding="utf-8").splitlines()[:24]) + "\n", encoding="utf-8")
-    outcome = train(tiny_config(tiny_model, data, folder / "run"))
-    assert outcome.state == "finished"
-    return folder / "run"
-
-
-@pytest.fixture(scope="module")
 def chat(tiny_run: Path) -> ChatModel:
     return ChatModel.from_run(tiny_run)
 

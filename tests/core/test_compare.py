@@ -10,13 +10,12 @@ import pytest
 
 from desktop_ft.core import compare
 from desktop_ft.core.chat import ChatModel, GenerationSettings
-from tests.core.test_chat import tiny_run  # noqa: F401  (module-scoped fixture: one trained run)
 
 SHORT = GenerationSettings(max_new_tokens=6)
 
 
 @pytest.fixture()
-def run_copy(tiny_run: Path, tmp_path: Path) -> Path:  # noqa: F811
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
     """A private copy of the run folder, so each test starts without probes.json / compare.jsonl."""
     import shutil
 
@@ -78,7 +77,7 @@ def test_stop_keeps_what_was_answered(run_copy: Path) -> None:
     stop = threading.Event()
 
     def on_event(event: object) -> None:
-        if type(event).__name__ == "ProbeAnswered" and getattr(event, "side") == "tuned":
+        if isinstance(event, compare.ProbeAnswered) and event.side == "tuned":
             stop.set()
 
     probes = [compare.Probe(f"Question {i}?") for i in range(3)]

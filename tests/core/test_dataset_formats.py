@@ -158,7 +158,8 @@ def test_mapping_overrides_what_detection_would_pick(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "ignored", "q": "Q", "a": "A"}\n')
     assert ds.load_dataset(path).kind == "text"
-    assert ds.load_dataset(path, columns={"prompt": "q", "completion": "a"}).rows == [{"prompt": "Q", "completion": "A"}]
+    mapped = ds.load_dataset(path, columns={"prompt": "q", "completion": "a"})
+    assert mapped.rows == [{"prompt": "Q", "completion": "A"}]
 
 
 def test_a_mapping_naming_a_missing_column_says_which_exist() -> None:

@@ -177,6 +177,7 @@ def test_a_template_without_markers_learns_every_reply_one_example_each(tiny_mod
 
 def test_rows_whose_prompt_fills_max_length_are_counted_as_losing_their_answer(tokenizer, tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
-    path.write_text('{"prompt": "' + "word " * 200 + '", "completion": "ok"}\n{"prompt": "short", "completion": "ok"}\n')
+    path.write_text('{"prompt": "' + "word " * 200 + '", "completion": "ok"}\n'
+                    '{"prompt": "short", "completion": "ok"}\n')
     t = ds.inspect_dataset(ds.load_dataset(path), tokenizer, max_length=64).token_lengths
     assert (t["truncated"], t["answer_cut_off"]) == (1, 1)

@@ -19,7 +19,8 @@ FIXTURES = sorted(p.name for p in DATA.iterdir() if p.is_file())
 SHAPES = {"conversation": {"messages"}, "prompt_completion": {"prompt", "completion"},
           "preference": {"prompt", "chosen", "rejected"}, "text": {"text"}}
 #: DFT_HYPOTHESIS_EXAMPLES=5000 for a long hunt; the default keeps the suite fast
-FAST = settings(max_examples=int(os.environ.get("DFT_HYPOTHESIS_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=int(os.environ.get("DFT_HYPOTHESIS_EXAMPLES", "120")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 names = st.sampled_from(["messages", "conversations", "prompt", "completion", "chosen", "rejected", "text",
                          "instruction", "input", "output", "question", "answer", "response", "context", "system",

@@ -138,7 +138,8 @@ def test_slurm_script_is_valid_bash_with_one_srun_per_node(tmp_path: Path) -> No
     subprocess.run(["bash", "-n", str(path)], check=True)
     assert "#SBATCH --nodes=3" in text and "#SBATCH --ntasks-per-node=1" in text
     assert "#SBATCH --gpus-per-node=4" in text
-    assert len([ln for ln in text.splitlines() if ln.startswith("srun ")]) == 1 and "head -n 1" in text  # rendezvous on the first node of the allocation
+    assert len([ln for ln in text.splitlines() if ln.startswith("srun ")]) == 1
+    assert "head -n 1" in text  # rendezvous on the first node of the allocation
     assert "--nnodes 3 --nproc-per-node 4 --rdzv-backend c10d" in text
     assert "$MASTER_ADDR:$MASTER_PORT" in text and "/shared/runs/big" in text
 

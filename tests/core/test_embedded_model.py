@@ -14,7 +14,6 @@ def test_embedded_model_converts_once_trains_two_steps_and_the_adapter_loads_bac
 
     from desktop_ft.core.config import RunConfig
     from desktop_ft.core.engine import train
-    from desktop_ft.core.events import Progress
     from desktop_ft.core.models import resolve_model
 
     folder = resolve_model("default")

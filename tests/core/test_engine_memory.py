@@ -35,7 +35,8 @@ def test_the_recorded_estimate_follows_the_data_not_the_max_length_ceiling(make_
     for max_length in (256, 1024):
         config = make_config(out=tmp_path / f"run{max_length}", max_steps=1, max_length=max_length)
         engine.train(config)
-        estimates.append(json.loads((tmp_path / f"run{max_length}" / "status.json").read_text())["estimated_memory_bytes"])
+        status = json.loads((tmp_path / f"run{max_length}" / "status.json").read_text())
+        estimates.append(status["estimated_memory_bytes"])
     ceiling = vram.estimate_for_config(make_config(max_length=1024), device="cpu", suggest=False).total_bytes
     assert estimates[0] == estimates[1]
     assert estimates[1] < ceiling

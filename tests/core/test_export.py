@@ -11,7 +11,7 @@ import pytest
 from desktop_ft.core.chat import ChatModel, GenerationSettings
 from desktop_ft.core.errors import RunError
 from desktop_ft.core.export import ExportError, export, modelfile_text
-from tests.core.test_chat import QUESTION, tiny_run  # noqa: F401  (module-scoped fixture: one trained run)
+from tests.core.test_chat import QUESTION
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _logits(model, ids):  # noqa: ANN001, ANN202
         return model(input_ids=ids).logits
 
 
-def test_merged_export_matches_the_adapter_model(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_merged_export_matches_the_adapter_model(tiny_run: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     result = export(tiny_run, "merged", tmp_path / "merged")
@@ -70,7 +70,7 @@ def test_merged_export_matches_the_adapter_model(tiny_run: Path, tmp_path: Path)
     assert not list((tmp_path / "merged").glob(".desktop-ft-export-*"))  # staging cleaned up
 
 
-def test_adapter_export_loads_with_peft(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_adapter_export_loads_with_peft(tiny_run: Path, tmp_path: Path) -> None:
     result = export(tiny_run, "adapter", tmp_path / "a", checkpoint=2)
     assert "adapter_model.safetensors" in result.files and "optimizer.pt" not in result.files
     assert result.checked_with == "peft" and result.check_answer is not None
@@ -123,14 +123,14 @@ def test_modelfile_for_llama3_and_unknown_templates(tiny_model: Path) -> None:
     assert "TEMPLATE \"\"\"" not in other and "TEMPLATE not written" in other
 
 
-def test_unrecognised_tokenizer_is_a_clear_gguf_error(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_unrecognised_tokenizer_is_a_clear_gguf_error(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="does not recognise this model's tokenizer") as info:
         export(tiny_run, "gguf", tmp_path / "g", quantization="f16")
     assert "merged" in str(info.value)
     assert not any((tmp_path / "g").iterdir())  # nothing half-written left behind
 
 
-def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="no checkpoint 9.*Available checkpoints: 2, 4"):
         export(tiny_run, "merged", tmp_path / "m", checkpoint=9)
     bare = tmp_path / "bare"
@@ -140,7 +140,7 @@ def test_missing_checkpoint_and_missing_adapter(tiny_run: Path, tmp_path: Path) 
         export(bare, "adapter", tmp_path / "a")
 
 
-def test_disk_full_and_unwritable_folders_are_one_sentence(tiny_run: Path, tmp_path: Path,  # noqa: F811
+def test_disk_full_and_unwritable_folders_are_one_sentence(tiny_run: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from collections import namedtuple
 
@@ -170,7 +170,7 @@ def test_disk_full_and_unwritable_folders_are_one_sentence(tiny_run: Path, tmp_p
     assert not list((tmp_path / "full").iterdir())
 
 
-def test_no_converter_says_how_to_install_it(tiny_run: Path, tmp_path: Path,  # noqa: F811
+def test_no_converter_says_how_to_install_it(tiny_run: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import desktop_ft.core.gguf_converter as conv
 
@@ -179,7 +179,7 @@ def test_no_converter_says_how_to_install_it(tiny_run: Path, tmp_path: Path,  # 
         export(tiny_run, "gguf", tmp_path / "g")
 
 
-def test_bad_format_and_quantization(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_format_and_quantization(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown export format 'onnx'"):
         export(tiny_run, "onnx", tmp_path)
     with pytest.raises(ExportError, match="quantization"):
@@ -194,3 +194,52 @@ def test_converter_pin_matches_constraints() -> None:
 
     pins = (REPO / "requirements" / "constraints.txt").read_text()
     assert f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}" in pins
+
+
+def test_exports_never_mix_and_a_same_kind_export_is_replaced_whole(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    target = tmp_path / "out"
+    export(tiny_run, "adapter", target, check=False)
+    first = (target / "desktop-ft-export.json").stat().st_mtime_ns
+    # merging into a folder that holds an adapter export would load as merged weights + the adapter again
+    with pytest.raises(ExportError, match="already holds a adapter export; a merged export only replaces"):
+        export(tiny_run, "merged", target, check=False)
+    assert not (target / "config.json").exists()
+    export(tiny_run, "adapter", target, check=False)  # the same kind again: replaced whole
+    assert (target / "desktop-ft-export.json").stat().st_mtime_ns >= first
+    assert not list(tmp_path.glob(".out.*"))  # no staging or replaced folder left beside it
+
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "notes.txt").write_text("my work")
+    with pytest.raises(ExportError, match=r"already holds other files \(notes.txt\)"):
+        export(tiny_run, "adapter", own, check=False)
+    assert (own / "notes.txt").read_text() == "my work"
+
+
+def test_the_run_folder_the_base_model_and_the_hf_cache_are_refused(tiny_run: Path, tiny_model: Path,  # noqa: F811
+                                                                    tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    with pytest.raises(ExportError, match="is the run folder itself"):
+        export(tiny_run, "merged", tiny_run, check=False)
+    with pytest.raises(ExportError, match="is the run folder itself"):
+        export(tiny_run, "adapter", tiny_run / "adapter", check=False)
+    with pytest.raises(ExportError, match="base model's folder"):
+        export(tiny_run, "merged", tiny_model, check=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ExportError, match="Hugging Face cache"):
+        export(tiny_run, "merged", tmp_path / "hub" / "models--x", check=False)
+
+
+def test_the_logit_check_catches_an_adapter_applied_twice(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    from desktop_ft.core.export import compare_logits
+    from desktop_ft.core.runs import read_run_config, tuned_source
+
+    result = export(tiny_run, "merged", tmp_path / "merged")  # passes: same logits as the run's model
+    source = tuned_source(tiny_run, None)
+    base = Path(read_run_config(tiny_run).model.name)
+    assert compare_logits(result, source, base_path=base, prompt="Hello! What can you help me with?") < 1e-3
+    for item in source.path.glob("adapter_*"):  # what a merged export over an adapter export left behind
+        shutil.copy2(item, tmp_path / "merged" / item.name)
+    with pytest.raises(ExportError, match="does not compute what the run's model computes"):
+        compare_logits(result, source, base_path=base, prompt="Hello! What can you help me with?")

@@ -101,7 +101,7 @@ def test_kill_9_soak_ends_with_a_complete_run_and_every_step_once(tiny_model, ch
     run = RunFolder(out)
     argv = ["train", str(config_path)]
     history = []
-    for attempt in range(4):
+    for _attempt in range(4):
         mode = rng.choice(["between", "between", *KILLS])
         done = max(_steps(run), default=0)
         if mode == "between":
@@ -151,8 +151,10 @@ def test_a_damaged_newest_checkpoint_is_skipped_by_name_and_metrics_trimmed_to_t
     os.truncate(weights, weights.stat().st_size // 2)  # a crash or full disk mid-save
 
     events = []
-    outcome = train(run.read_config(), run=run, resume=True, on_event=events.append)
+    changed = run.read_config().replace({"training.learning_rate": 1e-3})  # `--resume --set …`
+    outcome = train(changed, run=run, resume=True, on_event=events.append)
     assert outcome.state == "finished" and outcome.step == 8
+    assert run.read_config().training.learning_rate == 1e-3  # the folder records what it trained with
     said = [e.message for e in events if isinstance(e, Progress) and e.stage == "resume"]
     assert any("checkpoint-5" in m and "adapter_model.safetensors" in m for m in said), said
     assert any("Resuming from step 4" in m for m in said), said

@@ -2,7 +2,6 @@ import sys
 
 import pytest
 
-from desktop_ft.core import memwatch
 
 
 _FRESH_PROCESS_CHECK = """

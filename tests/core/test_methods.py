@@ -327,7 +327,8 @@ def test_dpo_on_the_built_in_model_prefers_the_chosen_answers(tmp_path: Path) ->
         "data.path": str(data), "output.output_dir": str(tmp_path / "run"), "training.max_steps": 6,
         "training.learning_rate": 5e-4, "training.save_steps": 100, "data.validation_fraction": 0.0})
     assert train(config).state == "finished"
-    margins = [m["extras"]["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics() if m["event"] == "StepLogged"]
+    margins = [m["extras"]["rewards/margins"] for m in RunFolder(tmp_path / "run").read_metrics()
+               if m["event"] == "StepLogged"]
     assert margins[-1] > margins[0] and margins[-1] > 0, margins
 
 

@@ -81,7 +81,8 @@ def test_multimodal_config_reads_its_text_model(tmp_path: Path) -> None:
 
 
 def test_moe_and_unknown_configs_do_not_crash() -> None:
-    arch = architecture.architecture_from_config({"model_type": "qwen3_moe", "hidden_size": 2048, "num_hidden_layers": 48,
+    arch = architecture.architecture_from_config({"model_type": "qwen3_moe", "hidden_size": 2048,
+                                                  "num_hidden_layers": 48,
                                             "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128,
                                             "intermediate_size": 6144, "moe_intermediate_size": 768,
                                             "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936})

@@ -172,8 +172,10 @@ def test_liger_kernels_only_on_cuda_and_only_when_installed(monkeypatch: pytest.
 
     assert speed.liger("cpu") == (False, "its Triton kernels need a GPU")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "liger_kernel" else real(name, *a))
     on, reason = speed.liger("cuda")
     assert not on and "pip install liger-kernel" in reason
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
     assert speed.liger("cuda")[0]

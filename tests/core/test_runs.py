@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from desktop_ft.core.config import RunConfig
-from desktop_ft.core.runs import (RunBusyError, RunFolder, RunStatus, create_run, list_runs, mark_checkpoint_complete,
-                                  process_start_time)
+from desktop_ft.core.runs import (
+    RunBusyError,
+    RunFolder,
+    RunStatus,
+    create_run,
+    list_runs,
+    mark_checkpoint_complete,
+    process_start_time,
+)
 
 
 def test_metrics_survive_a_torn_last_line(tmp_path: Path) -> None:
@@ -50,7 +57,7 @@ def test_last_checkpoint_skips_an_incomplete_one_and_says_why(tmp_path: Path) ->
     (four / "adapter_model.safetensors").write_bytes(b"x" * 10)  # cut short after it was marked
     good, skipped = run.usable_checkpoint()
     assert good.name == "checkpoint-2"
-    assert [(p.name, why) for p, why in skipped][0][0] == "checkpoint-6"
+    assert skipped[0][0].name == "checkpoint-6"
     assert "10 bytes, not the 100" in skipped[1][1]
 
 
@@ -135,6 +142,35 @@ def test_the_metrics_log_holds_events_as_to_dict_plus_time(tmp_path: Path) -> No
     (record,) = run.read_metrics()
     assert {k: v for k, v in record.items() if k != "time"} == to_dict(ev) and record["time"] > 0
     assert run.read_events() == [ev]
+
+
+def test_status_writes_retry_while_a_reader_holds_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Windows: os.replace raises PermissionError while another process has status.json open."""
+    import desktop_ft.core.config as config_module
+
+    real = os.replace
+    calls = []
+
+    def sharing_violation(src, dst):
+        calls.append(dst)
+        if len(calls) <= 3:
+            raise PermissionError(13, "The process cannot access the file because it is being used")
+        return real(src, dst)
+
+    monkeypatch.setattr(config_module.os, "replace", sharing_violation)
+    run = RunFolder(tmp_path)
+    run.write_status(RunStatus(state="stopped", step=4))
+    assert len(calls) == 4 and run.read_status().step == 4
+    assert not list(tmp_path.glob(".status.json.*"))  # no temp file left behind
+
+
+def test_a_per_step_status_write_that_keeps_failing_does_not_end_training(tmp_path: Path, monkeypatch) -> None:
+    import desktop_ft.core.config as config_module
+    from desktop_ft.core.engine import _write_status_quietly
+
+    monkeypatch.setattr(config_module, "REPLACE_RETRIES", 2)
+    monkeypatch.setattr(config_module.os, "replace", lambda *_a: (_ for _ in ()).throw(PermissionError(13, "busy")))
+    _write_status_quietly(RunFolder(tmp_path), RunStatus(step=1))  # skipped, not raised
 
 
 def test_status_json_with_a_wrong_type_reads_as_unreadable_not_a_crash_later(tmp_path):

@@ -100,7 +100,8 @@ def test_optimizer_and_gradients() -> None:
 def test_activation_scaling_and_checkpointing() -> None:
     base = vram.Settings(batch_size=2, max_length=1024)
     a = vram.activations_bytes(LLAMA_1B, base, 2)
-    assert vram.activations_bytes(LLAMA_1B, dataclasses.replace(base, batch_size=4), 2) == pytest.approx(2 * a, rel=1e-6)
+    double = vram.activations_bytes(LLAMA_1B, dataclasses.replace(base, batch_size=4), 2)
+    assert double == pytest.approx(2 * a, rel=1e-6)
     ckpt = vram.activations_bytes(LLAMA_1B, dataclasses.replace(base, gradient_checkpointing=True), 2)
     assert ckpt < a / 5
     dpo = vram.activations_bytes(LLAMA_1B, dataclasses.replace(base, task="dpo"), 2)
@@ -155,7 +156,8 @@ def test_settings_come_from_the_config_through_the_registry() -> None:
     s = vram.settings_from_config(RunConfig().replace({"method.method": "dora"}))
     assert s.method == "dora" and s.task == "sft" and s.batch_size == 4
     assert vram.trainable_parameters(SMOL, s) > vram.trainable_parameters(SMOL, vram.Settings())
-    assert vram.settings_from_config(RunConfig().replace({"method.method": "qlora"})).optimizer_name == "paged_adamw_8bit"
+    qlora = vram.settings_from_config(RunConfig().replace({"method.method": "qlora"}))
+    assert qlora.optimizer_name == "paged_adamw_8bit"
     odd = RunConfig().replace({"method.method": "qlorra"})
     with pytest.raises(ConfigError, match="Did you mean 'qlora'"):
         vram.estimate_for_config(odd, device="cuda", available_bytes=10**12)

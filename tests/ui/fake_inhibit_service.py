@@ -18,7 +18,7 @@ import os
 import select
 import sys
 
-from jeepney import DBusAddress, HeaderFields, MessageType, new_error, new_method_return
+from jeepney import HeaderFields, MessageType, new_error, new_method_return
 from jeepney.bus_messages import message_bus
 from jeepney.fds import FileDescriptor
 from jeepney.io.blocking import open_dbus_connection

@@ -34,8 +34,8 @@ def _records(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def fake_logind(tmp_path_factory):
-    """A private bus with the fake logind on it, set as this process's system bus (Qt connects to the
-    system bus once per process, lazily: nothing else in the suite uses it)."""
+    """A private bus with the fake logind on it, set as this process's system bus (KeepAwake opens a
+    fresh connection to it for each Inhibit call)."""
     pytest.importorskip("jeepney")
     folder = tmp_path_factory.mktemp("dbus")
     daemon = subprocess.run(["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1",

@@ -1,13 +1,11 @@
 """Runs page on real run folders; Chat page on a run trained with the engine (when core.chat exists)."""
 
-import pytest
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.core.events import StepLogged
 from desktop_ft.core.runs import RunFolder, RunStatus
-from desktop_ft.ui import core_api
 from desktop_ft.ui.runs_view import RunsView
 
 
@@ -61,7 +59,6 @@ def test_runs_list_compare_copy_delete(qtbot, tmp_path, monkeypatch):
     assert not a.exists() and listed.args[0] == 1
 
 
-@pytest.mark.skipif(core_api.chat_module() is None, reason="desktop_ft.core.chat is not in this build")
 def test_chat_side_by_side_streams_both_answers(qtbot, make_config, tmp_path):
     from desktop_ft.core.engine import train
     from desktop_ft.ui.chat_view import ChatView
@@ -121,7 +118,7 @@ def test_an_unreadable_run_is_one_bad_row_and_listing_is_off_the_gui_thread(qtbo
     assert "config.yaml line 2: is not valid YAML" in tips[str(bad_config)]
 
 
-def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
+def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path, monkeypatch):
     from desktop_ft.core import history
     from desktop_ft.ui.chat_view import ChatView, chat_runs
 
@@ -133,9 +130,10 @@ def test_chat_page_offers_a_full_fine_tunes_model(qtbot, tmp_path):
     (run.model_dir / "model.safetensors").write_bytes(b"x")
     listed = chat_runs(tmp_path)
     assert [path for _label, path, _c in listed] == [str(run.path)]
+    # list only: this test's model files are placeholders, so choosing a run must not load them
+    monkeypatch.setattr(ChatView, "_on_ckpt_changed", lambda self: None)
     view = ChatView(root=tmp_path)
     qtbot.addWidget(view)
-    view.chat = None  # list only: this test's model files are placeholders, nothing is loaded
     view._on_runs(listed)
     offered = [(view.ckpt_combo.itemText(i), view.ckpt_combo.itemData(i)) for i in range(view.ckpt_combo.count())]
     assert offered == [(c.label, c.checkpoint) for c in history.tuned_choices(run)] == [("final model", None)]

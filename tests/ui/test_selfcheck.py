@@ -24,10 +24,12 @@ def test_a_leaking_binding_shows_a_dialog_and_no_window(qapp, monkeypatch):
     monkeypatch.setattr(selfcheck, "none_refs_lost_per_call", lambda: 1.0)
     from PySide6.QtWidgets import QMessageBox
 
-    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda parent, title, text, *a: shown.append((title, text))))
+    monkeypatch.setattr(QMessageBox, "critical",
+                        staticmethod(lambda parent, title, text, *a: shown.append((title, text))))
     import desktop_ft.ui.main_window as main_window
 
-    monkeypatch.setattr(main_window, "MainWindow", lambda *a, **k: (_ for _ in ()).throw(AssertionError("window built")))
+    monkeypatch.setattr(main_window, "MainWindow",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("window built")))
     assert app_module.main([]) == 2
     assert len(shown) == 1 and "leaks a reference" in shown[0][1] and "pip install" in shown[0][1]
 
@@ -36,5 +38,6 @@ def test_a_sound_binding_shows_no_dialog(qapp, monkeypatch):
     monkeypatch.setattr(selfcheck, "none_refs_lost_per_call", lambda: 0.0)
     from PySide6.QtWidgets import QMessageBox
 
-    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda *a: (_ for _ in ()).throw(AssertionError("dialog"))))
+    monkeypatch.setattr(QMessageBox, "critical",
+                        staticmethod(lambda *a: (_ for _ in ()).throw(AssertionError("dialog"))))
     assert app_module.qt_is_sound() is True

@@ -1,7 +1,6 @@
 """The Train step end to end: a real child process on the tiny model, events into the plot, Stop
 (checkpoint), Resume, and a killed child that leaves a clear error and a resumable run."""
 
-import json
 
 from desktop_ft.core.events import EvalLogged, StepLogged
 from desktop_ft.core.runs import RunFolder

@@ -46,10 +46,11 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     Token lengths are those of the full training example (prompt and answer through the chat
     template; raw text plus end-of-text for the ``text`` kind). ``truncated`` counts the rows longer
     than ``max_length``, which training would cut; ``answer_cut_off`` those whose prompt alone fills
-    it (with assistant-only loss training drops them: no answer token is left to learn). ``validation`` (a separate ``LoadedDataset``)
-    replaces the held-out fraction, as ``data.validation_path`` does in a run. Datasets larger than
-    ``token_sample`` rows have token lengths counted on a seeded sample of that many rows (about
-    0.7 ms a row goes into the chat template); ``token_lengths["counted"]`` says how many.
+    it (with assistant-only loss training drops them: no answer token is left to learn).
+    ``validation`` (a separate ``LoadedDataset``) replaces the held-out fraction, as
+    ``data.validation_path`` does in a run. Datasets larger than ``token_sample`` rows have token
+    lengths counted on a seeded sample of that many rows (about 0.7 ms a row goes into the chat
+    template); ``token_lengths["counted"]`` says how many.
     """
     seen: dict[str, int] = {}
     dup_lines: list[int] = []
@@ -76,7 +77,7 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
 
     texts: list[str] = []
     counted: list[int] = []
-    chosen = range(len(examples))
+    chosen: list[int] | range = range(len(examples))
     if token_sample and len(examples) > token_sample:
         import random
 
@@ -106,7 +107,8 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
             "min": ordered[0], "median": statistics.median_low(ordered),
             "p95": ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))],
             "max": ordered[-1], "truncated": sum(1 for n in ordered if n > max_length), "max_length": max_length,
-            "counted": len(ordered), "answer_cut_off": _answers_cut_off(examples, report.lengths, tokenizer, max_length),
+            "counted": len(ordered),
+            "answer_cut_off": _answers_cut_off(examples, report.lengths, tokenizer, max_length),
         }
     return report
 

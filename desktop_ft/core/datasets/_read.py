@@ -1,8 +1,9 @@
 """Readers: one file type in, ``(line, record)`` pairs out, with the line an editor shows.
 
 Every reader yields ``(line, record)`` pairs (a record is a dict of columns, or a plain string) or
-``RowError``s, so a broken line is reported where it is and the good ones around it are kept. Whole-file problems (missing,
-unreadable, not the type its name says) raise ``DatasetError``. Nothing here knows about formats.
+``RowError``s, so a broken line is reported where it is and the good ones around it are kept.
+Whole-file problems (missing, unreadable, not the type its name says) raise ``DatasetError``.
+Nothing here knows about formats.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     text_path = str(path)
     p = Path(text_path).expanduser()
     if not p.exists():
-        if HUB_ID.fullmatch(text_path) and not p.suffix.lower() in (JSONL_SUFFIXES + JSON_SUFFIXES + CSV_SUFFIXES +
+        if HUB_ID.fullmatch(text_path) and p.suffix.lower() not in (JSONL_SUFFIXES + JSON_SUFFIXES + CSV_SUFFIXES +
                                                                       TSV_SUFFIXES + PARQUET_SUFFIXES + TEXT_SUFFIXES):
             return text_path, read_hub(text_path)
         raise DatasetError("file not found", path=p, hint="Check the path or pick the file again.")
@@ -231,8 +232,12 @@ class _Scanner:
         except RecursionError:
             return RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
 
-    def array(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
-        """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError."""
+    def array(self, pos: int, whole_file: Path | None = None) -> Iterator[tuple[int, Any] | RowError]:
+        """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError.
+
+        ``whole_file``: the array is the file's top level, so anything after its ']' is rows that
+        would be lost without a word: a ``DatasetError``.
+        """
         text = self.text
         pos = self.skip(pos + 1)
         if pos < len(text) and text[pos] == "]":
@@ -251,6 +256,12 @@ class _Scanner:
                 pos += 1
                 continue
             if pos < len(text) and text[pos] == "]":
+                after = self.skip(pos + 1)
+                if whole_file is not None and after < len(text):
+                    raise DatasetError("holds more data after its JSON list ends, which would not be read",
+                                       path=whole_file, line=self.line_at(after),
+                                       hint="Put every row inside the one list, or save one object per line "
+                                            "as .jsonl.")
                 return
             where = self.line_at(min(pos, len(text)))
             found = "the end of the file" if pos >= len(text) else repr(text[pos])
@@ -308,7 +319,7 @@ def read_json(path: Path, raw: bytes) -> Source:
     if start >= len(text):
         return Source("json", iter(()))
     if text[start] == "[":
-        return Source("json", scan.array(start))
+        return Source("json", scan.array(start, whole_file=path))
     try:
         top = json.loads(text)
     except json.JSONDecodeError as exc:

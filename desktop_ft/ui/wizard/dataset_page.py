@@ -5,7 +5,6 @@ the tokens that count toward the loss highlighted."""
 from __future__ import annotations
 
 import html
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
 
 from desktop_ft import resources
 from desktop_ft.core import datasets as core_datasets
-from desktop_ft.core import embedded
-from desktop_ft.core import models as core_models
-from desktop_ft.core.errors import ConfigError, UserError
-from desktop_ft.ui import core_api, theme
+from desktop_ft.core.errors import ConfigError, ModelError, UserError
+from desktop_ft.core.lengths import local_tokenizer
+from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import run_async
@@ -32,78 +30,25 @@ RECENT_KEY = "recent/datasets"
 
 def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str, str] | None = None,
                  assistant_only_loss: bool = True) -> dict[str, Any]:
-    """Load ``path`` and measure it with the model's tokenizer (where the tokenizer is available offline)."""
-    load = core_datasets.load_dataset
-    kwargs: dict[str, Any] = {}
-    if columns and "columns" in inspect.signature(load).parameters:
-        kwargs["columns"] = columns
-    data = load(path or resources.sample_dataset(), **kwargs)
-    result: dict[str, Any] = {"data": data, "lengths": None, "segments": None, "tokenizer_error": None,
-                              "report": None}
+    """Load ``path`` and measure it as ``desktop-ft data inspect`` does (``datasets.inspect_dataset``), with
+    the model's tokenizer where it is available offline; the example is highlighted by ``loss_segments``."""
+    data = core_datasets.load_dataset(path or resources.sample_dataset(), columns=columns or None)
+    result: dict[str, Any] = {"data": data, "lengths": None, "segments": None, "tokenizer_error": None}
     try:
-        tokenizer = _tokenizer(model_name)
-    except Exception as exc:  # no tokenizer offline: the page says so
+        tokenizer = local_tokenizer(model_name)
+    except ModelError as exc:  # no tokenizer on this machine: the page says so, and shows what needs none
         result["tokenizer_error"] = str(exc)
-        return result
-    inspect_fn = core_api.datasets("inspect_dataset")
-    if inspect_fn is not None:
-        try:
-            result["report"] = inspect_fn(data, tokenizer=tokenizer, max_length=max_length,
-                                          **_accepted(inspect_fn, assistant_only_loss=assistant_only_loss))
-        except Exception as exc:
-            result["tokenizer_error"] = f"Could not measure the rows: {exc}"
-    result["lengths"] = [_row_length(row, tokenizer, data.kind) for row in data.rows]
-    if data.rows:
-        result["segments"] = example_segments(data.rows[0], tokenizer, data.kind, assistant_only_loss)
+        tokenizer = None
+    report = core_datasets.inspect_dataset(data, tokenizer, max_length=max_length,
+                                           assistant_only_loss=assistant_only_loss)
+    result["report"] = report
+    if tokenizer is not None:
+        result["lengths"] = [n for n in report.lengths if n is not None]
+    if tokenizer is not None and data.rows:
+        recipe = core_datasets.sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
+        result["segments"] = core_datasets.loss_segments(data.rows[0], tokenizer, data.kind, recipe=recipe,
+                                                         max_length=max_length)
     return result
-
-
-def _tokenizer(model_name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    path = Path(model_name).expanduser() if model_name else None
-    if embedded.is_embedded(model_name) or (path is not None and path.is_dir()):
-        return AutoTokenizer.from_pretrained(core_models.resolve_model(model_name))
-    if path is not None and path.suffix.lower() == ".gguf":
-        return AutoTokenizer.from_pretrained(core_models.resolve_model(model_name))
-    return AutoTokenizer.from_pretrained(model_name, local_files_only=True)
-
-
-def _row_length(row: dict[str, Any], tokenizer: Any, kind: str) -> int:
-    if "messages" in row:
-        return len(tokenizer.apply_chat_template(row["messages"], tokenize=True))
-    if "prompt" in row:
-        prompt, completion = row.get("prompt"), row.get("completion") or row.get("chosen")
-        if isinstance(prompt, list):
-            return len(tokenizer.apply_chat_template(list(prompt) + list(completion or []), tokenize=True))
-        return len(tokenizer(str(prompt) + str(completion or ""))["input_ids"])
-    if "text" in row:
-        return len(tokenizer(row["text"])["input_ids"])
-    return 0
-
-
-def _accepted(fn: Any, **kwargs: Any) -> dict[str, Any]:
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-def example_segments(row: dict[str, Any], tokenizer: Any, kind: str,
-                     assistant_only_loss: bool = True) -> list[tuple[str, bool]]:
-    """Text pieces and whether each counts toward the loss: ``datasets.loss_segments`` when present,
-    else the engine's own rule (assistant-only loss: the last assistant reply is learned)."""
-    seg_fn = core_api.datasets("loss_segments")
-    if seg_fn is not None:
-        return [(str(t), bool(b)) for t, b in seg_fn(row, tokenizer, kind,
-                                                     **_accepted(seg_fn, assistant_only_loss=assistant_only_loss))]
-    if "messages" not in row:
-        return [(str(row.get("text", row)), True)]
-    messages = row["messages"]
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    prompt = tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(messages[: last + 1], tokenize=False)
-    if not full.startswith(prompt):
-        return [(full, True)]
-    return [(prompt, False), (full[len(prompt):], True)]
 
 
 # -- the page -----------------------------------------------------------------------------------------
@@ -260,10 +205,9 @@ class DatasetPage(Page):
             return
         self.result = result
         data = result["data"]
-        report = result.get("report")
-        template_errors = list(getattr(report, "template_errors", []) or [])
-        bad = len(data.errors) + len(template_errors)
-        dups = getattr(report, "duplicates", 0) or 0
+        report = result["report"]
+        bad = len(data.errors) + len(report.template_errors)
+        dups = report.duplicates
         self.summary.setText(f"Format: {data.format} · kind: {data.kind.replace('_', ' ')} · {len(data.rows)} usable "
                              f"rows" + (f" · {bad} row(s) with problems (skipped when training)" if bad else
                                         " · no problems found")
@@ -271,7 +215,7 @@ class DatasetPage(Page):
         self._fill_preview(data)
         self.problem_list.clear()
         self._problems = [(err.line, err.message) for err in data.errors]
-        self._problems += [(int(e.get("line", 0)), str(e.get("message", ""))) for e in template_errors]
+        self._problems += [(int(e["line"]), str(e["message"])) for e in report.template_errors]
         for line, message in self._problems:
             self.problem_list.addItem(f"line {line}: {message}")
         self.tabs.setTabText(1, f"Problems ({bad})")

@@ -4,17 +4,20 @@ debounced) whenever a setting changes."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from desktop_ft.core.config import RunConfig
 from desktop_ft.core.errors import ConfigError, UserError
-from desktop_ft.ui import core_api, theme
+from desktop_ft.core.hardware import Hardware, detect
+from desktop_ft.core.lengths import run_lengths
+from desktop_ft.core.vram import MemoryEstimate, estimate_for_config
+from desktop_ft.ui import theme
 from desktop_ft.ui.gpu_choice import GpuChoice
 from desktop_ft.ui.memory_bar import MemoryBar
-from desktop_ft.ui.page import Card, Note, Page
+from desktop_ft.ui.page import Card, Page
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import run_async
 
@@ -25,12 +28,9 @@ VERDICTS = {"fits": ("Fits", "Good", "mdi6.check-circle"), "tight": ("Tight — 
             "unknown": ("Unknown on this device", "Muted", "mdi6.help-circle-outline")}
 
 
-def estimate(config) -> Any:
+def estimate(config: RunConfig) -> MemoryEstimate:
     """The estimate ``desktop-ft estimate --config`` gives for this config: its data's token lengths
     (``lengths.run_lengths``, counted as ``data inspect`` counts them), batches padded to the longest row."""
-    from desktop_ft.core.lengths import run_lengths
-    from desktop_ft.core.vram import estimate_for_config
-
     lengths, note = run_lengths(config)
     result = estimate_for_config(config, lengths=lengths)
     if note:
@@ -53,7 +53,6 @@ class EstimatePage(Page):
         self._timer.setInterval(300)
         self._timer.timeout.connect(self._on_recompute)
 
-        self.available = core_api.estimate_for_config() is not None
         head = Card("Estimate", "mdi6.memory")
         top = QHBoxLayout()
         self.verdict_icon = QLabel()
@@ -84,34 +83,25 @@ class EstimatePage(Page):
         self.suggest_card.body.addLayout(self.suggest_box)
         self.content.addWidget(self.suggest_card)
         self.suggest_card.hide()
-        if not self.available:
-            head.hide()
-            self.content.addWidget(Note("The memory estimate is not available in this build yet "
-                                        "(desktop_ft.core.vram has not landed). Training still works; if it runs out "
-                                        "of memory, the Train page says so and the run can be resumed with smaller "
-                                        "settings."))
         self.error = theme.label("", "Bad", wrap=True)
         self.error.hide()
         self.content.addWidget(self.error)
         self.content.addStretch(1)
         session.configChanged.connect(self._on_config_changed)
-        if self.available:
-            self._timer.start(0)
-        detect = core_api.hardware_detect()
-        if detect is not None:
-            self._workers.append(run_async(self, detect, on_result=self._on_hardware))
+        self._timer.start(0)
+        self._workers.append(run_async(self, detect, on_result=self._on_hardware))
 
-    def _on_hardware(self, hardware: Any) -> None:
-        self.gpu_choice.set_gpu_count(len(getattr(hardware, "gpus", []) or []))
+    def _on_hardware(self, hardware: Hardware) -> None:
+        self.gpu_choice.set_gpu_count(len(hardware.gpus))
 
     def _on_config_changed(self, _config) -> None:
-        if self.available:
-            self._timer.start()
+        self._timer.start()
 
     def _on_recompute(self) -> None:
         self._request += 1
         req = self._request
-        self._workers.append(run_async(self, estimate, self.session.config, on_result=lambda r, q=req: self._on_result(q, r),
+        self._workers.append(run_async(self, estimate, self.session.config,
+                                       on_result=lambda r, q=req: self._on_result(q, r),
                                        on_error=lambda e, q=req: self._on_error(q, e)))
 
     def _on_error(self, req: int, exc: BaseException) -> None:
@@ -122,7 +112,7 @@ class EstimatePage(Page):
         self.error.show()
 
     def _on_result(self, req: int, est: Any) -> None:
-        if req != self._request or est is None:
+        if req != self._request:
             return
         self.result = est
         self.error.hide()
@@ -134,7 +124,7 @@ class EstimatePage(Page):
         self.verdict.setStyleSheet("font-size: 16pt;")
         self.verdict_icon.setPixmap(theme.icon(icon, color).pixmap(28, 28))
         self.total.setText(f"{theme.human_bytes(est.total_bytes)} needed")
-        avail = getattr(est, "available_bytes", None)
+        avail = est.available_bytes
         self.device.setText(f"On {est.device}: {theme.human_bytes(avail)} available." if avail else f"On {est.device}.")
         parts = [(PART_LABELS.get(k, k.replace('_', ' ').capitalize()), int(v)) for k, v in est.breakdown.items()]
         self.bar.set_parts(parts, avail)
@@ -159,16 +149,17 @@ class EstimatePage(Page):
             w = self.suggest_box.takeAt(0).widget()
             if w:
                 w.deleteLater()
-        suggestions = list(getattr(est, "suggestions", []) or [])
+        suggestions = est.suggestions
         for s in suggestions:
             overrides = dict(s.overrides)
             detail = ", ".join(f"{k.split('.')[-1].replace('_', ' ')} = {v}" for k, v in overrides.items())
-            b = QPushButton(theme.icon("mdi6.auto-fix"), f"  {s.title} — {theme.human_bytes(s.total_bytes)}  ({detail})")
+            b = QPushButton(theme.icon("mdi6.auto-fix"),
+                            f"  {s.title} — {theme.human_bytes(s.total_bytes)}  ({detail})")
             b.setStyleSheet("text-align: left;")
             b.clicked.connect(lambda _c=False, o=overrides: self._on_apply(o))
             self.suggest_box.addWidget(b)
         self.suggest_card.setVisible(bool(suggestions))
-        notes = list(getattr(est, "notes", []) or [])
+        notes = est.notes
         self.notes.setText("\n".join(notes))
         self.notes.setVisible(bool(notes))
         self.estimated.emit(est)

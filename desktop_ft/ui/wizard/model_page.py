@@ -3,10 +3,6 @@ or a Hub id), see what it is, and see what this machine has."""
 
 from __future__ import annotations
 
-import json
-import os
-import struct
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +13,8 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
 from desktop_ft.core import embedded
 from desktop_ft.core import models as core_models
 from desktop_ft.core.errors import ConfigError, UserError
-from desktop_ft.ui import core_api, theme
+from desktop_ft.core.hardware import detect
+from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Note, Page
 from desktop_ft.ui.session import Session
 from desktop_ft.ui.workers import run_async
@@ -28,91 +25,24 @@ RECENT_KEY = "recent/models"
 # -- work done in worker threads (plain functions) --------------------------------------------------
 
 def describe_model(name: str) -> dict[str, Any]:
-    """What is known about a model: ``models.model_info`` when present, else read from its local folder."""
-    info_fn = core_api.models("model_info")
-    if info_fn is not None:
-        info = info_fn(name)
-        return asdict(info) if is_dataclass(info) else dict(info)
-    return _describe_from_folder(name)
-
-
-def _describe_from_folder(name: str) -> dict[str, Any]:
-    path = Path(name).expanduser()
-    if embedded.is_embedded(name) or path.is_dir():
-        folder = core_models.resolve_model(name)
-    elif path.suffix.lower() == ".gguf":
-        return {"source": "GGUF file", "size_on_disk_bytes": path.stat().st_size if path.exists() else None,
-                "note": "Converted to a Hugging Face folder on first use."}
-    else:
-        try:
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(name, local_files_only=True, allow_patterns=["*.json", "*.safetensors",
-                                                                                         "*.jinja"]))
-        except Exception:
-            return {"source": "Hugging Face Hub", "note": "Not downloaded yet: it is downloaded when training starts."}
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    tok_cfg = folder / "tokenizer_config.json"
-    template = (folder / "chat_template.jinja").exists()
-    if not template and tok_cfg.exists():
-        template = bool(json.loads(tok_cfg.read_text(encoding="utf-8")).get("chat_template"))
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    params = sum(_safetensors_params(f) for f in folder.glob("*.safetensors"))
-    return {"architecture": (config.get("architectures") or [config.get("model_type", "?")])[0],
-            "parameters": params or None, "dtype": config.get("torch_dtype") or config.get("dtype"),
-            "context_length": config.get("max_position_embeddings"), "has_chat_template": template,
-            "size_on_disk_bytes": size, "licence": None, "gated": None, "folder": str(folder)}
-
-
-def _safetensors_params(path: Path) -> int:
-    """Parameter count from a safetensors header (no weights are read)."""
-    with open(path, "rb") as fh:
-        n = struct.unpack("<Q", fh.read(8))[0]
-        header = json.loads(fh.read(n))
-    total = 0
-    for key, meta in header.items():
-        if key == "__metadata__":
-            continue
-        count = 1
-        for d in meta["shape"]:
-            count *= d
-        total += count
-    return total
+    """What is known about a model, without loading it (``models.model_info``)."""
+    return core_models.model_info(name).to_dict()
 
 
 def describe_hardware() -> dict[str, Any]:
-    """This machine: ``hardware.detect()`` when present, else CPU and RAM from psutil (GPU not checked)."""
-    detect = core_api.hardware_detect()
-    if detect is not None:
-        hw = detect()
-        data = asdict(hw) if is_dataclass(hw) else dict(hw)
-        data["detected"] = True
-        return data
-    import psutil
-
-    mem = psutil.virtual_memory()
-    return {"detected": False, "cpu_cores": os.cpu_count(), "ram_total_bytes": mem.total,
-            "ram_available_bytes": mem.available, "gpus": None}
+    """This machine, as ``hardware.detect()`` sees it."""
+    return detect().to_dict()
 
 
 def list_choices() -> list[tuple[str, str, str]]:
-    """``(group, label, name)`` for the list: catalog and the local Hugging Face cache, where available."""
+    """``(group, label, name)`` for the list: the catalog and the local Hugging Face cache."""
     out: list[tuple[str, str, str]] = []
-    catalog = core_api.models("catalog")
-    if catalog is not None:
-        for m in catalog():
-            name = getattr(m, "id", None) or getattr(m, "name", None) or str(m)
-            label = getattr(m, "title", None) or name
-            size = _count(getattr(m, "parameters", None))
-            licence = getattr(m, "licence", None)
-            extra = " · ".join(x for x in (size, licence) if x)
-            out.append(("Catalog", f"{label} — {extra}" if extra else label, name))
-    scan = core_api.models("scan_hf_cache")
-    if scan is not None:
-        for m in scan():
-            name = getattr(m, "id", None) or getattr(m, "name", None) or str(m)
-            size = getattr(m, "size_on_disk_bytes", None)
-            out.append(("In your Hugging Face cache", f"{name} — {theme.human_bytes(size)}" if size else name, name))
+    for m in core_models.catalog():
+        extra = " · ".join(x for x in (_count(m.parameters), m.licence) if x)
+        out.append(("Catalog", f"{m.title} — {extra}" if extra else m.title, m.id))
+    for c in core_models.scan_hf_cache():
+        size = c.size_on_disk_bytes
+        out.append(("In your Hugging Face cache", f"{c.id} — {theme.human_bytes(size)}" if size else c.id, c.id))
     return out
 
 
@@ -128,6 +58,7 @@ class ModelPage(Page):
         self.session = session
         self.settings = settings or QSettings()
         self._workers: list[Any] = []
+        self._shown: str | None = None  # the model whose details are shown (answers for others are dropped)
         row = QHBoxLayout()
         row.setSpacing(14)
         left = Card("Choose a model", "mdi6.cube-outline")
@@ -198,7 +129,8 @@ class ModelPage(Page):
         if not self._described:
             self._describe(self._shown)
         self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
-        self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware, on_error=self._on_hw_error))
+        self._workers.append(run_async(self, describe_hardware, on_result=self._on_hardware,
+                                       on_error=self._on_hw_error))
 
     # -- list ------------------------------------------------------------------------------------
     def _fill_list(self, extra: list[tuple[str, str, str]]) -> None:
@@ -275,7 +207,7 @@ class ModelPage(Page):
         self.error.show()
 
     def _on_config_changed(self, config) -> None:
-        if config.model.name != getattr(self, "_shown", None):
+        if config.model.name != self._shown:
             self._show_selected(config.model.name)
 
     def _show_selected(self, name: str, describe: bool = True) -> None:
@@ -302,7 +234,8 @@ class ModelPage(Page):
                 ("Weights", info.get("dtype")),
                 ("Context", f"{info['context_length']:,} tokens" if info.get("context_length") else None),
                 ("Chat template", _yes_no(info.get("has_chat_template"))),
-                ("Size on disk", theme.human_bytes(info.get("size_on_disk_bytes")) if info.get("size_on_disk_bytes") else None),
+                ("Size on disk", theme.human_bytes(info["size_on_disk_bytes"]) if info.get("size_on_disk_bytes")
+                 else None),
                 ("Licence", info.get("licence") or ("Apache-2.0" if embedded.is_embedded(name) else None)),
                 ("Gated", _yes_no(info.get("gated")))]
         for key, value in rows:
@@ -325,29 +258,24 @@ class ModelPage(Page):
 
     def _on_hardware(self, hw: dict) -> None:
         _clear_form(self.hw_form)
-        gpus = hw.get("gpus")
+        gpus = hw["gpus"]
         if gpus:
             for g in gpus:
-                g = asdict(g) if is_dataclass(g) else dict(g)
                 self.hw_form.addRow(theme.label("GPU", "Muted"), theme.label(
                     f"{g.get('name')} — {theme.human_bytes(g.get('total_bytes'))} VRAM"
                     + (f" ({theme.human_bytes(g.get('free_bytes'))} free)" if g.get("free_bytes") else "")))
-        elif gpus is not None:
+        else:
             self.hw_form.addRow(theme.label("GPU", "Muted"), theme.label("none found — training runs on the CPU"))
         if hw.get("mps"):
             self.hw_form.addRow(theme.label("Apple GPU", "Muted"), theme.label("available (MPS)"))
         self.hw_form.addRow(theme.label("CPU", "Muted"), theme.label(f"{hw.get('cpu_cores')} cores"))
         self.hw_form.addRow(theme.label("Memory", "Muted"), theme.label(
-            f"{theme.human_bytes(hw.get('ram_total_bytes'))} ({theme.human_bytes(hw.get('ram_available_bytes'))} free)"))
-        if "bf16" in hw:
-            self.hw_form.addRow(theme.label("bf16", "Muted"), theme.label(_yes_no(hw.get("bf16"))))
-        if "bitsandbytes" in hw:
-            self.hw_form.addRow(theme.label("4-bit (QLoRA)", "Muted"), theme.label(
-                "available" if hw.get("bitsandbytes") else "not available (needs bitsandbytes and a CUDA GPU)"))
-        if hw.get("detected"):
-            self.hw_note.hide()
-        else:
-            self.hw_note.text.setText("GPU detection is not available in this build yet; CPU and memory are shown.")
+            f"{theme.human_bytes(hw.get('ram_total_bytes'))} "
+            f"({theme.human_bytes(hw.get('ram_available_bytes'))} free)"))
+        self.hw_form.addRow(theme.label("bf16", "Muted"), theme.label(_yes_no(hw["bf16"])))
+        self.hw_form.addRow(theme.label("4-bit (QLoRA)", "Muted"), theme.label(
+            "available" if hw["bitsandbytes"] else "not available (needs bitsandbytes and a CUDA GPU)"))
+        self.hw_note.hide()
         self.hardwareReady.emit(hw)
 
     def _on_hw_error(self, exc: BaseException) -> None:
