@@ -231,7 +231,7 @@ def check_deletable(run: RunFolder | Path) -> RunFolder:
                        hint="Remove the run's files by hand if you mean it.")
     folder = RunFolder(path)
     status = folder.read_status()
-    if status.state == RUNNING:
+    if status.state == RUNNING or folder.is_locked():  # the lock: a training process holds it for the run's life
         raise RunError(f"is still training (process {status.pid}); nothing was deleted", path=path,
                        hint="Stop it first (Stop in the window, or Ctrl-C / kill -TERM the process), then delete.")
     return folder

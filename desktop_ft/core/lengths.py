@@ -70,9 +70,8 @@ def local_tokenizer(model_name: str) -> Any:
         if path.is_dir():
             return AutoTokenizer.from_pretrained(path)
         return AutoTokenizer.from_pretrained(entry.id if entry else name, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"the tokenizer of {name} is not on this machine ({first})", field="model.name",
+    except (OSError, ValueError):  # transformers' "not in the cache and no connection" / "cannot load"
+        raise ModelError(f"the tokenizer of {name} is not on this machine",
                          hint="Download the model once (or pick a model folder) to count the data's tokens.") from None
 
 

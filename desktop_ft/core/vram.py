@@ -289,6 +289,9 @@ def layer_activation_bytes_per_token(arch: Architecture, s: Settings, dtype_byte
         else:  # the same input tensor is saved by every adapter reading it: count distinct inputs
             total += d * sum(set(fan_in for fan_in, _ in targets.values()))
         total += sum(d * s.lora_rank for _ in targets)  # A's output, saved as B's input
+        if s.spec.adapter == "dora":  # peft's DoRA scales the base and the LoRA outputs by the trained
+            # magnitude, so autograd keeps both outputs of every adapted module
+            total += 2 * d * sum(fan_out for _, fan_out in targets.values())
     return total
 
 
@@ -326,15 +329,14 @@ def activations_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device:
 def logits_bytes(arch: Architecture, s: Settings, dtype_bytes: int, device: str) -> int:
     """TRL's tiled log-prob head: one [≤4096 tokens × ≤32768 vocab] tile in the compute dtype (the
     Triton kernel folds it in place on CUDA; the torch fallback on the CPU holds about eight fp32
-    tile-sized temporaries at its backward peak), the fp32 gradient of the hidden states, and for
-    full training the fp32 gradient of the output layer."""
+    tile-sized temporaries at its backward peak) and the fp32 gradient of the hidden states. The
+    output layer's gradient, which full training accumulates over the tiles, is the tensor that
+    becomes the weight's ``.grad``: it is counted once, as ``gradients`` (``estimate``)."""
     tokens = tokens_per_batch(s)
     tile = min(tokens, TRL_TOKEN_TILE) * min(arch.vocab_size, TRL_VOCAB_TILE)
     total = tile * dtype_bytes if device == "cuda" else tile * 4 * 8
     total += tokens * arch.hidden_size * 4  # fp32 grad_hidden accumulator
     total += tokens * 4 * 4  # per-token statistics (log-sum-exp, entropy, …)
-    if s.is_full:
-        total += arch.vocab_size * arch.hidden_size * 4  # fp32 grad of the output layer, accumulated in tiles
     return int(total)
 
 

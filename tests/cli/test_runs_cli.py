@@ -67,6 +67,7 @@ def test_unknown_run_names_the_closest(tmp_path, capsys):
 def test_delete_refuses_what_is_not_a_run_and_live_runs(tmp_path, capsys):
     done = _run(tmp_path, "done")
     live = _run(tmp_path, "live", state="running", pid=os.getpid())
+    lock = RunFolder(live).lock()  # what a training process holds for the run's life
     lookalike = tmp_path / "project"
     lookalike.mkdir()
     (lookalike / "config.yaml").write_text("model:\n  name: default\n")  # a config.yaml, but no run status
@@ -84,6 +85,7 @@ def test_delete_refuses_what_is_not_a_run_and_live_runs(tmp_path, capsys):
     assert code == 2 and "still training" in err and done.exists()
     code, out, _ = _out(capsys, ["runs", "delete", "done", "--root", str(tmp_path), "--yes", "--json"])
     assert code == 0 and json.loads(out) == {"deleted": [str(done)]} and not done.exists()
+    lock.release()
 
 
 def test_delete_without_yes_needs_a_terminal(tmp_path, capsys, monkeypatch):
