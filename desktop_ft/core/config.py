@@ -330,8 +330,9 @@ def load_config(path: str | Path) -> RunConfig:
         data = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path, line=line) from None
+        yaml_line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", path=path,
+                          line=yaml_line) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError("must be a mapping of sections (model, data, method, training, output, distributed)",
                           path=path)
