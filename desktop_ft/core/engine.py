@@ -9,6 +9,7 @@ settings that work on the machine at hand, turning the Trainer's logs into event
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -268,7 +269,17 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
         raise KeyboardInterrupt
     out_dir = run.adapter_dir if method.trains_adapter else run.model_dir
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if checkpoint is not None and _training_done_at(checkpoint, config):
+            # Killed after the last checkpoint but before the final save: nothing is left to train.
+            # The Trainer resumed at max_steps would train one step more (when max_steps is not a
+            # whole number of epochs), so load the checkpoint's weights and state and only save.
+            from transformers import TrainerState
+
+            trainer._load_from_checkpoint(str(checkpoint))  # private, but the one loader resume uses
+            trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+            callback.last_eval_step = trainer.state.global_step  # its eval, if any, is in the log already
+        else:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         step = trainer.state.global_step
         stopped = callback.stopped and step < trainer.state.max_steps  # the Stop every rank agreed on
         if trainer.eval_dataset is not None and not stopped and callback.last_eval_step != step:
@@ -294,6 +305,14 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     run.log(f"{status.state} at step {step}; {'adapter' if method.trains_adapter else 'model'} saved to {out_dir}")
     return RunFinished(status.state, step, adapter_dir=str(out_dir) if method.trains_adapter else None,
                        run_dir=str(run.path), model_dir=None if method.trains_adapter else str(out_dir))
+
+
+def _training_done_at(checkpoint: Path, config: RunConfig) -> bool:
+    """Whether ``checkpoint`` is the run's last step: its step reaches ``max_steps`` (the config's,
+    which ``--resume --set training.max_steps=…`` may have raised, or for epochs the Trainer's own)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    target = config.training.max_steps if config.training.max_steps > 0 else int(state.get("max_steps") or 0)
+    return target > 0 and int(state.get("global_step") or 0) >= target
 
 
 def _step_of(checkpoint: Path) -> int:

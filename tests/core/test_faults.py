@@ -130,6 +130,24 @@ def test_kill_9_soak_ends_with_a_complete_run_and_every_step_once(tiny_model, ch
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(run.adapter_dir))
 
 
+def test_a_run_killed_after_its_last_checkpoint_finishes_without_training_a_step_more(
+        tiny_model, chat_jsonl, tmp_path) -> None:
+    """Killed after the checkpoint at max_steps but before its marker (the soak found it: seed
+    497509479): resuming there made the Trainer train step 9 of 8, since max_steps is not a whole
+    number of epochs here, and the log ended with two steps too many."""
+    config_path, out = _config_file(tmp_path, tiny_model, chat_jsonl)
+    run = RunFolder(out)
+    killed = subprocess.run(_child(["train", str(config_path)], KILLS["before_marker"], MAX_STEPS), env=_env(),
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL and _steps(run) == list(range(1, MAX_STEPS + 1))
+    final = subprocess.run(_child(["train", "--resume", str(out)]), env=_env(), capture_output=True, timeout=300)
+    assert final.returncode == 0, final.stderr.decode()[-2000:]
+    assert _steps(run) == list(range(1, MAX_STEPS + 1))  # nothing trained past the end
+    status = run.read_status()
+    assert status.state == "finished" and status.step == MAX_STEPS
+    assert (run.adapter_dir / "adapter_model.safetensors").exists()
+
+
 def test_a_damaged_newest_checkpoint_is_skipped_by_name_and_metrics_trimmed_to_the_good_one(make_config) -> None:
     import threading
 
