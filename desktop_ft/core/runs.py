@@ -605,16 +605,20 @@ def create_run(config: RunConfig, runs_root: Path | None = None, *, prepare: boo
         run = RunFolder(path)
         if run.config_path.exists() and not run.status_path.exists() and _points_at(run):
             return run  # prepared by create_run a moment ago (the window), not yet started
-        path.mkdir(parents=True, exist_ok=True)
     else:
         root = Path(runs_root) if runs_root else default_runs_root()
         _check_output_dir(root)
         path = new_run_path(config, root)
-        path.mkdir(parents=True)
         run = RunFolder(path)
     if prepare:
         config = config.replace({"output.output_dir": str(run.path)})
-    run.write_config(config)
+    try:  # the checks above cannot see everything (root bypasses permissions, a read-only mount, ACLs)
+        path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config)
+    except OSError as exc:
+        raise RunError(f"the run folder cannot be written ({exc.strerror or exc})", path=path,
+                       field="output.output_dir",
+                       hint="Pick a folder you can write to (--output-dir), or free some space.") from None
     return run
 
 

@@ -49,6 +49,23 @@ def test_output_dir_that_is_a_file(tmp_path: Path, capsys) -> None:
     assert "is a file, not a folder" in _one_sentence(capsys)
 
 
+def test_output_dir_that_cannot_be_created_is_one_sentence(tmp_path: Path, capsys, monkeypatch) -> None:
+    """What the up-front checks cannot see (root ignores permission bits; read-only mounts, ACLs):
+    the mkdir itself fails, and that is a sentence too, not a traceback."""
+    real_mkdir = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "denied":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    assert main(["train", "--output-dir", str(tmp_path / "denied"), "--max-steps", "1"]) == 2
+    line = _one_sentence(capsys)
+    assert "denied" in line and "the run folder cannot be written (Permission denied)" in line
+    assert "--output-dir" in line
+
+
 def test_json_array_followed_by_more_data_is_an_error_not_silent_loss(tmp_path: Path, capsys) -> None:
     data = tmp_path / "rows.json"
     data.write_text('[{"text": "a"}, {"text": "b"}]\n{"text": "c"}\n')
