@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
     shot("method")
     # 4 Memory
     w.go("memory")
-    if w.memory_page.available:
-        wait_until(lambda: w.memory_page.result is not None, 180, "the memory estimate")
+    wait_until(lambda: w.memory_page.result is not None, 180, "the memory estimate")
     shot("memory")
     # 5 Train: a real run in a child process
     w.go("train")
