@@ -210,6 +210,9 @@ class TrainingConfig:
                             "longest, with attention kept inside each example: the same learning with less "
                             "arithmetic on examples of mixed lengths. Off by itself where it would not be "
                             "correct (the run log says why).", advanced=True)
+    token_metrics: bool = _f(False, help="Also log each step's entropy and next-token accuracy on the answers. "
+                             "They cost one more pass over the whole vocabulary for every token, every step, "
+                             "and no page shows them; the loss is the same either way.", advanced=True)
     seed: int = _f(42, help="Random seed, so the same config gives the same run.", advanced=True)
     logging_steps: int = _f(1, help="Log loss and learning rate every N steps.", min=1, max=10_000,
                            advanced=True)

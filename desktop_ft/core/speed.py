@@ -10,6 +10,12 @@ estimate asks here too, so it counts the activations of what will really run:
   example's edge: the same loss and gradients as a padded batch, without the arithmetic spent on
   padding. Batches, their order and the number of steps are unchanged, so what is learned is too.
 - **Liger kernels** on CUDA when the package is installed (Triton kernels; nothing on the CPU).
+- **the loss head** (SFT): TRL computes the loss through the vocabulary in chunks, so the full
+  fp32 logits and their gradient are never held at once. ``fit_loss_head`` makes it score only the
+  positions that carry a label on the CPU too (TRL scores every position off Triton devices so that
+  Neuron's tile shapes never change; a CPU compiles nothing, and prompts and padding are most of a
+  chat's positions), and drops the per-step entropy and token accuracy unless
+  ``training.token_metrics`` asks for them. The loss and its gradients are the same.
 - **threads**: the physical cores, for the training process.
 
 No torch, transformers or TRL at import time.
@@ -38,11 +44,15 @@ class SpeedPlan:
     liger: bool
     liger_reason: str
     threads: int
+    token_metrics: bool = False
 
     def log_lines(self) -> list[str]:
         return [f"padding-free batches: {'on' if self.padding_free else 'off'} ({self.padding_free_reason})",
                 f"Liger kernels: {'on' if self.liger else 'off'} ({self.liger_reason})",
-                f"threads: {self.threads}"]
+                f"threads: {self.threads}",
+                "loss head: labelled positions only, in vocabulary chunks; entropy and token accuracy "
+                + ("logged (training.token_metrics)" if self.token_metrics else
+                   "not computed (training.token_metrics is off)")]
 
 
 def padding_free(config: RunConfig, task: str, model: Any = None) -> tuple[bool, str]:
@@ -140,4 +150,54 @@ def physical_cores() -> int:
 def plan(config: RunConfig, task: str, device: str, model: Any = None) -> SpeedPlan:
     pf, pf_reason = padding_free(config, task, model)
     lg, lg_reason = liger(device)
-    return SpeedPlan(pf, pf_reason, lg, lg_reason, physical_cores())
+    return SpeedPlan(pf, pf_reason, lg, lg_reason, physical_cores(), config.training.token_metrics)
+
+
+#: what TRL's SFT trainer logs from the extra outputs of its fused loss head
+TOKEN_METRICS = ("entropy", "mean_token_accuracy")
+
+
+def fit_loss_head(trainer: Any, *, token_metrics: bool) -> None:
+    """Fit an SFT trainer's fused loss head to what this run reads (see the module docstring).
+
+    TRL (>= 1.x) patches the base model's ``forward`` with a head that computes log-probabilities
+    in vocabulary chunks; it is put back here with only the outputs the run logs, and on the CPU it
+    scores the labelled positions only, as it already does on CUDA.
+    """
+    import functools
+
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    if not getattr(trl_utils, "_desktop_ft_compact_cpu", False):
+        on_triton = trl_utils._use_triton  # decides compact scoring in the fused head, nothing else in this module
+        trl_utils._use_triton = lambda device: device.type == "cpu" or on_triton(device)
+        trl_utils._desktop_ft_compact_cpu = True
+    if token_metrics:
+        return
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.__dict__.pop("forward", None)  # TRL's head, an attribute of the instance; the class's forward is back
+    trl_utils.add_fused_lm_head(base, outputs=("log_probs",))
+    fused = base.forward
+
+    @functools.wraps(fused)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        out = fused(*args, **kwargs)
+        if kwargs.get("fused_lm_head") and out.entropy is None:  # the trainer reads them; the log drops them
+            out.entropy = torch.zeros_like(out.log_probs, requires_grad=False)
+            out.is_top1 = torch.zeros_like(out.log_probs, dtype=torch.bool)
+        return out
+
+    base.forward = forward
+    log = trainer.log
+
+    def log_without_token_metrics(logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        for metrics in trainer._metrics.values():
+            for key in TOKEN_METRICS:
+                metrics.pop(key, None)
+        for key in TOKEN_METRICS:
+            logs.pop(key, None)
+        return log(logs, *args, **kwargs)
+
+    trainer.log = log_without_token_metrics

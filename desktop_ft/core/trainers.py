@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from desktop_ft.core import datasets as ds
+from desktop_ft.core import speed
 from desktop_ft.core.config import RunConfig
 from desktop_ft.core.methods import method_spec, task_spec
 from desktop_ft.core.precision import TORCH_NAMES, PrecisionPlan
@@ -196,9 +197,11 @@ def _build_sft(p: TrainerParts) -> Any:
         p.tokenizer.chat_template = recipe.chat_template  # renders the same text; only adds the loss markers
     args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
                      **recipe.trl_flags, dataset_num_proc=None)
-    return SFTTrainer(model=p.model, args=args, train_dataset=_dataset(recipe.examples_of(p.train_rows)),
-                      eval_dataset=_dataset(recipe.examples_of(p.eval_rows)), processing_class=p.tokenizer,
-                      peft_config=p.peft_config, callbacks=p.callbacks, data_collator=_sft_collator(p))
+    trainer = SFTTrainer(model=p.model, args=args, train_dataset=_dataset(recipe.examples_of(p.train_rows)),
+                         eval_dataset=_dataset(recipe.examples_of(p.eval_rows)), processing_class=p.tokenizer,
+                         peft_config=p.peft_config, callbacks=p.callbacks, data_collator=_sft_collator(p))
+    speed.fit_loss_head(trainer, token_metrics=p.config.training.token_metrics)
+    return trainer
 
 
 def _build_pretrain(p: TrainerParts) -> Any:
@@ -206,9 +209,11 @@ def _build_pretrain(p: TrainerParts) -> Any:
 
     args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
                      completion_only_loss=False, dataset_text_field="text", dataset_num_proc=None)
-    return SFTTrainer(model=p.model, args=args, train_dataset=_dataset(p.train_rows),
-                      eval_dataset=_dataset(p.eval_rows), processing_class=p.tokenizer, peft_config=p.peft_config,
-                      callbacks=p.callbacks, data_collator=_sft_collator(p))
+    trainer = SFTTrainer(model=p.model, args=args, train_dataset=_dataset(p.train_rows),
+                         eval_dataset=_dataset(p.eval_rows), processing_class=p.tokenizer,
+                         peft_config=p.peft_config, callbacks=p.callbacks, data_collator=_sft_collator(p))
+    speed.fit_loss_head(trainer, token_metrics=p.config.training.token_metrics)
+    return trainer
 
 
 def _build_dpo(p: TrainerParts) -> Any:

@@ -179,3 +179,61 @@ def test_liger_kernels_only_on_cuda_and_only_when_installed(monkeypatch: pytest.
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
     assert speed.liger("cuda")[0]
+
+
+def _trainer_with(tiny_model: Path, tmp_path: Path, *, token_metrics: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = RunConfig().replace({"model.name": str(tiny_model), "method.lora_dropout": 0.0,
+                                  "training.token_metrics": token_metrics})
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    args = dict(output_dir=str(tmp_path / f"tm{token_metrics}"), report_to="none", use_cpu=True,
+                per_device_train_batch_size=4, max_steps=1, disable_tqdm=True, seed=0)
+    parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer,
+                                  peft_config=trainers.peft_config(config, model), train_rows=MIXED, eval_rows=[],
+                                  args=args, callbacks=[], data_kind="conversation", padding_free=True)
+    trainer = trainers.build_trainer("sft", parts)
+    for p in trainer.model.parameters():
+        if p.requires_grad:
+            with torch.no_grad():
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    return trainer
+
+
+def test_loss_head_scores_only_labelled_positions_and_skips_unread_metrics(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With token metrics off the head computes log-probs only, for the answer tokens only, and the loss and
+    gradients are those of TRL's full head; the log then holds no entropy or accuracy, and with them on it does."""
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    seen: list[tuple[int, tuple[str, ...]]] = []
+    real = trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, *args):
+        seen.append((hidden.shape[0], args[-1]))
+        return real(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
+    full_batch, full_loss, full_grads = _loss_and_grads(_trainer_with(tiny_model, tmp_path, token_metrics=True))
+    lean = _trainer_with(tiny_model, tmp_path, token_metrics=False)
+    lean_batch, lean_loss, lean_grads = _loss_and_grads(lean)
+
+    labelled = int((full_batch["labels"][:, 1:] != -100).sum())
+    assert labelled < 0.7 * full_batch["input_ids"].numel()  # prompts and template tokens carry no label
+    assert seen == [(labelled, ("log_probs", "entropy", "is_top1")), (labelled, ("log_probs",))]
+    torch.testing.assert_close(lean_loss, full_loss, rtol=1e-6, atol=1e-7)
+    for name in full_grads:
+        torch.testing.assert_close(lean_grads[name], full_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+    logged: list[dict] = []
+    monkeypatch.setattr(type(lean).__mro__[1], "log", lambda self, logs, *a, **k: logged.append(dict(logs)),
+                        raising=True)
+    lean.log({"loss": 1.0})
+    assert logged and not {"entropy", "mean_token_accuracy"} & set(logged[-1])
+    shown = _trainer_with(tiny_model, tmp_path, token_metrics=True)
+    _loss_and_grads(shown)
+    shown.log({"loss": 1.0})
+    assert {"entropy", "mean_token_accuracy"} <= set(logged[-1])
