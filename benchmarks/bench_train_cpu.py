@@ -143,7 +143,10 @@ def child_plain_trl(spec: dict[str, Any]) -> dict[str, Any]:
     args = SFTConfig(output_dir=spec["out"], per_device_train_batch_size=spec["batch"], max_length=spec["max_length"],
                      num_train_epochs=1, learning_rate=spec["lr"], warmup_steps=spec["warmup"],
                      lr_scheduler_type=spec["scheduler"], logging_steps=1, save_strategy="no", report_to="none",
-                     use_cpu=spec["device"] == "cpu", seed=spec["seed"], disable_tqdm=True)
+                     use_cpu=spec["device"] == "cpu", seed=spec["seed"], disable_tqdm=True,
+                     # the same number format on both sides: TRL's SFTConfig turns bf16 on by default, which on
+                     # the CPU is autocast to bf16 (far slower here than fp32, and not what desktop-ft trains in)
+                     bf16=spec["device"] != "cpu")
     peft_config = LoraConfig(r=spec["rank"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
                              target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

@@ -11,6 +11,7 @@ torch, transformers, peft and trl are imported inside the builders, never at imp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable
 
 from desktop_ft.core import datasets as ds
@@ -28,8 +29,8 @@ class TrainerParts:
     model: Any
     tokenizer: Any
     peft_config: Any
-    train_rows: list[dict[str, Any]]
-    eval_rows: list[dict[str, Any]]
+    train_rows: Sequence[dict[str, Any]]   # a RowStore (or its split views), or a list
+    eval_rows: Sequence[dict[str, Any]]
     args: dict[str, Any]  # TrainingArguments keywords shared by every TRL trainer
     callbacks: list[Any]
     data_kind: str
@@ -128,18 +129,17 @@ def quantization_config(config: RunConfig, plan: PrecisionPlan) -> Any:
 
 # -- tasks: each builds its TRL trainer -----------------------------------------------------------------
 
-def is_conversational(rows: list[dict[str, Any]]) -> bool:
+def is_conversational(rows: Sequence[dict[str, Any]]) -> bool:
     """Whether the rows hold message lists (rendered with the chat template) rather than plain strings."""
     return bool(rows) and any(isinstance(v, list) for v in rows[0].values())
 
 
-def preference_rows(rows: list[dict[str, Any]], *, chat: bool) -> list[dict[str, Any]]:
+def preference_rows(rows: Iterable[dict[str, Any]], *, chat: bool) -> Iterator[dict[str, Any]]:
     """Preference rows in TRL's shape; plain-text prompts become a user turn when the model chats.
 
     TRL applies no chat template to plain strings, so an instruct model would otherwise be taught
     on text it never sees at inference time.
     """
-    out = []
     for row in rows:
         prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
         if chat and isinstance(prompt, str):
@@ -151,27 +151,23 @@ def preference_rows(rows: list[dict[str, Any]], *, chat: bool) -> list[dict[str,
                 rejected = [{"role": "assistant", "content": rejected}]
         elif isinstance(chosen, list) or isinstance(rejected, list):
             prompt = [{"role": "user", "content": prompt}]
-        out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    return out
+        yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def unpaired_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def unpaired_rows(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Preference pairs → KTO's good/bad examples, interleaved.
 
     KTO reads its data in order (its KL estimate pairs neighbours), and TRL's own unpairing puts
     every good answer before every bad one, so early batches would hold only good answers.
     """
-    out = []
     for row in rows:
-        out.append({"prompt": row["prompt"], "completion": row["chosen"], "label": True})
-        out.append({"prompt": row["prompt"], "completion": row["rejected"], "label": False})
-    return out
+        yield {"prompt": row["prompt"], "completion": row["chosen"], "label": True}
+        yield {"prompt": row["prompt"], "completion": row["rejected"], "label": False}
 
 
-def _dataset(rows: list[dict[str, Any]]) -> Any:
-    from datasets import Dataset
-
-    return Dataset.from_list(rows) if rows else None
+def _dataset(examples: Iterable[dict[str, Any]]) -> Any:
+    """What a TRL trainer is given: the examples on disk, memory-mapped (None when there are none)."""
+    return ds.arrow_examples(examples)
 
 
 def _sft_collator(p: TrainerParts) -> Any:

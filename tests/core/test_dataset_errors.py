@@ -66,10 +66,14 @@ def test_unreadable_file_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.
     path = tmp_path / "locked.jsonl"
     path.write_text("{}\n")
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied")
+    real_open = Path.open
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    def refuse(self: Path, *args, **kwargs):  # as a file of another user's is (the suite may run as root)
+        if self.name == "locked.jsonl":
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(DatasetError, match="locked.jsonl: cannot be read \\(Permission denied\\)"):
         ds.load_dataset(path)
 

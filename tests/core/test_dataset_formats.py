@@ -211,7 +211,7 @@ def test_kto_labels_are_kept_and_sft_leaves_out_the_undesirable_rows(tmp_path: P
                     '"label": false}\n')
     data = ds.load_dataset(path)
     assert [r["label"] for r in data.rows] == [True, False] and len(data.errors) == 1
-    sft = ds.sft_recipe(data.kind, data.rows, None, assistant_only_loss=True).examples_of(data.rows)
+    sft = list(ds.sft_recipe(data.kind, data.rows, None, assistant_only_loss=True).examples_of(data.rows))
     assert sft == [{"prompt": [U("hi")], "completion": [A("yo")]}]
 
 

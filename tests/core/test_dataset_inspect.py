@@ -118,7 +118,7 @@ def test_token_lengths_on_a_seeded_sample_of_a_large_dataset(tokenizer) -> None:
 def test_a_validation_file_of_another_kind_still_becomes_sft_rows() -> None:
     data = ds.load_dataset(DATA / "openai_messages.jsonl")
     other = ds.load_dataset(DATA / "alpaca.json").rows
-    rows = ds.sft_recipe(data.kind, data.rows, None, assistant_only_loss=True).examples_of(other)
+    rows = list(ds.sft_recipe(data.kind, data.rows, None, assistant_only_loss=True).examples_of(other))
     assert rows[0] == {"prompt": [{"role": "user", "content": "Give a synonym for happy."}],
                        "completion": [{"role": "assistant", "content": "Joyful."}]}
 

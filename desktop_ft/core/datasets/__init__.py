@@ -19,6 +19,7 @@ model will see and learn, through that same recipe.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,16 @@ from desktop_ft.core.datasets._formats import (EXPECTED, ROLES, TARGETS, Format,
 from desktop_ft.core.datasets._examples import (SftRecipe, per_turn_rows, sft_recipe, split_rows, to_prompt_completion,
                                                 training_chat_template)
 from desktop_ft.core.datasets._inspect import DatasetReport, inspect_dataset, loss_segments, render_plain
+from desktop_ft.core.datasets import _store
 from desktop_ft.core.datasets._read import SUPPORTED, RowError, open_source
+from desktop_ft.core.datasets._store import RowStore, arrow_examples
 from desktop_ft.core.errors import DatasetError
 
 __all__ = [
     "KINDS", "ROLES", "LoadedDataset", "RowError", "DatasetReport", "load_dataset", "inspect_dataset",
     "loss_segments", "split_rows", "SftRecipe", "sft_recipe", "per_turn_rows", "to_prompt_completion",
     "training_chat_template", "validate_messages", "as_messages",
-    "parse_columns", "render_plain", "SUPPORTED", "TARGETS",
+    "parse_columns", "render_plain", "SUPPORTED", "TARGETS", "RowStore", "arrow_examples",
 ]
 
 KINDS = ("conversation", "prompt_completion", "preference", "text")
@@ -46,15 +49,18 @@ DETECT_SAMPLE = 200
 
 @dataclass
 class LoadedDataset:
-    """Valid rows, normalised to TRL shapes, plus what was wrong with the others."""
+    """Valid rows, normalised to TRL shapes, plus what was wrong with the others.
+
+    ``rows`` is a ``RowStore``: the rows on disk (memory-mapped Arrow in the cache), read as a
+    sequence of dicts, so a file of any size costs a bounded amount of memory.
+    """
 
     path: str
     format: str
     kind: str
-    rows: list[dict[str, Any]]
+    rows: RowStore
     columns: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)  # source line (or row number) of each kept row
     unit: str = "line"                              # 'line' in text files; 'row' in parquet/saved/hub data
     notes: list[str] = field(default_factory=list)  # e.g. "rows read from the list under 'data'"
     fields: dict[str, str] = field(default_factory=dict)  # part → column used, e.g. {"prompt": "question"}
@@ -62,14 +68,29 @@ class LoadedDataset:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def lines(self) -> Sequence[int]:
+        """The source line (or row number) of each kept row, read from the store as asked for."""
+        return self.rows.lines
+
 
 def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
                  max_rows: int | None = None) -> LoadedDataset:
     """Load a dataset; raise ``DatasetError`` only when no row at all is usable.
 
     ``columns`` maps parts to column names when detection cannot tell (``{"prompt": "question",
-    "completion": "answer"}``); ``max_rows`` stops after that many valid rows.
+    "completion": "answer"}``); ``max_rows`` stops after that many valid rows. Rows are read as a
+    stream and written to an on-disk store (``_store``); a file read before with the same options
+    and unchanged since is not read again.
     """
+    target = Path(str(path)).expanduser() if str(path) else resources.sample_dataset()
+    key = _store.source_key(target, columns=columns or {}, max_rows=max_rows)
+    hit = _store.cached(key)
+    if hit is not None:
+        store, meta = hit
+        return LoadedDataset(path=meta["path"], format=meta["format"], kind=meta["kind"], rows=store,
+                             columns=meta["columns"], errors=[RowError(**e) for e in meta["errors"]],
+                             unit=meta["unit"], notes=meta["notes"], fields=meta["fields"])
     where, source = open_source(path if str(path) else resources.sample_dataset())
     errors: list[RowError] = []
     pending: list[tuple[int, dict[str, Any]]] = []
@@ -118,32 +139,39 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
                            + (" The first line is read as the column names: add a header line if it holds "
                               "data." if source.kind == "csv" else ""))
 
-    rows: list[dict[str, Any]] = []
-    lines: list[int] = []
+    writer = _store.StoreWriter(key)
 
     def keep(line: int, record: dict[str, Any]) -> bool:
         try:
-            rows.append(fmt.normalise(record))
-            lines.append(line)
+            writer.add(fmt.normalise(record), line)
         except RowProblem as problem:
             errors.append(RowError(line, str(problem)))
-        return bool(max_rows) and len(rows) >= max_rows  # type: ignore[operator]
+        return bool(max_rows) and writer.count >= max_rows  # type: ignore[operator]
 
-    done = False
-    for line, record in pending:
-        if keep(line, record):
-            done = True
-            break
-    if not done:
-        for item in records:
-            taken = take(item)
-            if taken and keep(*taken):
+    try:
+        done = False
+        for line, record in pending:
+            if keep(line, record):
+                done = True
                 break
-    if not rows:
-        _raise_nothing_usable(where, errors, unit, fmt)
+        del pending
+        if not done:
+            for item in records:
+                taken = take(item)
+                if taken and keep(*taken):
+                    break
+        if not writer.count:
+            _raise_nothing_usable(where, errors, unit, fmt)
+    except BaseException:
+        writer.abandon()
+        raise
     errors.sort(key=lambda e: e.line)
-    return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=rows, columns=list(seen_columns),
-                         errors=errors, lines=lines, unit=unit, notes=list(source.notes), fields=dict(fmt.fields))
+    meta = {"path": str(where), "format": fmt.name, "kind": fmt.kind, "columns": list(seen_columns),
+            "errors": [e.to_dict() for e in errors], "unit": unit, "notes": list(source.notes),
+            "fields": dict(fmt.fields)}
+    store = writer.finish(meta)
+    return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=store, columns=list(seen_columns),
+                         errors=errors, unit=unit, notes=list(source.notes), fields=dict(fmt.fields))
 
 
 def _vote(pending: list[tuple[int, dict[str, Any]]], mapping: dict[str, str]) -> Format | None:

@@ -17,6 +17,7 @@ Without it, and for raw text, every token counts.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,9 @@ class SftRecipe:
             return [sft_row(self.kind, row, assistant_only_loss=False)]
         return [sft_row(self.kind, row, assistant_only_loss=self.loss != ALL_TOKENS)]
 
-    def examples_of(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [example for row in rows for example in self.examples(row)]
+    def examples_of(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The examples of ``rows``, one after another (a stream: rows are read as they are needed)."""
+        return (example for row in rows for example in self.examples(row))
 
     @property
     def trl_flags(self) -> dict[str, bool]:
@@ -175,15 +177,20 @@ def _replies(row: dict[str, Any]) -> int:
     return sum(m["role"] == "assistant" for m in row.get("messages", []))
 
 
-def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded train/validation split; no validation set when there are too few rows."""
+def split_rows(rows: Sequence[dict[str, Any]], fraction: float, seed: int) -> tuple[Sequence[dict], Sequence[dict]]:
+    """A seeded train/validation split (rows keep their order); no validation set when there are too few rows.
+
+    A ``RowStore`` is split into two views of itself (index lists, no row copied); a list into lists.
+    """
     if fraction <= 0 or len(rows) < 4:
-        return list(rows), []
+        return rows if hasattr(rows, "select") else list(rows), []
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_val = max(1, int(round(len(rows) * fraction)))
     n_val = min(n_val, len(rows) - 1)
     val_idx = set(order[:n_val])
-    train = [r for i, r in enumerate(rows) if i not in val_idx]
-    val = [r for i, r in enumerate(rows) if i in val_idx]
-    return train, val
+    train_at = [i for i in range(len(rows)) if i not in val_idx]
+    val_at = sorted(val_idx)
+    if hasattr(rows, "select"):
+        return rows.select(train_at), rows.select(val_at)
+    return [rows[i] for i in train_at], [rows[i] for i in val_at]

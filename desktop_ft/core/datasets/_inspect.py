@@ -52,14 +52,9 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     lengths counted on a seeded sample of that many rows (about 0.7 ms a row goes into the chat
     template); ``token_lengths["counted"]`` says how many.
     """
-    seen: dict[str, int] = {}
-    dup_lines: list[int] = []
-    for i, row in enumerate(data.rows):
-        key = dumps_row(row)
-        if key in seen:
-            dup_lines.append(data.lines[i] if i < len(data.lines) else i + 1)
-        else:
-            seen[key] = i
+    dup_at = _duplicates(data.rows)
+    lines = data.lines
+    dup_lines = [lines[i] if i < len(lines) else i + 1 for i in dup_at]
     if validation is not None:
         train, val = data.rows, validation.rows
     else:
@@ -69,26 +64,33 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
                            columns=list(data.columns), duplicates=len(dup_lines), duplicate_lines=dup_lines[:20])
     recipe = sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
-    # a row's longest example is its last one (the whole conversation, in every recipe)
-    examples = [(recipe.examples(r) or [sft_row(data.kind, r, assistant_only_loss=False)])[-1] for r in data.rows]
+
+    def example(i: int) -> dict[str, Any]:
+        """Row i's longest example: its last one (the whole conversation, in every recipe)."""
+        row = data.rows[i]
+        return (recipe.examples(row) or [sft_row(data.kind, row, assistant_only_loss=False)])[-1]
+
+    n = len(data.rows)
+    preview = [example(i) for i in range(min(PREVIEW_ROWS, n))]
     if tokenizer is None:
-        report.preview = [render_plain(e) for e in examples[:PREVIEW_ROWS]]
+        report.preview = [render_plain(e) for e in preview]
         return report
 
     texts: list[str] = []
     counted: list[int] = []
-    chosen: list[int] | range = range(len(examples))
-    if token_sample and len(examples) > token_sample:
+    examples: dict[int, dict[str, Any]] = {}
+    chosen: list[int] | range = range(n)
+    if token_sample and n > token_sample:
         import random
 
-        chosen = sorted(random.Random(seed).sample(range(len(examples)), token_sample))
+        chosen = sorted(random.Random(seed).sample(range(n), token_sample))
     for i in chosen:
-        example = examples[i]
+        examples[i] = ex = example(i)
         try:
-            texts.append(_training_text(example, tokenizer))
+            texts.append(_training_text(ex, tokenizer))
             counted.append(i)
         except Exception as exc:  # a template that rejects this conversation (roles must alternate, ...)
-            line = data.lines[i] if i < len(data.lines) else i + 1
+            line = lines[i] if i < len(lines) else i + 1
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             report.template_errors.append({"line": line, "message": "the model's chat template cannot render "
                                            f"this row ({reason})."})
@@ -97,10 +99,10 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     for start in range(0, len(texts), 1000):
         batch = tokenizer(texts[start:start + 1000], add_special_tokens=data.kind == "text")["input_ids"]
         lengths.extend(len(ids) for ids in batch)
-    report.lengths = [None] * len(examples)
-    for i, n in zip(counted, lengths):
-        report.lengths[i] = n
-    report.preview = [_render(e, tokenizer) for e in examples[:PREVIEW_ROWS]]
+    report.lengths = [None] * n
+    for i, length in zip(counted, lengths):
+        report.lengths[i] = length
+    report.preview = [_render(e, tokenizer) for e in preview]
     if lengths:
         ordered = sorted(lengths)
         report.token_lengths = {
@@ -108,12 +110,28 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
             "p95": ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))],
             "max": ordered[-1], "truncated": sum(1 for n in ordered if n > max_length), "max_length": max_length,
             "counted": len(ordered),
-            "answer_cut_off": _answers_cut_off(examples, report.lengths, tokenizer, max_length),
+            "answer_cut_off": _answers_cut_off([examples[i] for i in counted], lengths, tokenizer, max_length),
         }
     return report
 
 
-def _answers_cut_off(examples: list[dict[str, Any]], lengths: list[int | None], tokenizer: Any,
+def _duplicates(rows: Any) -> list[int]:
+    """Positions of rows identical to an earlier row; 16 bytes a row are remembered, not the rows."""
+    import hashlib
+
+    texts = rows.texts() if hasattr(rows, "texts") else (dumps_row(r) for r in rows)
+    seen: set[bytes] = set()
+    out: list[int] = []
+    for i, text in enumerate(texts):
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        if digest in seen:
+            out.append(i)
+        else:
+            seen.add(digest)
+    return out
+
+
+def _answers_cut_off(examples: list[dict[str, Any]], lengths: list[int], tokenizer: Any,
                      max_length: int) -> int:
     """Rows whose prompt alone fills ``max_length``: training drops them, as nothing is left to learn."""
     cut = 0

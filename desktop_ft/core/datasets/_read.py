@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from desktop_ft.core.errors import DatasetError
 
@@ -75,6 +75,13 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     if suffix in (".xlsx", ".xls", ".ods", ".numbers"):
         raise DatasetError("is a spreadsheet workbook, which Desktop FT does not read directly", path=p,
                            hint="Save it as 'CSV UTF-8 (comma delimited)' and pick the .csv file.")
+    head = _read_head(p)
+    if not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-8: rows are read as a stream from the file
+        if suffix in TSV_SUFFIXES + CSV_SUFFIXES:
+            return p, read_csv_file(p, head, delimiter="\t" if suffix in TSV_SUFFIXES else None)
+        if (suffix in JSONL_SUFFIXES and _is_line_per_row(head)) or (suffix in TEXT_SUFFIXES
+                                                                    and _looks_like_jsonl(head)):
+            return p, read_jsonl(p)
     raw = _read_bytes(p)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
         raw = decode_text(p, raw).encode("utf-8")
@@ -98,6 +105,19 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
 
 
 # -- text files ------------------------------------------------------------------------------------
+
+#: bytes read to decide how to read a file (its encoding, one row per line or not)
+HEAD_BYTES = 256 * 1024
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
+                           hint="Check that the file exists and that you may read it.") from None
+
 
 def _read_bytes(path: Path) -> bytes:
     try:
@@ -167,9 +187,21 @@ def _looks_like_jsonl(raw: bytes) -> bool:
     return True
 
 
-def read_jsonl(path: Path, raw: bytes) -> Source:
+def read_jsonl(path: Path, raw: bytes | None = None) -> Source:
+    """One JSON value per line: from ``raw``, or read from the file a line at a time (any size)."""
+    def lines() -> Iterator[bytes]:
+        if raw is not None:
+            yield from raw.split(b"\n")
+            return
+        try:
+            with path.open("rb") as f:
+                yield from f
+        except OSError as exc:
+            raise DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
+                               hint="Check that the file exists and that you may read it.") from None
+
     def records() -> Iterator[tuple[int, Any] | RowError]:
-        for lineno, raw_line in enumerate(raw.split(b"\n"), start=1):
+        for lineno, raw_line in enumerate(lines(), start=1):
             try:
                 text = raw_line.decode("utf-8").lstrip("\ufeff").strip()  # a BOM on any line: files joined with cat
             except UnicodeDecodeError as exc:
@@ -416,12 +448,41 @@ def _columnar_rows(top: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -- CSV / TSV ---------------------------------------------------------------------------------------
 
+def read_csv_file(path: Path, head: bytes, delimiter: str | None = None) -> Source:
+    """A UTF-8 CSV/TSV read from the file as a stream; a byte that is not UTF-8 names its line.
+
+    The error is found by reading the file whole, as ``read_csv`` does, which only happens for a
+    file that cannot be used as it is.
+    """
+    if delimiter is None:
+        delimiter = _guess_delimiter(head.decode("utf-8", errors="replace").lstrip("\ufeff"))
+
+    def broken() -> DatasetError:
+        try:
+            decode_text(path, _read_bytes(path))
+        except DatasetError as exc:
+            return exc
+        return DatasetError("is not valid UTF-8", path=path, hint="Save the file as UTF-8.")
+
+    def text_stream() -> Iterator[str]:
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                yield from f
+        except UnicodeDecodeError:
+            raise broken() from None
+
+    return _read_csv_lines(path, text_stream(), delimiter)
+
+
 def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> Source:
     text = decode_text(path, raw)
     if delimiter is None:
         delimiter = _guess_delimiter(text)
+    return _read_csv_lines(path, io.StringIO(text, newline=""), delimiter)
+
+
+def _read_csv_lines(path: Path, stream: Iterable[str], delimiter: str) -> Source:
     csv.field_size_limit(2**31 - 1)  # whole documents in one cell are normal in training data
-    stream = io.StringIO(text, newline="")
     reader = csv.reader(stream, delimiter=delimiter)
     header: list[str] = []
     header_line = 0
