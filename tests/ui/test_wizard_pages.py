@@ -2,6 +2,7 @@
 
 import dataclasses
 import typing
+from pathlib import Path
 
 from desktop_ft.core.config import section_types
 from desktop_ft.ui.session import Session
@@ -43,9 +44,13 @@ def test_dataset_page_shows_rows_problems_lengths_and_the_learned_part(qtbot, qs
     with qtbot.waitSignal(page.inspected, timeout=60000):
         page.choose(str(chat_jsonl))
     assert page.preview.rowCount() == 24
-    assert page.problem_list.count() == 2
-    assert page.problem_list.item(0).text().startswith("line 3:")
-    page.problem_list.setCurrentRow(0)
+    model = page.problem_list.model()
+    assert model.rowCount() == 2
+    assert model.index(0, 0).data().startswith("line 3:")
+    assert model.index(1, 0).data().startswith("line 5:")
+    page.problem_list.setCurrentIndex(model.index(1, 0))
+    assert page.problem_row.toPlainText().endswith("not json")
+    page.problem_list.setCurrentIndex(model.index(0, 0))
     assert '"oops"' in page.problem_row.toPlainText()
     assert "would be truncated" in page.length_text.text() or "No row would be truncated" in page.length_text.text()
     html = page.example.toHtml()
@@ -103,3 +108,36 @@ def test_estimate_page_follows_the_config(qtbot):
     with qtbot.waitSignal(page.estimated, timeout=60000):
         session.update({"training.batch_size": 32})
     assert page.result.total_bytes > first
+
+
+def test_many_problems_show_at_once_and_a_click_reads_one_line_not_the_file(qtbot, qsettings, tmp_path,
+                                                                             monkeypatch):
+    """20,000 broken lines among good ones: the list is a model (nothing built per problem), and clicking one
+    seeks to its line, found by the worker, instead of reading the file from the top in the GUI thread."""
+    import time
+
+    from desktop_ft.core import datasets as core_datasets
+
+    good = '{"messages": [{"role": "user", "content": "Hi %d"}, {"role": "assistant", "content": "Hello."}]}'
+    path = tmp_path / "broken.jsonl"
+    path.write_text("\n".join(good % i if i % 2 else f"not json {i}" for i in range(40_000)) + "\n")
+    session = Session()
+    page = DatasetPage(session, qsettings)
+    qtbot.addWidget(page)
+    page.show()
+    with qtbot.waitSignal(page.inspected, timeout=120000):
+        page.choose(str(path))
+    model = page.problem_list.model()
+    assert model.rowCount() == 20_000
+    opened = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k))
+    started = time.perf_counter()
+    page.problem_list.setCurrentIndex(model.index(19_999, 0))
+    assert time.perf_counter() - started < 0.25
+    assert page.problem_row.toPlainText() == "line 39999: is not valid JSON (Expecting value at column 1).\n\n" \
+        "not json 39998"
+    assert opened == [path]  # one seek and one line read
+    assert core_datasets.line_offsets(path, [39_999]) == {39_999: sum(len(good % i) + 1 if i % 2 else
+                                                                       len(f"not json {i}") + 1
+                                                                       for i in range(39_998))}

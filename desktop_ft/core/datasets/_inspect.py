@@ -33,9 +33,12 @@ class DatasetReport:
     duplicate_lines: list[int] = field(default_factory=list)  # the first few of them
     template_errors: list[dict[str, Any]] = field(default_factory=list)  # rows the chat template rejects
     lengths: list[int | None] = field(default_factory=list)  # tokens per row (None: not counted), for a histogram
+    recipe: SftRecipe | None = field(default=None, repr=False, compare=False)  # how rows became examples
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("recipe")
+        return out
 
 
 def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
@@ -63,7 +66,7 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
               "train": len(train), "validation": len(val)}
     report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
                            columns=list(data.columns), duplicates=len(dup_lines), duplicate_lines=dup_lines[:20])
-    recipe = sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
+    recipe = report.recipe = sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
 
     def example(i: int) -> dict[str, Any]:
         """Row i's longest example: its last one (the whole conversation, in every recipe)."""

@@ -106,6 +106,35 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
 
 # -- text files ------------------------------------------------------------------------------------
 
+def line_offsets(path: str | Path, lines: Iterable[int]) -> dict[int, int]:
+    """Byte offset of each of ``lines`` (1-based) in a text file: one pass, a line at a time.
+
+    Made once, off the GUI thread, so that showing a problem's line is a seek, not a scan.
+    """
+    wanted = set(lines)
+    if not wanted:
+        return {}
+    last = max(wanted)
+    out: dict[int, int] = {}
+    pos = 0
+    with Path(path).open("rb") as f:
+        for number, raw_line in enumerate(f, start=1):
+            if number in wanted:
+                out[number] = pos
+            if number >= last:
+                break
+            pos += len(raw_line)
+    return out
+
+
+def line_at(path: str | Path, offset: int, limit: int = 100_000) -> str:
+    """The line starting at byte ``offset`` (at most ``limit`` bytes of it), decoded leniently."""
+    with Path(path).open("rb") as f:
+        f.seek(offset)
+        raw = f.readline(limit)
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
 #: bytes read to decide how to read a file (its encoding, one row per line or not)
 HEAD_BYTES = 256 * 1024
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QListWidget,
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSettings, Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QListView,
                                QPlainTextEdit, QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
                                QTextBrowser, QVBoxLayout, QWidget)
 
@@ -45,10 +45,40 @@ def inspect_file(path: str, model_name: str, max_length: int, columns: dict[str,
     if tokenizer is not None:
         result["lengths"] = [n for n in report.lengths if n is not None]
     if tokenizer is not None and data.rows:
-        recipe = core_datasets.sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
-        result["segments"] = core_datasets.loss_segments(data.rows[0], tokenizer, data.kind, recipe=recipe,
+        result["segments"] = core_datasets.loss_segments(data.rows[0], tokenizer, data.kind, recipe=report.recipe,
                                                          max_length=max_length)
+    problems = [(err.line, err.message) for err in data.errors]
+    problems += [(int(e["line"]), str(e["message"])) for e in report.template_errors]
+    result["problems"] = problems
+    result["offsets"] = {}
+    if data.unit == "line" and problems and Path(data.path).is_file():  # so showing a line is a seek, not a scan
+        result["offsets"] = core_datasets.line_offsets(data.path, (line for line, _ in problems))
     return result
+
+
+class ProblemsModel(QAbstractListModel):
+    """The rows that cannot be used, for a list view: rows are formatted only when the view draws them."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._problems: list[tuple[int, str]] = []
+
+    def set_problems(self, problems: list[tuple[int, str]]) -> None:
+        self.beginResetModel()
+        self._problems = problems
+        self.endResetModel()
+
+    def problem(self, row: int) -> tuple[int, str]:
+        return self._problems[row]
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's own default
+        return 0 if parent.isValid() else len(self._problems)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and index.isValid():
+            line, message = self._problems[index.row()]
+            return f"line {line}: {message}"
+        return None
 
 
 # -- the page -----------------------------------------------------------------------------------------
@@ -63,7 +93,6 @@ class DatasetPage(Page):
         self.session = session
         self.settings = settings or QSettings()
         self.result: dict[str, Any] | None = None
-        self._problems: list[tuple[int, str]] = []
         self._request = 0
         self._workers: list[Any] = []
         self.setAcceptDrops(True)
@@ -104,9 +133,12 @@ class DatasetPage(Page):
         self.tabs.addTab(self.preview, theme.icon("mdi6.table"), "Preview")
 
         problems = QSplitter(Qt.Orientation.Vertical)
-        self.problem_list = QListWidget()
+        self.problems = ProblemsModel(self)
+        self.problem_list = QListView()
         self.problem_list.setObjectName("Plain")
-        self.problem_list.currentRowChanged.connect(self._on_problem_row)
+        self.problem_list.setUniformItemSizes(True)  # a million problems lay out as fast as ten
+        self.problem_list.setModel(self.problems)
+        self.problem_list.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._on_problem_row(cur.row()))
         problems.addWidget(self.problem_list)
         self.problem_row = QPlainTextEdit()
         self.problem_row.setReadOnly(True)
@@ -213,11 +245,8 @@ class DatasetPage(Page):
                                         " · no problems found")
                              + (f" · {dups} duplicate row(s)" if dups else ""))
         self._fill_preview(data)
-        self.problem_list.clear()
-        self._problems = [(err.line, err.message) for err in data.errors]
-        self._problems += [(int(e["line"]), str(e["message"])) for e in report.template_errors]
-        for line, message in self._problems:
-            self.problem_list.addItem(f"line {line}: {message}")
+        self.problems.set_problems(result["problems"])
+        self.problem_row.clear()
         self.tabs.setTabText(1, f"Problems ({bad})")
         self._show_lengths(self.session.config.training.max_length)
         self._show_example(result.get("segments"))
@@ -238,15 +267,18 @@ class DatasetPage(Page):
     def _on_problem_row(self, row: int) -> None:
         if self.result is None or row < 0:
             return
-        line, message = self._problems[row]
+        line, message = self.problems.problem(row)
+        offset = self.result["offsets"].get(line)
+        if offset is None:  # a row of a parquet/saved dataset, or a problem of the whole file
+            self.problem_row.setPlainText(f"line {line}: {message}" if self.result["data"].unit == "line"
+                                          else f"row {line}: {message}")
+            return
         try:
-            with open(self.result["data"].path, encoding="utf-8", errors="replace") as fh:
-                for i, text in enumerate(fh, start=1):
-                    if i == line:
-                        self.problem_row.setPlainText(f"line {line}: {message}\n\n{text.rstrip()}")
-                        return
+            text = core_datasets.line_at(self.result["data"].path, offset)
         except OSError as exc:
             self.problem_row.setPlainText(f"Cannot read the file: {exc}")
+            return
+        self.problem_row.setPlainText(f"line {line}: {message}\n\n{text}")
 
     def _show_lengths(self, max_length: int) -> None:
         self.hist.clear()
