@@ -574,10 +574,15 @@ def _estimated_memory(config: RunConfig, device: str, lengths: list[int] | None 
 def _tokenised_lengths(trainer: Any) -> list[int] | None:
     """Tokens per tokenised training row (SFT/pretrain shapes); None where the trainer keeps other columns."""
     try:
+        import pyarrow.compute as pc
+
         dataset = trainer.train_dataset
         if "input_ids" not in dataset.column_names:
             return None
-        return [len(ids) for ids in dataset["input_ids"]]
+        lengths: list[int] = []  # counted by Arrow a batch at a time: the token ids never become Python lists
+        for batch in dataset.select_columns(["input_ids"]).with_format("arrow").iter(batch_size=10_000):
+            lengths.extend(pc.list_value_length(batch["input_ids"]).to_pylist())
+        return lengths
     except Exception:
         return None
 
