@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -412,7 +413,7 @@ def _stopped_by_full_disk(run: RunFolder, status: RunStatus, exc: BaseException,
     return RunFinished(STOPPED, step, error=status.error, run_dir=str(run.path))
 
 
-def _needs_chat(kind: str, task: str, rows: list[dict[str, Any]]) -> bool:
+def _needs_chat(kind: str, task: str, rows: Sequence[dict[str, Any]]) -> bool:
     """SFT renders every kind but raw text as a chat; preference tasks only when the rows hold messages."""
     if kind == "text":
         return False

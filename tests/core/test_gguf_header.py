@@ -124,3 +124,45 @@ def test_the_built_in_model_is_described_without_converting_it(no_conversion, tm
     assert info.source == "embedded" and info.architecture == "llama" and info.dtype == "Q4_1"
     assert info.parameters == 134_515_008 and info.context_length == 8192  # SmolLM2-135M
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_header_walk_reads_what_the_gguf_package_reads(tmp_path):
+    """Every scalar and string of the metadata, small arrays in full, and the tensor names are those of
+    gguf's own GGUFReader; the vocabulary's arrays (strings and numbers) are stepped over, their length kept."""
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    from desktop_ft.core.gguf_header import _Header, _Skipped
+
+    path = tmp_path / "vocab.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(3)
+    writer.add_head_count([4, 4, 2])  # per layer, as some files give it
+    writer.add_token_list([f"tok{i}-é" for i in range(20_000)])
+    writer.add_token_scores([float(i) for i in range(20_000)])
+    writer.add_string("general.name", "Tïny")
+    writer.add_float32("llama.rope.freq_base", 10000.0)
+    writer.add_bool("tokenizer.ggml.add_bos_token", True)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.add_tensor("output.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    for file in (path, embedded.embedded_gguf_path()):
+        ours = _Header.read(file)
+        theirs = GGUFReader(file, "r")
+        assert ours.tensor_names == {t.name for t in theirs.tensors}
+        assert set(ours.fields) == set(theirs.fields) - {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}
+        for key, field in theirs.fields.items():
+            if key.startswith("GGUF."):
+                continue
+            value = ours.fields[key]
+            if isinstance(value, _Skipped):
+                assert field.types[0] == GGUFValueType.ARRAY and len(value) == len(field.data), key
+            else:
+                assert value == pytest.approx(field.contents()) if isinstance(value, float) else \
+                    value == field.contents(), key
+    small = _Header.read(path).fields
+    assert small["llama.attention.head_count"] == [4, 4, 2] and small["general.name"] == "Tïny"
+    assert isinstance(small["tokenizer.ggml.tokens"], _Skipped) and len(small["tokenizer.ggml.tokens"]) == 20_000

@@ -73,7 +73,7 @@ class SftRecipe:
                 "completion_only_loss": self.loss in (COMPLETION, EVERY_REPLY_SPLIT)}
 
 
-def sft_recipe(kind: str, rows: list[dict[str, Any]], tokenizer: Any, *, assistant_only_loss: bool) -> SftRecipe:
+def sft_recipe(kind: str, rows: Sequence[dict[str, Any]], tokenizer: Any, *, assistant_only_loss: bool) -> SftRecipe:
     """The recipe for SFT on ``rows`` (of ``kind``) with this tokenizer; see the module docstring."""
     if kind == "text" or not assistant_only_loss:
         return SftRecipe(kind, ALL_TOKENS)
@@ -85,7 +85,7 @@ def sft_recipe(kind: str, rows: list[dict[str, Any]], tokenizer: Any, *, assista
     return SftRecipe(kind, COMPLETION)
 
 
-def training_chat_template(tokenizer: Any, rows: list[dict[str, Any]]) -> str | None:
+def training_chat_template(tokenizer: Any, rows: Sequence[dict[str, Any]]) -> str | None:
     """A chat template that marks every assistant reply for the loss, or None when none is known.
 
     The model's own template if it has ``{% generation %}`` markers; TRL's patched version for the
