@@ -75,3 +75,43 @@ def test_prompt_completion_puts_the_last_reply_in_the_completion() -> None:
                         {"role": "assistant", "content": "a"}]}
     pc = to_prompt_completion(row)
     assert pc["completion"] == [{"role": "assistant", "content": "a"}] and len(pc["prompt"]) == 2
+
+
+def test_rows_live_on_disk_and_a_file_is_read_once_until_it_changes(tmp_path: Path, monkeypatch) -> None:
+    """The window's preview and the training process read a file once between them: the second load of an
+    unchanged file comes from the on-disk store, an edited file is read again, and a store behaves as the
+    list of rows it holds (indexing, slicing, iteration, split views) with their source lines."""
+    import json
+    import os
+
+    from desktop_ft.core import datasets as ds
+    from desktop_ft.core.datasets import _read, _store
+
+    monkeypatch.setenv("DESKTOP_FT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "chats.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Q{i} é"}, {"role": "assistant", "content": f"A{i}"}]}
+            for i in range(2500)]  # more than one Arrow batch
+    path.write_text("not json\n" + "\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    first = ds.load_dataset(path)
+    assert isinstance(first.rows, _store.RowStore)
+    assert Path(first.rows.arrow_file).is_relative_to(tmp_path / "cache")
+    assert first.rows == rows and list(first.rows) == rows and len(first) == 2500
+    assert first.rows[-1] == rows[-1] and first.rows[1000:1003] == rows[1000:1003]
+    assert first.lines[0] == 2 and first.lines[-1] == 2501 and [e.line for e in first.errors] == [1]
+    train, val = split_rows(first.rows, 0.1, 7)
+    assert len(train) + len(val) == 2500 and len(val) == 250
+    assert sorted(r["messages"][0]["content"] for r in [*train, *val]) == sorted(r["messages"][0]["content"]
+                                                                                 for r in rows)
+    listed_train, listed_val = split_rows(rows, 0.1, 7)
+    assert list(train) == listed_train and list(val) == listed_val  # the same split as a list gets
+
+    monkeypatch.setattr(_read, "open_source", lambda *a: (_ for _ in ()).throw(AssertionError("read again")))
+    monkeypatch.setattr(ds, "open_source", _read.open_source)
+    again = ds.load_dataset(path)
+    assert again.rows == rows and [e.line for e in again.errors] == [1] and again.format == first.format
+    monkeypatch.undo()
+    monkeypatch.setenv("DESKTOP_FT_CACHE", str(tmp_path / "cache"))
+    path.write_text("\n".join(json.dumps(r) for r in rows[:10]) + "\n", encoding="utf-8")
+    os.utime(path, ns=(1, 1))  # even a file put back with an old time is another file: its size changed
+    edited = ds.load_dataset(path)
+    assert edited.rows == rows[:10] and not edited.errors

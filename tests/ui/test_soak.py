@@ -91,11 +91,15 @@ class Heartbeat:
         self.last, self.last_cpu = now, cpu
 
     def summary(self) -> str:
-        gaps = sorted(self.gaps)
-        p99 = gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0
+        p99 = self.p99()
         busy = (time.thread_time() - self.cpu) / max(time.monotonic() - self.started, 1e-9)
         return (f"longest stall {self.worst_cpu * 1000:.0f} ms of GUI-thread work ({self.worst * 1000:.0f} ms on "
                 f"the wall clock, p99 {p99 * 1000:.0f} ms) over {self.ticks} ticks; GUI thread busy {busy:.0%}")
+
+    def p99(self) -> float:
+        """The 99th percentile of the wall-clock gaps between ticks, in seconds."""
+        gaps = sorted(self.gaps)
+        return gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0
 
     def stop(self) -> float:
         """The longest stall in GUI-thread work, in seconds."""
@@ -140,6 +144,7 @@ def test_window_follows_a_live_run_of_5000_steps(qtbot, qsettings, tmp_path):
     assert "Finished" in view.state_label.text()
     assert beat.ticks > 20, beat.summary()  # the heartbeat ran all along (fewer ticks on a busy machine)
     assert worst < MAX_STALL_S, f"the event loop stalled for {worst * 1000:.0f} ms"
+    assert beat.p99() < MAX_STALL_S, beat.summary()  # on the wall clock too, all but the scheduler's rare hiccups
 
 
 def test_window_reopens_a_finished_run_of_50000_steps(qtbot, qsettings, tmp_path):
@@ -171,3 +176,4 @@ def test_window_reopens_a_finished_run_of_50000_steps(qtbot, qsettings, tmp_path
     assert view.stat_eval.value.text() == "2.1000"
     assert "Finished" in view.state_label.text()
     assert worst < MAX_STALL_S, f"the event loop stalled for {worst * 1000:.0f} ms"
+    assert beat.p99() < MAX_STALL_S, beat.summary()
