@@ -69,6 +69,7 @@ class RowStore(Sequence[dict[str, Any]]):
     def __init__(self, table: Any, indices: Sequence[int] | None = None) -> None:
         self._table = table            # datasets.Dataset with columns 'row' (JSON text) and 'line'
         self._indices = indices        # a view: positions in the table, in order
+        self._ascending = indices is None or all(a < b for a, b in zip(indices, indices[1:]))
 
     @classmethod
     def open(cls, folder: Path) -> RowStore:
@@ -116,11 +117,34 @@ class RowStore(Sequence[dict[str, Any]]):
         return f"RowStore({len(self)} rows)"
 
     def _batches(self, column: str) -> Iterator[list[Any]]:
-        table = self._table.select_columns([column])
-        if self._indices is not None:
-            table = table.select(self._indices)
-        for batch in table.iter(batch_size=BATCH_ROWS):
-            yield batch[column]
+        """``column`` of the rows in order, a batch at a time.
+
+        Read from the file as a stream, not through the memory map: a pass over a mapped file
+        leaves every page of it resident in this process (reclaimable, but counted in its RSS), a
+        stream holds one batch. Views in ascending order (``split_rows`` makes those) pick their
+        rows from the stream; others go through the mapped table.
+        """
+        if not self._ascending:
+            table = self._table.select_columns([column]).select(self._indices)
+            for batch in table.iter(batch_size=BATCH_ROWS):
+                yield batch[column]
+            return
+        import numpy as np
+        import pyarrow as pa
+
+        wanted = None if self._indices is None else np.asarray(self._indices, dtype=np.int64)
+        start = 0
+        with pa.OSFile(self.arrow_file) as f:
+            for record in pa.ipc.open_stream(f):
+                end = start + record.num_rows
+                values = record.column(record.schema.get_field_index(column))
+                if wanted is None:
+                    yield values.to_pylist()
+                else:
+                    lo, hi = (int(x) for x in np.searchsorted(wanted, np.array([start, end])))
+                    if hi > lo:
+                        yield values.take(pa.array(wanted[lo:hi] - start)).to_pylist()
+                start = end
 
     @property
     def lines(self) -> Lines:
