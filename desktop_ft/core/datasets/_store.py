@@ -141,7 +141,8 @@ class RowStore(Sequence[dict[str, Any]]):
                 if wanted is None:
                     yield values.to_pylist()
                 else:
-                    lo, hi = (int(x) for x in np.searchsorted(wanted, np.array([start, end])))
+                    lo = int(np.searchsorted(wanted, start))
+                    hi = int(np.searchsorted(wanted, end))
                     if hi > lo:
                         yield values.take(pa.array(wanted[lo:hi] - start)).to_pylist()
                 start = end
