@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -116,6 +115,8 @@ def conversion_target(gguf: Path) -> Path:
     converts again)."""
     gguf = Path(gguf).resolve()
     stat = gguf.stat()
+    import hashlib  # here, not at the top: the window imports this module while it opens
+
     key = hashlib.sha256(f"{gguf}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
     return cache_root() / "models" / f"{gguf.stem}-{key}"
 

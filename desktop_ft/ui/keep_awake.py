@@ -16,10 +16,13 @@ False, and training goes on as before.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSettings, Signal
+
+if TYPE_CHECKING:
+    import subprocess
 
 #: QSettings key of the "keep the computer awake while training" setting (default on)
 SETTING = "training/keep_awake"
@@ -75,6 +78,8 @@ class _Caffeinate:
         self.proc: subprocess.Popen | None = None
 
     def acquire(self, why: str) -> str | None:
+        import subprocess  # here: only macOS needs it, and the window imports this module while it opens
+
         try:
             self.proc = subprocess.Popen(["caffeinate", "-i", "-w", str(os.getpid())])
         except OSError as exc:

@@ -4,11 +4,12 @@ are kept in QSettings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtWidgets import (QApplication, QCheckBox, QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QMainWindow, QMessageBox, QPushButton, QStackedWidget, QVBoxLayout, QWidget)
+                               QMainWindow, QPushButton, QStackedWidget, QVBoxLayout, QWidget)
 
 from desktop_ft.core.config import RunConfig
 from desktop_ft.ui import keep_awake, theme
@@ -110,13 +111,9 @@ class MainWindow(QMainWindow):
         root.addLayout(right, 1)
         self.setCentralWidget(central)
 
-        from desktop_ft.ui.tray import RunTray
-
         self.keep_awake = KeepAwake(self.settings, self)
         self.keep_awake.changed.connect(self._on_keep_awake_changed)
-        self.tray = RunTray(self)
-        self.tray.showRequested.connect(self._on_show_from_tray)
-        self.tray.quitRequested.connect(self._on_quit_from_tray)
+        self._tray = None  # built when a run first needs it (``tray``)
         self._in_background = False
         self._quitting = False
         self._run_name = "run"
@@ -192,6 +189,17 @@ class MainWindow(QMainWindow):
     chat_view = property(lambda self: self.page("chat"))
     runs_view = property(lambda self: self.page("runs"))
 
+    @property
+    def tray(self):
+        """The tray icon, built the first time a run needs it (the window opens without it)."""
+        if self._tray is None:
+            from desktop_ft.ui.tray import RunTray
+
+            self._tray = RunTray(self)
+            self._tray.showRequested.connect(self._on_show_from_tray)
+            self._tray.quitRequested.connect(self._on_quit_from_tray)
+        return self._tray
+
     # -- navigation ---------------------------------------------------------------------------
     def go(self, key: str) -> None:
         keys = [self.steps.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.steps.count())]
@@ -230,14 +238,14 @@ class MainWindow(QMainWindow):
 
     # -- state ----------------------------------------------------------------------------------
     def _restored_config(self) -> RunConfig:
-        """The last wizard choices (a YAML dict in QSettings); defaults if missing or stale."""
+        """The last wizard choices (a JSON dict in QSettings: json is in the standard library, and
+        importing PyYAML was a sixth of opening the window); defaults if missing or stale. A value
+        written by a version that stored YAML reads as stale: those choices start from the defaults once."""
         text = self.settings.value("wizard/config")
         if not text:
             return RunConfig()
-        import yaml
-
         try:
-            config = RunConfig.from_dict(yaml.safe_load(str(text)))
+            config = RunConfig.from_dict(json.loads(str(text)))
             return config.replace({"output.output_dir": None})
         except Exception:
             return RunConfig()
@@ -284,6 +292,8 @@ class MainWindow(QMainWindow):
 
     def _on_resume_run(self, run_dir: str) -> None:
         if self.training_view.running:
+            from PySide6.QtWidgets import QMessageBox  # its class costs the first show ~3 ms
+
             QMessageBox.information(self, "A run is going", "Stop the current run before resuming another.")
             return
         self.training_view.resume(run_dir)
@@ -291,6 +301,8 @@ class MainWindow(QMainWindow):
 
     def _on_follow_run(self, run_dir: str, pid: int) -> None:
         if self.training_view.running:
+            from PySide6.QtWidgets import QMessageBox  # its class costs the first show ~3 ms
+
             QMessageBox.information(self, "A run is going", "This window is already following a run.")
             return
         self.training_view.follow(run_dir, pid)
@@ -327,6 +339,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if "train" in self.pages and self.training_view.running and not self._quitting:
+            from PySide6.QtWidgets import QMessageBox
+
             answer = QMessageBox.question(
                 self, "Training is running",
                 "Keep training in the background after the window closes?\n\n"
@@ -352,7 +366,8 @@ class MainWindow(QMainWindow):
         elif "train" in self.pages and self.training_view.running:  # quitting from the tray
             self.training_view.detach()
         self.keep_awake.release_all()
-        self.tray.hide()
+        if self._tray is not None:
+            self._tray.hide()
         if "chat" in self.pages:
             self.chat_view.shutdown()
         self._save_state()
@@ -361,9 +376,7 @@ class MainWindow(QMainWindow):
     def _save_state(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/page", self.current_key())
-        import yaml
-
-        self.settings.setValue("wizard/config", yaml.safe_dump(self.session.config.to_dict()))
+        self.settings.setValue("wizard/config", json.dumps(self.session.config.to_dict()))
         self.settings.sync()
 
 

@@ -20,18 +20,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
 from desktop_ft.core.selfcmd import desktop_ft_command
+
+if TYPE_CHECKING:
+    import subprocess
 
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
 READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stays small for the GUI thread
@@ -252,6 +254,8 @@ class _Follower(QObject):
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         err_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
         if self.command is not None:
+            import subprocess  # here: the window imports this module while it opens
+
             env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
             extra: dict[str, Any] = {}
             if sys.platform == "win32":

@@ -6,6 +6,7 @@ def test_every_step_is_reachable_and_geometry_is_kept(qtbot, qsettings):
     qtbot.addWidget(w)
     w.show()
     assert w.width() >= 1200 and w.height() >= 800
+    assert list(w.pages) == ["model"]  # the other pages are built when first visited
     seen = []
     order = [k for k, _l, _i in STEPS][1:] + ["model"]  # it opens on Model
     for key in order:
@@ -13,6 +14,8 @@ def test_every_step_is_reachable_and_geometry_is_kept(qtbot, qsettings):
             w.go(key)
         seen.append(blocker.args[0])
         assert w.stack.currentWidget() is w.pages[key]
+        # a page built later takes its placeholder's place
+        assert w.stack.count() == len(STEPS) and w.stack.indexOf(w.pages[key]) == [k for k, _l, _i in STEPS].index(key)
     assert seen == order
     w.go("model")
     w._on_next()

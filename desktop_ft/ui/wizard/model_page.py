@@ -11,9 +11,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                                QPushButton, QVBoxLayout, QWidget)
 
 from desktop_ft.core import embedded
-from desktop_ft.core import models as core_models
 from desktop_ft.core.errors import ConfigError, UserError
-from desktop_ft.core.hardware import detect
 from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Note, Page
 from desktop_ft.ui.session import Session
@@ -22,20 +20,26 @@ from desktop_ft.ui.workers import run_async
 RECENT_KEY = "recent/models"
 
 
-# -- work done in worker threads (plain functions) --------------------------------------------------
+# -- work done in worker threads (plain functions; what they import loads there, after the window shows) ------
 
 def describe_model(name: str) -> dict[str, Any]:
     """What is known about a model, without loading it (``models.model_info``)."""
+    from desktop_ft.core import models as core_models
+
     return core_models.model_info(name).to_dict()
 
 
 def describe_hardware() -> dict[str, Any]:
     """This machine, as ``hardware.detect()`` sees it."""
+    from desktop_ft.core.hardware import detect
+
     return detect().to_dict()
 
 
 def list_choices() -> list[tuple[str, str, str]]:
     """``(group, label, name)`` for the list: the catalog and the local Hugging Face cache."""
+    from desktop_ft.core import models as core_models
+
     out: list[tuple[str, str, str]] = []
     for m in core_models.catalog():
         extra = " · ".join(x for x in (_count(m.parameters), m.licence) if x)
