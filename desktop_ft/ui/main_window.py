@@ -239,13 +239,22 @@ class MainWindow(QMainWindow):
     # -- state ----------------------------------------------------------------------------------
     def _restored_config(self) -> RunConfig:
         """The last wizard choices (a JSON dict in QSettings: json is in the standard library, and
-        importing PyYAML was a sixth of opening the window); defaults if missing or stale. A value
-        written by a version that stored YAML reads as stale: those choices start from the defaults once."""
+        importing PyYAML was a sixth of opening the window); defaults if missing or stale.
+
+        Versions before this one stored YAML: such a value is read with PyYAML (imported only then),
+        so nobody's choices are lost to the change; the next save writes JSON.
+        """
         text = self.settings.value("wizard/config")
         if not text:
             return RunConfig()
         try:
-            config = RunConfig.from_dict(json.loads(str(text)))
+            try:
+                values = json.loads(str(text))
+            except ValueError:
+                import yaml
+
+                values = yaml.safe_load(str(text))
+            config = RunConfig.from_dict(values)
             return config.replace({"output.output_dir": None})
         except Exception:
             return RunConfig()

@@ -39,3 +39,18 @@ def test_recent_choices_come_back(qtbot, qsettings, tiny_model):
     assert again.session.config.model.name == str(tiny_model)
     assert again.session.config.training.max_steps == 7
     assert str(tiny_model) in qsettings.value("recent/models")
+
+
+def test_choices_saved_by_the_yaml_storing_version_come_back(qtbot, qsettings):
+    """Earlier versions kept the wizard's choices as YAML: an upgrade must not reset them."""
+    import yaml
+
+    from desktop_ft.core.config import RunConfig
+
+    saved = RunConfig().replace({"training.max_steps": 9, "method.method": "qlora"})
+    qsettings.setValue("wizard/config", yaml.safe_dump(saved.to_dict()))
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    assert (w.session.config.training.max_steps, w.session.config.method.method) == (9, "qlora")
+    w.close()
+    assert '"max_steps": 9' in qsettings.value("wizard/config")  # written back as JSON
