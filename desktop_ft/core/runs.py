@@ -22,6 +22,7 @@ holds ``.lock``, which the kernel releases when that process dies, however it di
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -87,7 +88,7 @@ class RunStatus:
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
         """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
         (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
@@ -100,6 +101,12 @@ class RunStatus:
         return cls(**values)
 
 
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field types (resolving string annotations is most of reading a status; the Runs page reads hundreds)."""
+    return typing.get_type_hints(cls)
 
 
 def _json_types(hint: Any) -> tuple[type, ...]:

@@ -128,8 +128,11 @@ class RunsView(Page):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # sized to their contents once per listing (``_on_runs``): ResizeToContents would measure every
+        # row again on every cell set, which made listing 500 runs take minutes
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setResizeContentsPrecision(100)  # widths from the first 100 rows, not all of them
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.itemDoubleClicked.connect(lambda _i: self._on_open())
         split.addWidget(self.table)
@@ -158,6 +161,8 @@ class RunsView(Page):
         selected = set(self.selected_paths())
         self.runs = runs
         self.table.setSortingEnabled(False)
+        self.table.setUpdatesEnabled(False)
+        self.table.blockSignals(True)  # one selection update after the fill, not one per row
         self.table.setRowCount(len(runs))
         c = theme.colors()
         icons: dict[str, Any] = {}  # one icon per state, not one per row
@@ -180,6 +185,10 @@ class RunsView(Page):
         for r, run in enumerate(runs):
             if run["path"] in selected:
                 self.table.selectRow(r)
+        self.table.blockSignals(False)
+        for col in range(1, self.table.columnCount()):
+            self.table.resizeColumnToContents(col)
+        self.table.setUpdatesEnabled(True)
         root = self.root or core_runs.default_runs_root()
         self.message.setText("" if runs else f"No runs yet. Runs are kept in {root}.")
         self.message.setVisible(bool(self.message.text()))
