@@ -19,6 +19,7 @@ import tempfile
 import time
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,13 +368,19 @@ def _replace_with_retry(tmp: str, path: Path) -> None:
             time.sleep(0.01 * (attempt + 1) ** 1.5)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
+def write_text_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """Write a file so that readers see the old or the new content, never half of it.
+
+    ``text`` may be pieces (a generator), written as they come: a long file is never one string.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            if isinstance(text, str):
+                fh.write(text)
+            else:
+                fh.writelines(text)
             fh.flush()
             os.fsync(fh.fileno())
         _replace_with_retry(tmp, path)

@@ -88,7 +88,7 @@ class RunStatus:
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
         """The status in ``data``; a ``ValueError`` naming the field when a value has the wrong type
         (a hand-edited or foreign file), so a reader reports it instead of failing later on it."""
-        hints = _hints(cls)
+        hints = _status_hints()
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in data:
@@ -104,9 +104,10 @@ class RunStatus:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    """Resolved field types (resolving string annotations is most of reading a status; the Runs page reads hundreds)."""
-    return typing.get_type_hints(cls)
+def _status_hints() -> dict[str, Any]:
+    """RunStatus's resolved field types (resolving the string annotations was most of reading a status, and
+    the Runs page reads hundreds)."""
+    return typing.get_type_hints(RunStatus)
 
 
 def _json_types(hint: Any) -> tuple[type, ...]:
@@ -302,8 +303,8 @@ class RunFolder:
         if not self.metrics_path.exists():
             return
         self.close()
-        kept = [r for r in self.read_metrics() if _record_step(r) <= step]
-        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        kept = (json.dumps(r) + "\n" for r in self.iter_metrics() if _record_step(r) <= step)
+        write_text_atomic(self.metrics_path, kept)  # a record at a time: a 50,000-step log is never in memory
 
     def set_metrics_aside(self) -> Path | None:
         """Keep the metrics of an attempt that left no checkpoint under a new name; the next attempt starts afresh."""

@@ -185,3 +185,19 @@ def test_status_json_with_a_wrong_type_reads_as_unreadable_not_a_crash_later(tmp
     assert run.read_status().final_loss == 1 and run.read_status().state == "finished"
     (tmp_path / "status.json").write_text('{"state": "stopped", "world_size": 2, "launcher": "torchrun"}')
     assert run.read_status().world_size == 2
+
+
+def test_resume_drops_the_steps_after_the_checkpoint_and_keeps_the_rest(tmp_path):
+    """A resumed run's curve has no doubled steps: records past the checkpoint's step go, every earlier
+    record stays as it was (evaluations and events without a step included), and a torn last line is dropped."""
+    run = RunFolder(tmp_path / "run")
+    records = [{"type": "train", "step": s, "loss": 1.0 / s} for s in range(1, 11)]
+    records.insert(3, {"type": "eval", "step": 3, "eval_loss": 0.5})
+    records.insert(0, {"type": "started"})
+    run.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"type": "train", "st',
+                                encoding="utf-8")
+    run.truncate_metrics_after(5)
+    kept = [json.loads(line) for line in run.metrics_path.read_text(encoding="utf-8").splitlines()]
+    assert kept == [r for r in records if r.get("step", 0) <= 5]
+    assert not list(run.path.glob(".metrics*.tmp"))
