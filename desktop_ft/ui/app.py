@@ -19,7 +19,6 @@ def create_app(argv: list[str] | None = None):
 
     from desktop_ft import __version__, resources
     from desktop_ft.ui import theme
-    from desktop_ft.ui.tray import app_icon
 
     QCoreApplication.setOrganizationName("desktop-ft")
     # Qt on X11 sets the window's WM_CLASS class to the application name: the desktop entry's
@@ -29,7 +28,7 @@ def create_app(argv: list[str] | None = None):
     # Wayland: the app id is the desktop file's name, which is the reverse-DNS id
     QGuiApplication.setDesktopFileName(resources.APP_ID)
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
-    app.setWindowIcon(app_icon())
+    app.setWindowIcon(theme.app_icon())
     from PySide6.QtGui import QFontDatabase
 
     if not QFontDatabase.families():  # e.g. a bare container: text would render as empty boxes

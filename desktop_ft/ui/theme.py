@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QLabel
+
+from desktop_ft import resources
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,18 @@ def icon(name: str, color: str | None = None) -> QIcon:
     except OSError:  # a read-only cache only costs the next start its speed
         pass
     return drawn
+
+
+def app_icon() -> QIcon:
+    """The application icon from its PNG renderings (16–512 px; other sizes are scaled from the nearest).
+
+    Each file is added with its size, so Qt reads one only when that size is drawn. The SVG is left to
+    the desktop entry: as the icon's source it loads Qt's SVG icon engine, which then decodes every PNG
+    at once, about 10 ms of opening the window."""
+    app = QIcon()
+    for size in resources.ICON_SIZES:
+        app.addFile(str(resources.icon_png(size)), QSize(size, size))
+    return app
 
 
 def mono_font() -> QFont:
