@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, QStandardPaths, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QLabel
 
@@ -135,16 +136,26 @@ def stylesheet(c: Colors) -> str:
 ICON_CACHE_PX = 64
 
 
+def icon_cache() -> Path:
+    """``icons`` in the app's cache folder: ``DESKTOP_FT_CACHE`` if set, else ``desktop-ft`` in the system's
+    cache folder as Qt finds it. On Linux and macOS that is ``embedded.cache_root()``; it is not asked
+    here because its platformdirs import costs the first show ~9 ms (on Windows Qt's folder is
+    ``AppData/Local/cache``, platformdirs' ``AppData/Local/desktop-ft/Cache``: the icons are only a cache)."""
+    env = os.environ.get("DESKTOP_FT_CACHE")
+    if env:
+        return Path(env).expanduser() / "icons"
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericCacheLocation)
+    return Path(base) / "desktop-ft" / "icons"
+
+
 def icon(name: str, color: str | None = None) -> QIcon:
     """A qtawesome icon ('mdi6.…'), tinted with the theme's text colour unless told otherwise.
 
     Rendered once to a PNG in the cache folder and read from there afterwards: importing qtawesome
     (and the Qt OpenGL modules qtpy pulls in) is the slowest part of opening the window.
     """
-    from desktop_ft.core.embedded import cache_root
-
     color = color or _current.text
-    path = cache_root() / "icons" / f"{name}-{color.lstrip('#')}-{ICON_CACHE_PX}.png"
+    path = icon_cache() / f"{name}-{color.lstrip('#')}-{ICON_CACHE_PX}.png"
     if path.exists():
         cached = QIcon(str(path))
         if not cached.isNull():
