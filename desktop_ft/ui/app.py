@@ -27,7 +27,11 @@ def create_app(argv: list[str] | None = None):
     QCoreApplication.setApplicationVersion(__version__)
     # Wayland: the app id is the desktop file's name, which is the reverse-DNS id
     QGuiApplication.setDesktopFileName(resources.APP_ID)
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([*(argv if argv is not None else sys.argv), "-style", theme.STYLE])
+    else:  # made by someone else (a test's QApplication)
+        app.setStyle(theme.STYLE)
     app.setWindowIcon(theme.app_icon())
     from PySide6.QtGui import QFontDatabase
 

@@ -316,10 +316,9 @@ def _yes_no(v: Any) -> str | None:
 if __name__ == "__main__":
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_ft.ui.app import create_app
 
-    app = QApplication(sys.argv)
-    theme.apply(app)
+    app = create_app(sys.argv)
     page = ModelPage(Session())
     page.resize(1000, 700)
     page.show()
