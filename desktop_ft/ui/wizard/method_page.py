@@ -242,10 +242,9 @@ class MethodPage(Page):
 if __name__ == "__main__":
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_ft.ui.app import create_app
 
-    app = QApplication(sys.argv)
-    theme.apply(app)
+    app = create_app(sys.argv)
     page = MethodPage(Session())
     page.resize(1000, 760)
     page.show()

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFormLayout, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
+                               QVBoxLayout, QWidget)
 
 from desktop_ft.core import embedded
 from desktop_ft.core.errors import ConfigError, UserError
 from desktop_ft.ui import theme
 from desktop_ft.ui.page import Card, Note, Page
 from desktop_ft.ui.session import Session
-from desktop_ft.ui.workers import run_async
 
 RECENT_KEY = "recent/models"
 
@@ -130,6 +129,8 @@ class ModelPage(Page):
             QTimer.singleShot(0, self._start_scans)
 
     def _start_scans(self) -> None:
+        from desktop_ft.ui.workers import run_async  # with the event classes: after the first paint
+
         if not self._described:
             self._describe(self._shown)
         self._workers.append(run_async(self, list_choices, on_result=self._fill_list, on_error=lambda e: None))
@@ -177,11 +178,15 @@ class ModelPage(Page):
             self.choose(name)
 
     def _on_pick_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # its class costs the first show ~2 ms
+
         path = QFileDialog.getExistingDirectory(self, "Choose a Hugging Face model folder (with config.json)")
         if path:
             self.choose(path)
 
     def _on_pick_gguf(self) -> None:
+        from PySide6.QtWidgets import QFileDialog  # its class costs the first show ~2 ms
+
         path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "", "GGUF models (*.gguf)")
         if path:
             self.choose(path)
@@ -225,6 +230,8 @@ class ModelPage(Page):
             self._describe(name)
 
     def _describe(self, name: str) -> None:
+        from desktop_ft.ui.workers import run_async
+
         self._described = True
         self._workers.append(run_async(self, describe_model, name, on_result=lambda d, n=name: self._on_info(n, d),
                                        on_error=lambda e, n=name: self._on_info_error(n, e)))
@@ -309,10 +316,9 @@ def _yes_no(v: Any) -> str | None:
 if __name__ == "__main__":
     import sys
 
-    from PySide6.QtWidgets import QApplication
+    from desktop_ft.ui.app import create_app
 
-    app = QApplication(sys.argv)
-    theme.apply(app)
+    app = create_app(sys.argv)
     page = ModelPage(Session())
     page.resize(1000, 700)
     page.show()
