@@ -40,12 +40,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "e.g. prompt=question,completion=answer")
     i.add_argument("--validation-fraction", type=float, default=0.0, metavar="F",
                    help="also show the seeded train/validation split for this share of rows")
+    i.add_argument("--max-validation-rows", type=int, default=None, metavar="N",
+                   help="hold out at most N rows (default: data.max_validation_rows of a run, "
+                        f"{_default_max_validation()})")
     i.add_argument("--seed", type=int, default=42, help="seed for the train/validation split (default 42)")
     i.add_argument("--validation", metavar="PATH", default=None,
                    help="a separate validation file: checked the same way, its rows counted as the validation set")
     i.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     i.set_defaults(func=run_inspect)
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
+
+
+def _default_max_validation() -> int:
+    """The run's own cap (``data.max_validation_rows``), so inspect shows the split a run makes."""
+    from desktop_ft.core.config import RunConfig
+
+    return RunConfig().data.max_validation_rows
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -56,7 +66,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     validation = ds.load_dataset(args.validation, columns=ds.parse_columns(args.columns) or None) \
         if args.validation else None
     report = ds.inspect_dataset(data, tokenizer, max_length=args.max_length,
-                                validation_fraction=args.validation_fraction, seed=args.seed, validation=validation)
+                                validation_fraction=args.validation_fraction, seed=args.seed, validation=validation,
+                                max_validation_rows=args.max_validation_rows or _default_max_validation())
     result: dict[str, Any] = {
         "path": data.path, "format": data.format, "kind": data.kind, "rows": len(data.rows),
         "columns": data.columns, "errors": [e.to_dict() for e in data.errors], "duplicates": report.duplicates,

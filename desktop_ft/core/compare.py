@@ -178,7 +178,8 @@ def pick_probes(run_dir: str | Path, count: int = DEFAULT_PROBE_COUNT) -> list[P
         data = ds.load_dataset(config.data.path, columns=config.data.columns or None, max_rows=config.data.max_rows)
     except UserError:
         return []  # the data moved away; the user's own prompts still work
-    train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
+    train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed,
+                                         config.data.max_validation_rows)
     source = "validation"
     if config.data.validation_path:
         try:

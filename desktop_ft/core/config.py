@@ -127,6 +127,10 @@ class DataChoice:
                                      "training data is held out instead.", advanced=True)
     validation_fraction: float = _f(0.05, help="Share of the rows held out to measure eval loss "
                                     "(0 turns evaluation off).", min=0.0, max=0.5)
+    max_validation_rows: int = _f(1000, help="Hold out at most this many rows, whatever the share: the eval "
+                                  "loss of a thousand rows is as steady as of more, and every evaluation runs "
+                                  "the model over all of them (5% of a million rows would take hours on a CPU).",
+                                  min=1, max=10_000_000, advanced=True)
     columns: dict[str, str] = _f(default_factory=dict, help="Explicit column mapping when the format is not "
                                  "detected, e.g. {prompt: question, completion: answer}.", advanced=True)
     max_rows: int | None = _f(None, help="Use only the first N rows (handy for a quick test).", min=1,

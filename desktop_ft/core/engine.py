@@ -205,7 +205,8 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
             run.write_config(config)  # the folder records what ran, so it reruns the same
     method, task = methods.method_spec(config.method.method), methods.task_spec(task_name)
     methods.check_task_settings(config, task_name)
-    train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed)
+    train_rows, val_rows = ds.split_rows(data.rows, config.data.validation_fraction, config.training.seed,
+                                         config.data.max_validation_rows)
     if config.data.validation_path:
         val_rows = ds.load_dataset(config.data.validation_path, columns=config.data.columns or None).rows
 

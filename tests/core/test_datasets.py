@@ -115,3 +115,18 @@ def test_rows_live_on_disk_and_a_file_is_read_once_until_it_changes(tmp_path: Pa
     os.utime(path, ns=(1, 1))  # even a file put back with an old time is another file: its size changed
     edited = ds.load_dataset(path)
     assert edited.rows == rows[:10] and not edited.errors
+
+
+def test_validation_is_capped_and_a_smaller_cap_holds_out_a_subset() -> None:
+    """5% of a big dataset would make every evaluation take hours on a CPU: at most
+    data.max_validation_rows are held out, taken from the same seeded order."""
+    from desktop_ft.core.config import RunConfig
+
+    rows = [{"text": str(i)} for i in range(40_000)]
+    cap = RunConfig().data.max_validation_rows
+    train, val = split_rows(rows, 0.05, 3, cap)
+    assert len(val) == cap and len(train) == 40_000 - cap
+    assert {r["text"] for r in train}.isdisjoint(r["text"] for r in val)
+    _, fewer = split_rows(rows, 0.05, 3, 10)
+    assert {r["text"] for r in fewer} <= {r["text"] for r in val} and len(fewer) == 10
+    assert split_rows(rows[:100], 0.05, 3, cap) == split_rows(rows[:100], 0.05, 3)  # small data: unchanged

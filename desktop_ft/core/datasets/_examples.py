@@ -177,8 +177,12 @@ def _replies(row: dict[str, Any]) -> int:
     return sum(m["role"] == "assistant" for m in row.get("messages", []))
 
 
-def split_rows(rows: Sequence[dict[str, Any]], fraction: float, seed: int) -> tuple[Sequence[dict], Sequence[dict]]:
+def split_rows(rows: Sequence[dict[str, Any]], fraction: float, seed: int,
+               max_validation: int | None = None) -> tuple[Sequence[dict], Sequence[dict]]:
     """A seeded train/validation split (rows keep their order); no validation set when there are too few rows.
+
+    ``max_validation`` caps the held-out rows (``data.max_validation_rows``); the rows held out are
+    the first of the same seeded order, so a smaller cap holds out a subset of a larger one.
 
     A ``RowStore`` is split into two views of itself (index lists, no row copied); a list into lists.
     """
@@ -187,7 +191,7 @@ def split_rows(rows: Sequence[dict[str, Any]], fraction: float, seed: int) -> tu
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n_val = max(1, int(round(len(rows) * fraction)))
-    n_val = min(n_val, len(rows) - 1)
+    n_val = min(n_val, len(rows) - 1, max_validation or len(rows))
     val_idx = set(order[:n_val])
     train_at = [i for i in range(len(rows)) if i not in val_idx]
     val_at = sorted(val_idx)

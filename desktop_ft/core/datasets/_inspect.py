@@ -43,7 +43,8 @@ class DatasetReport:
 
 def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
                     validation_fraction: float = 0.0, seed: int = 42, validation: Any = None,
-                    assistant_only_loss: bool = True, token_sample: int | None = 20000) -> DatasetReport:
+                    assistant_only_loss: bool = True, token_sample: int | None = 20000,
+                    max_validation_rows: int | None = None) -> DatasetReport:
     """Counts, duplicates, a preview and (with a tokenizer) token-length statistics for ``data``.
 
     Token lengths are those of the full training example (prompt and answer through the chat
@@ -61,7 +62,7 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     if validation is not None:
         train, val = data.rows, validation.rows
     else:
-        train, val = split_rows(data.rows, validation_fraction, seed)
+        train, val = split_rows(data.rows, validation_fraction, seed, max_validation_rows)
     counts = {"rows": len(data.rows), "errors": len(data.errors), "duplicates": len(dup_lines),
               "train": len(train), "validation": len(val)}
     report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
