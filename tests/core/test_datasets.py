@@ -130,3 +130,27 @@ def test_validation_is_capped_and_a_smaller_cap_holds_out_a_subset() -> None:
     _, fewer = split_rows(rows, 0.05, 3, 10)
     assert {r["text"] for r in fewer} <= {r["text"] for r in val} and len(fewer) == 10
     assert split_rows(rows[:100], 0.05, 3, cap) == split_rows(rows[:100], 0.05, 3)  # small data: unchanged
+
+
+def test_the_cache_keeps_the_newest_stores_and_any_still_in_use(tmp_path: Path, monkeypatch) -> None:
+    import gc
+    import os
+
+    from desktop_ft.core.datasets import _store
+
+    monkeypatch.setenv("DESKTOP_FT_CACHE", str(tmp_path / "cache"))
+    held = load_dataset(_write(tmp_path / "held.jsonl", 0))  # the window still shows this one
+    for i in range(1, _store.KEEP + 5):
+        load_dataset(_write(tmp_path / f"f{i}.jsonl", i))
+    gc.collect()
+    for p in _store.rows_root().iterdir():  # all long unused, the held one the oldest: the count alone decides
+        when = 900_000_000 if p == Path(held.rows.arrow_file).parent else 1_000_000_000
+        os.utime(p, (when, when))
+    load_dataset(_write(tmp_path / "new.jsonl", 99))  # writing a store prunes
+    assert len(list(_store.rows_root().iterdir())) == _store.KEEP + 1  # the newest, and the held one
+    assert Path(held.rows.arrow_file).exists() and list(held.rows) == [{"text": "row 0"}]
+
+
+def _write(path: Path, i: int) -> Path:
+    path.write_text(f'{{"text": "row {i}"}}\n', encoding="utf-8")
+    return path

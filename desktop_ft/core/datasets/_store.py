@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -38,6 +39,11 @@ KEEP = 12
 #: trainers' example files kept (the newest, and any written in the last hour: a run may be using it)
 KEEP_EXAMPLES = 4
 IN_USE_S = 3600
+
+
+#: stores this process still holds (a row store or a view of one is alive): never pruned by it, as
+#: their scans read the file again
+_OPENED: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 def store_root() -> Path:
@@ -75,7 +81,9 @@ class RowStore(Sequence[dict[str, Any]]):
     def open(cls, folder: Path) -> RowStore:
         from datasets import Dataset
 
-        return cls(Dataset.from_file(str(folder / "rows.arrow"), in_memory=False))
+        table = Dataset.from_file(str(folder / "rows.arrow"), in_memory=False)
+        _OPENED[folder.name] = table
+        return cls(table)
 
     def __len__(self) -> int:
         return len(self._indices) if self._indices is not None else self._table.num_rows
@@ -280,7 +288,7 @@ def prune(root: Path | None = None, keep: int = KEEP, *, in_use_s: float = 0.0) 
             shutil.rmtree(p, ignore_errors=True)
     done = sorted((p for p in entries if not p.name.startswith(".tmp-") and p.is_dir()), key=_mtime, reverse=True)
     for p in done[keep:]:
-        if now - _mtime(p) > in_use_s:
+        if now - _mtime(p) > in_use_s and p.name not in _OPENED:
             shutil.rmtree(p, ignore_errors=True)
 
 
