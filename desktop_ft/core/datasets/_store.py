@@ -163,6 +163,12 @@ class RowStore(Sequence[dict[str, Any]]):
     def line(self, i: int) -> int:
         return int(self._table[self._position(i)]["line"])
 
+    def lines_of(self, picked: range) -> list[int]:
+        """The lines of the rows at ``picked`` (a range of positions), in one read where it is contiguous."""
+        if self._indices is None and picked.step == 1:
+            return [int(n) for n in self._table[picked.start:picked.stop]["line"]] if picked else []
+        return [self.line(j) for j in picked]
+
     def texts(self) -> Iterator[str]:
         """Each row's stored JSON, without parsing it (to compare rows, e.g. for duplicates)."""
         for batch in self._batches("row"):
@@ -195,7 +201,7 @@ class Lines(Sequence[int]):
 
     def __getitem__(self, i: int | slice) -> int | list[int]:
         if isinstance(i, slice):
-            return [self._store.line(j) for j in range(len(self))[i]]
+            return self._store.lines_of(range(len(self))[i])
         return self._store.line(i)
 
     def __iter__(self) -> Iterator[int]:
