@@ -69,13 +69,12 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
                            columns=list(data.columns), duplicates=len(dup_lines), duplicate_lines=dup_lines[:20])
     recipe = report.recipe = sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
 
-    def example(i: int) -> dict[str, Any]:
-        """Row i's longest example: its last one (the whole conversation, in every recipe)."""
-        row = data.rows[i]
+    def example(row: dict[str, Any]) -> dict[str, Any]:
+        """A row's longest example: its last one (the whole conversation, in every recipe)."""
         return (recipe.examples(row) or [sft_row(data.kind, row, assistant_only_loss=False)])[-1]
 
     n = len(data.rows)
-    preview = [example(i) for i in range(min(PREVIEW_ROWS, n))]
+    preview = [example(row) for row in data.rows[:PREVIEW_ROWS]]
     if tokenizer is None:
         report.preview = [render_plain(e) for e in preview]
         return report
@@ -88,8 +87,10 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
         import random
 
         chosen = sorted(random.Random(seed).sample(range(n), token_sample))
-    for i in chosen:
-        examples[i] = ex = example(i)
+    # the sample is read in one pass in file order (a store's view streams it), not row by row at random
+    sampled = data.rows.select(chosen) if hasattr(data.rows, "select") else (data.rows[i] for i in chosen)
+    for i, row in zip(chosen, sampled):
+        examples[i] = ex = example(row)
         try:
             texts.append(_training_text(ex, tokenizer))
             counted.append(i)
