@@ -100,7 +100,9 @@ def main() -> None:
             assert listed == [args.runs], listed
         b, o = statistics.median(base), statistics.median(ours)
         print(f"baseline (read the bytes of status.json + config.yaml): {b * 1000:.0f} ms")
-        print(f"Runs page, Refresh to filled table ({args.runs} runs):   {o * 1000:.0f} ms  "
+        print(f"Runs page, first Refresh to filled table ({args.runs} runs, every config parsed): "
+              f"{ours[0] * 1000:.0f} ms  (target < 1000 ms: {'ok' if ours[0] < 1.0 else 'MISSED'})")
+        print(f"Runs page, Refresh to filled table ({args.runs} runs, median of {args.repeat}):   {o * 1000:.0f} ms  "
               f"({o / b:.1f}x baseline; target < 1000 ms: {'ok' if o < 1.0 else 'MISSED'})")
         print(f"  of which CPU time, all threads (a shared machine's wall clock also counts others' work): "
               f"{statistics.median(cpus) * 1000:.0f} ms")

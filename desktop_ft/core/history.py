@@ -86,27 +86,46 @@ def summarize(run: RunFolder | Path) -> RunSummary:
     """The summary of one run folder; a config.yaml that no longer loads is reported, not raised."""
     run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
     status = run.read_status()
-    config: Any = None
-    config_error = None
-    try:
-        config = run.read_config()
-    except UserError as exc:
-        config_error = str(exc)
+    described, config_error = _described(run)
     final = final_weights(run)
     return RunSummary(
-        path=str(run.path),
-        name=(config.output.run_name if config is not None and config.output.run_name else run.path.name),
+        path=str(run.path), name=described.get("name") or run.path.name,
         state=status.state, live=status.state == RUNNING,
-        method=config.method.method if config is not None else "?",
-        task=config.method.task if config is not None else "?",
-        model=config.model.name if config is not None else "?",
-        dataset=(config.data.path or "sample") if config is not None else "?",
+        method=described.get("method", "?"), task=described.get("task", "?"), model=described.get("model", "?"),
+        dataset=described.get("dataset", "?"),
         step=status.step, max_steps=status.max_steps, final_loss=status.final_loss,
         started_at=status.started_at, ended_at=status.ended_at or None,
         duration_seconds=_duration(status.started_at, status.ended_at or status.updated_at),
         peak_memory_bytes=status.peak_memory_bytes, estimated_memory_bytes=status.estimated_memory_bytes,
         result=final[1] if final else None, checkpoints=list_checkpoints(run), error=status.error,
         pid=status.pid, config_error=config_error)
+
+
+#: config.yaml (path, size, mtime) → what a summary shows of it: parsing the YAML is most of listing
+#: a run, and a run's config does not change once it started, so a second listing parses none
+_DESCRIBED: dict[tuple[str, int, int], tuple[dict[str, str], str | None]] = {}
+
+
+def _described(run: RunFolder) -> tuple[dict[str, str], str | None]:
+    try:
+        st = run.config_path.stat()
+        key: tuple[str, int, int] | None = (str(run.config_path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _DESCRIBED:
+        return _DESCRIBED[key]
+    try:
+        config = run.read_config()
+        found: tuple[dict[str, str], str | None] = ({
+            "name": config.output.run_name or "", "method": config.method.method, "task": config.method.task,
+            "model": config.model.name, "dataset": config.data.path or "sample"}, None)
+    except UserError as exc:
+        found = ({}, str(exc))
+    if key is not None:
+        if len(_DESCRIBED) > 10_000:
+            _DESCRIBED.clear()
+        _DESCRIBED[key] = found
+    return found
 
 
 def list_summaries(root: Path | None = None) -> list[RunSummary]:

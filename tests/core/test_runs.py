@@ -201,3 +201,18 @@ def test_resume_drops_the_steps_after_the_checkpoint_and_keeps_the_rest(tmp_path
     kept = [json.loads(line) for line in run.metrics_path.read_text(encoding="utf-8").splitlines()]
     assert kept == [r for r in records if r.get("step", 0) <= 5]
     assert not list(run.path.glob(".metrics*.tmp"))
+
+
+def test_a_run_summary_follows_an_edited_config(tmp_path):
+    """Listing parses a run's config once (keyed by its size and time); an edited config is read again."""
+    from desktop_ft.core import history
+
+    run = RunFolder(tmp_path / "r")
+    run.write_config(RunConfig().replace({"output.run_name": "first", "method.method": "lora"}))
+    run.write_status(RunStatus(state="finished", step=1, max_steps=1))
+    assert (history.summarize(run).name, history.summarize(run).method) == ("first", "lora")
+    run.write_config(RunConfig().replace({"output.run_name": "renamed-run", "method.method": "qlora"}))
+    assert (history.summarize(run).name, history.summarize(run).method) == ("renamed-run", "qlora")
+    run.config_path.write_text("model: [unclosed\n", encoding="utf-8")
+    summary = history.summarize(run)
+    assert summary.method == "?" and "config.yaml" in summary.config_error
