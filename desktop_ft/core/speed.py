@@ -44,15 +44,16 @@ class SpeedPlan:
     liger: bool
     liger_reason: str
     threads: int
+    loss_head: bool = False       # SFT and pretraining: ``fit_loss_head`` fits TRL's fused head
     token_metrics: bool = False
 
     def log_lines(self) -> list[str]:
         return [f"padding-free batches: {'on' if self.padding_free else 'off'} ({self.padding_free_reason})",
                 f"Liger kernels: {'on' if self.liger else 'off'} ({self.liger_reason})",
-                f"threads: {self.threads}",
+                f"threads: {self.threads}"] + ([
                 "loss head: labelled positions only, in vocabulary chunks; entropy and token accuracy "
                 + ("logged (training.token_metrics)" if self.token_metrics else
-                   "not computed (training.token_metrics is off)")]
+                   "not computed (training.token_metrics is off)")] if self.loss_head else [])
 
 
 def padding_free(config: RunConfig, task: str, model: Any = None) -> tuple[bool, str]:
@@ -150,7 +151,8 @@ def physical_cores() -> int:
 def plan(config: RunConfig, task: str, device: str, model: Any = None) -> SpeedPlan:
     pf, pf_reason = padding_free(config, task, model)
     lg, lg_reason = liger(device)
-    return SpeedPlan(pf, pf_reason, lg, lg_reason, physical_cores(), config.training.token_metrics)
+    return SpeedPlan(pf, pf_reason, lg, lg_reason, physical_cores(), loss_head=task in ("sft", "pretrain"),
+                     token_metrics=config.training.token_metrics)
 
 
 #: what TRL's SFT trainer logs from the extra outputs of its fused loss head

@@ -132,6 +132,9 @@ def test_run_log_says_what_was_switched_on(make_config) -> None:
     assert "Liger kernels: off (its Triton kernels need a GPU)" in log
     assert "attention: torch sdpa on each example" in log
     assert f"threads: {speed.physical_cores()}" in log
+    assert "loss head: labelled positions only" in log and "not computed (training.token_metrics is off)" in log
+    dpo = speed.plan(RunConfig(), "dpo", "cpu").log_lines()  # its trainer keeps TRL's own head
+    assert not any(line.startswith("loss head") for line in dpo)
     assert json.loads((Path(finished.run_dir) / "status.json").read_text())["state"] == "finished"
 
 
