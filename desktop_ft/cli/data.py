@@ -149,6 +149,6 @@ def _print_table(data: Any, report: Any, validation: Any = None) -> None:
     for e in report.template_errors[:SHOWN_ERRORS]:
         print(f"  {unit} {e['line']}: {e['message']}")
     for n, text in enumerate(report.preview, start=1):
-        line = data.lines[n - 1] if n - 1 < len(data.lines) else n
+        line = data.lines[n - 1]
         print(f"\n--- preview {n} ({unit} {line}) ---")
         print(text if len(text) <= 1200 else text[:1200] + " …")

@@ -87,11 +87,8 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
     key = _store.source_key(target, columns=columns or {}, max_rows=max_rows)
     hit = _store.cached(key)
     if hit is not None:
-        store, meta = hit
-        return LoadedDataset(path=meta["path"], format=meta["format"], kind=meta["kind"], rows=store,
-                             columns=meta["columns"], errors=[RowError(**e) for e in meta["errors"]],
-                             unit=meta["unit"], notes=meta["notes"], fields=meta["fields"])
-    where, source = open_source(path if str(path) else resources.sample_dataset())
+        return _loaded(*hit)
+    where, source = open_source(path if str(path) else target)
     errors: list[RowError] = []
     pending: list[tuple[int, dict[str, Any]]] = []
     seen_columns: dict[str, None] = dict.fromkeys(source.columns or [])
@@ -169,9 +166,14 @@ def load_dataset(path: str | Path, *, columns: dict[str, str] | None = None,
     meta = {"path": str(where), "format": fmt.name, "kind": fmt.kind, "columns": list(seen_columns),
             "errors": [e.to_dict() for e in errors], "unit": unit, "notes": list(source.notes),
             "fields": dict(fmt.fields)}
-    store = writer.finish(meta)
-    return LoadedDataset(path=str(where), format=fmt.name, kind=fmt.kind, rows=store, columns=list(seen_columns),
-                         errors=errors, unit=unit, notes=list(source.notes), fields=dict(fmt.fields))
+    return _loaded(writer.finish(meta), meta)
+
+
+def _loaded(store: RowStore, meta: dict[str, Any]) -> LoadedDataset:
+    """The dataset a store holds, with what its metadata says (the same whether just read or cached)."""
+    return LoadedDataset(path=meta["path"], format=meta["format"], kind=meta["kind"], rows=store,
+                         columns=meta["columns"], errors=[RowError(**e) for e in meta["errors"]], unit=meta["unit"],
+                         notes=meta["notes"], fields=meta["fields"])
 
 
 def _vote(pending: list[tuple[int, dict[str, Any]]], mapping: dict[str, str]) -> Format | None:

@@ -7,13 +7,13 @@ training will use. A tokenizer is optional: without one, counts, duplicates and 
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from desktop_ft.core.datasets._examples import (EVERY_REPLY_MARKED, EVERY_REPLY_SPLIT, SftRecipe, sft_recipe, sft_row,
                                                 split_rows)
+from desktop_ft.core.datasets._store import RowStore
 
 PREVIEW_ROWS = 3
 
@@ -58,15 +58,15 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
     """
     dup_at = _duplicates(data.rows)
     lines = data.lines
-    dup_lines = [lines[i] if i < len(lines) else i + 1 for i in dup_at]
     if validation is not None:
         train, val = data.rows, validation.rows
     else:
         train, val = split_rows(data.rows, validation_fraction, seed, max_validation_rows)
-    counts = {"rows": len(data.rows), "errors": len(data.errors), "duplicates": len(dup_lines),
+    counts = {"rows": len(data.rows), "errors": len(data.errors), "duplicates": len(dup_at),
               "train": len(train), "validation": len(val)}
     report = DatasetReport(path=data.path, format=data.format, kind=data.kind, counts=counts,
-                           columns=list(data.columns), duplicates=len(dup_lines), duplicate_lines=dup_lines[:20])
+                           columns=list(data.columns), duplicates=len(dup_at),
+                           duplicate_lines=[lines[i] for i in dup_at[:20]])
     recipe = report.recipe = sft_recipe(data.kind, data.rows, tokenizer, assistant_only_loss=assistant_only_loss)
 
     def example(row: dict[str, Any]) -> dict[str, Any]:
@@ -81,21 +81,21 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
 
     texts: list[str] = []
     counted: list[int] = []
-    examples: dict[int, dict[str, Any]] = {}
+    counted_examples: list[dict[str, Any]] = []
     chosen: list[int] | range = range(n)
     if token_sample and n > token_sample:
         import random
 
         chosen = sorted(random.Random(seed).sample(range(n), token_sample))
     # the sample is read in one pass in file order (a store's view streams it), not row by row at random
-    sampled = data.rows.select(chosen) if hasattr(data.rows, "select") else (data.rows[i] for i in chosen)
-    for i, row in zip(chosen, sampled):
-        examples[i] = ex = example(row)
+    for i, row in zip(chosen, data.rows.select(chosen)):
+        ex = example(row)
         try:
             texts.append(_training_text(ex, tokenizer))
             counted.append(i)
+            counted_examples.append(ex)
         except Exception as exc:  # a template that rejects this conversation (roles must alternate, ...)
-            line = lines[i] if i < len(lines) else i + 1
+            line = lines[i]
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             report.template_errors.append({"line": line, "message": "the model's chat template cannot render "
                                            f"this row ({reason})."})
@@ -115,19 +115,18 @@ def inspect_dataset(data: Any, tokenizer: Any = None, max_length: int = 512, *,
             "p95": ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))],
             "max": ordered[-1], "truncated": sum(1 for n in ordered if n > max_length), "max_length": max_length,
             "counted": len(ordered),
-            "answer_cut_off": _answers_cut_off([examples[i] for i in counted], lengths, tokenizer, max_length),
+            "answer_cut_off": _answers_cut_off(counted_examples, lengths, tokenizer, max_length),
         }
     return report
 
 
-def _duplicates(rows: Any) -> list[int]:
+def _duplicates(rows: RowStore) -> list[int]:
     """Positions of rows identical to an earlier row; 16 bytes a row are remembered, not the rows."""
     import hashlib
 
-    texts = rows.texts() if hasattr(rows, "texts") else (dumps_row(r) for r in rows)
     seen: set[bytes] = set()
     out: list[int] = []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(rows.texts()):
         digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
         if digest in seen:
             out.append(i)
@@ -264,7 +263,3 @@ def _render(example: dict[str, Any], tokenizer: Any) -> str:
     except Exception:
         return render_plain(example)
 
-
-def dumps_row(row: dict[str, Any]) -> str:
-    """A row as one canonical JSON line (used to find duplicates)."""
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)

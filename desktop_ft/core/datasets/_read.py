@@ -144,16 +144,19 @@ def _read_head(path: Path) -> bytes:
         with path.open("rb") as f:
             return f.read(HEAD_BYTES)
     except OSError as exc:
-        raise DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
-                           hint="Check that the file exists and that you may read it.") from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> DatasetError:
+    return DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
+                        hint="Check that the file exists and that you may read it.")
 
 
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
-                           hint="Check that the file exists and that you may read it.") from None
+        raise _unreadable(path, exc) from None
 
 
 def decode_text(path: Path, raw: bytes) -> str:
@@ -226,8 +229,7 @@ def read_jsonl(path: Path, raw: bytes | None = None) -> Source:
             with path.open("rb") as f:
                 yield from f
         except OSError as exc:
-            raise DatasetError(f"cannot be read ({exc.strerror or exc})", path=path,
-                               hint="Check that the file exists and that you may read it.") from None
+            raise _unreadable(path, exc) from None
 
     def records() -> Iterator[tuple[int, Any] | RowError]:
         for lineno, raw_line in enumerate(lines(), start=1):

@@ -28,7 +28,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
 #: bump when what a store holds changes, so stores of an older layout are not reused
 STORE_VERSION = 1
@@ -69,7 +69,19 @@ def source_key(path: Path, **options: Any) -> str | None:
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:32]
 
 
-class RowStore(Sequence[dict[str, Any]]):
+class _ComparesAsList:
+    """Equal to a list (or another of its kind) holding the same items in the same order, as a list is."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (type(self), list)):
+            mine, theirs = cast(Sequence[Any], self), cast(Sequence[Any], other)
+            return len(mine) == len(theirs) and all(a == b for a, b in zip(mine, theirs))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class RowStore(_ComparesAsList, Sequence[dict[str, Any]]):
     """The rows of one dataset, read from a memory-mapped Arrow file (see the module docstring)."""
 
     def __init__(self, table: Any, indices: Sequence[int] | None = None) -> None:
@@ -104,22 +116,22 @@ class RowStore(Sequence[dict[str, Any]]):
 
     def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(i, slice):
-            picked = range(len(self))[i]
-            if self._indices is None and picked.step == 1:
-                return [json.loads(t) for t in self._table[picked.start:picked.stop]["row"]] if picked else []
-            return [self[j] for j in picked]
-        return json.loads(self._table[self._position(i)]["row"])
+            return [json.loads(t) for t in self.column_at("row", range(len(self))[i])]
+        return json.loads(self.value_at("row", i))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in self._batches("row"):
             yield from (json.loads(t) for t in batch)
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (RowStore, list)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
+    def value_at(self, column: str, i: int) -> Any:
+        """``column`` of row ``i`` ('row': its JSON text; 'line': its source line)."""
+        return self._table[self._position(i)][column]
 
-    __hash__ = None  # type: ignore[assignment]
+    def column_at(self, column: str, picked: range) -> list[Any]:
+        """``column`` of the rows at ``picked`` (positions), in one read where they are contiguous."""
+        if self._indices is None and picked.step == 1:
+            return list(self._table[picked.start:picked.stop][column]) if picked else []
+        return [self.value_at(column, j) for j in picked]
 
     def __repr__(self) -> str:
         return f"RowStore({len(self)} rows)"
@@ -160,15 +172,6 @@ class RowStore(Sequence[dict[str, Any]]):
         """The source line (or row number) of each row, read from the store as they are asked for."""
         return Lines(self)
 
-    def line(self, i: int) -> int:
-        return int(self._table[self._position(i)]["line"])
-
-    def lines_of(self, picked: range) -> list[int]:
-        """The lines of the rows at ``picked`` (a range of positions), in one read where it is contiguous."""
-        if self._indices is None and picked.step == 1:
-            return [int(n) for n in self._table[picked.start:picked.stop]["line"]] if picked else []
-        return [self.line(j) for j in picked]
-
     def texts(self) -> Iterator[str]:
         """Each row's stored JSON, without parsing it (to compare rows, e.g. for duplicates)."""
         for batch in self._batches("row"):
@@ -184,7 +187,7 @@ class RowStore(Sequence[dict[str, Any]]):
         return self._table.cache_files[0]["filename"]
 
 
-class Lines(Sequence[int]):
+class Lines(_ComparesAsList, Sequence[int]):
     """The ``line`` column of a store, as a read-only sequence of ints."""
 
     def __init__(self, store: RowStore) -> None:
@@ -201,19 +204,12 @@ class Lines(Sequence[int]):
 
     def __getitem__(self, i: int | slice) -> int | list[int]:
         if isinstance(i, slice):
-            return self._store.lines_of(range(len(self))[i])
-        return self._store.line(i)
+            return self._store.column_at("line", range(len(self))[i])
+        return self._store.value_at("line", i)
 
     def __iter__(self) -> Iterator[int]:
         for batch in self._store._batches("line"):
             yield from batch
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (Lines, list)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return repr(list(self)) if len(self) <= 20 else f"Lines({len(self)} rows)"

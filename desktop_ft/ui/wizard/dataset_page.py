@@ -254,11 +254,10 @@ class DatasetPage(Page):
 
     def _fill_preview(self, data) -> None:
         rows = data.rows[:200]
-        lines = list(data.lines[:len(rows)])  # one read of the store, not one per row
+        lines = data.lines[:len(rows)]  # one read of the store, not one per row
         self.preview.setRowCount(len(rows))
-        for r, row in enumerate(rows):
+        for r, (row, line) in enumerate(zip(rows, lines)):
             prompt, answer = _prompt_answer(row)
-            line = lines[r] if r < len(lines) else r + 1
             for c, text in enumerate((str(line), prompt, answer)):
                 item = QTableWidgetItem(text.replace("\n", " ⏎ "))
                 item.setToolTip(text[:2000])
