@@ -71,6 +71,9 @@ EventCallback = Callable[[Event], None]
 
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in
                            (RunStarted, Progress, StepLogged, EvalLogged, CheckpointSaved, RunFinished)}
+#: each event's field names, looked up once: a reopened run turns tens of thousands of lines into events
+_FIELDS: dict[str, frozenset[str]] = {name: frozenset(f.name for f in dataclasses.fields(cls))
+                                      for name, cls in _TYPES.items()}
 
 
 def to_dict(event: Event) -> dict[str, Any]:
@@ -79,6 +82,8 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
-    cls = _TYPES[data["event"]]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    """The event a line of the log holds; keys it does not know (``time``, or one a newer version
+    added) are left out, a missing required one raises ``TypeError``, an unknown kind ``KeyError``."""
+    kind = data["event"]
+    names = _FIELDS[kind]
+    return _TYPES[kind](**{k: v for k, v in data.items() if k in names})

@@ -44,6 +44,7 @@ from desktop_ft.core.config import (
 )
 from desktop_ft.core.errors import RunError, UserError
 from desktop_ft.core.events import Event, event_from_dict, to_dict
+from desktop_ft.core.scan import open_for_scan
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
 STATES = (RUNNING, FINISHED, STOPPED, FAILED)
@@ -582,7 +583,7 @@ def process_alive(pid: int | None, started: float | None) -> bool:
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open_for_scan(path, "r", encoding="utf-8")
     except FileNotFoundError:
         return
     with fh:

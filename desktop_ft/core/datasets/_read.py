@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from desktop_ft.core.errors import DatasetError
+from desktop_ft.core.scan import open_for_scan
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
 JSON_SUFFIXES = (".json",)
@@ -117,7 +118,7 @@ def line_offsets(path: str | Path, lines: Iterable[int]) -> dict[int, int]:
     last = max(wanted)
     out: dict[int, int] = {}
     pos = 0
-    with Path(path).open("rb") as f:
+    with open_for_scan(path) as f:
         for number, raw_line in enumerate(f, start=1):
             if number in wanted:
                 out[number] = pos
@@ -226,7 +227,7 @@ def read_jsonl(path: Path, raw: bytes | None = None) -> Source:
             yield from raw.split(b"\n")
             return
         try:
-            with path.open("rb") as f:
+            with open_for_scan(path) as f:
                 yield from f
         except OSError as exc:
             raise _unreadable(path, exc) from None
@@ -497,7 +498,7 @@ def read_csv_file(path: Path, head: bytes, delimiter: str | None = None) -> Sour
 
     def text_stream() -> Iterator[str]:
         try:
-            with path.open(encoding="utf-8-sig", newline="") as f:
+            with open_for_scan(path, "r", encoding="utf-8-sig", newline="") as f:
                 yield from f
         except UnicodeDecodeError:
             raise broken() from None
