@@ -246,7 +246,7 @@ class LossPlots(QWidget):
             self._dirty = True
 
     def add_history(self, curves: dict[str, np.ndarray], run: str = "") -> None:
-        """A run's saved curves at once, as read off the GUI thread by ``workers.read_curves``."""
+        """A run's saved curves at once, as read off the GUI thread by ``core.curves.read_curves``."""
         s = self._ensure(run)
         s.extend(curves)
         for step, loss in zip(curves["eval_step"], curves["eval"]):

@@ -13,12 +13,12 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMessageBox, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QWidget)
 
-from desktop_ft.core import history
+from desktop_ft.core import curves, history
 from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Page
-from desktop_ft.ui import workers
+
 from desktop_ft.ui.workers import run_async
 
 COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]
@@ -60,7 +60,7 @@ def _row(s: history.RunSummary) -> dict[str, Any]:
 
 def read_curves(paths: list[str]) -> dict[str, dict[str, Any]]:
     """The saved curves of each selected run, as numpy columns (worker thread)."""
-    return {p: workers.read_curves(p) for p in paths}
+    return {p: curves.read_curves(p) for p in paths}
 
 
 def cli_command(path: str, state: str) -> str:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QMessageBox, QPlainText
                                QSplitter, QVBoxLayout, QWidget)
 
 from desktop_ft.core.config import RunConfig
+from desktop_ft.core.curves import read_curves
 from desktop_ft.core.errors import UserError
 from desktop_ft.core.events import (CheckpointSaved, EvalLogged, Progress, RunFinished, RunStarted, StepLogged)
 from desktop_ft.core.runs import RunFolder, create_run
@@ -22,7 +23,7 @@ from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Card
 from desktop_ft.ui.session import Session
-from desktop_ft.ui.workers import TrainingProcess, read_curves, run_async
+from desktop_ft.ui.workers import TrainingProcess, run_async
 
 
 STATS_HZ = 4  # the step, loss and progress numbers are set at most this often (each sets off a repaint)
