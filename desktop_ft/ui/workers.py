@@ -1,7 +1,7 @@
 """Work off the GUI thread.
 
-* ``run_async(fn, ...)``: a plain function on superqt's thread pool; its result/error come back as
-  signals to the callbacks (Orange3's ``self.start(run, ...)`` habit).
+* ``run_async(fn, ...)``: a plain function on Qt's thread pool; its result/error come back to the
+  callbacks in the GUI thread (Orange3's ``self.start(run, ...)`` habit).
 * ``TrainingProcess``: one training run in a *child process* (``python -m desktop_ft train ...
   --json-events``), followed by a ``QObject`` moved to a ``QThread`` that turns each JSON line into
   an event signal. It reads the run's one event log, ``RUN_DIR/metrics.jsonl`` (the engine writes
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from desktop_ft.core.events import EvalLogged, RunFinished, StepLogged, event_from_dict
+from desktop_ft.core.events import RunFinished, StepLogged, event_from_dict
 from desktop_ft.core.selfcmd import desktop_ft_command
 
 if TYPE_CHECKING:
@@ -38,60 +38,86 @@ if TYPE_CHECKING:
 POLL_S = 0.05  # worker-thread poll interval for new lines (never in the GUI thread)
 READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stays small for the GUI thread
 CHILD_NICE = 10  # the training child's CPU priority on POSIX (higher is lower)
+#: the longest a busy worker thread keeps the GIL from a GUI thread that asks for it (CPython: 5 ms)
+GIL_SWITCH_S = 0.001
+
+
+def share_the_gil() -> None:
+    """Make worker threads hand the GIL to the GUI thread within ``GIL_SWITCH_S``.
+
+    The GUI thread takes the GIL for every Python override Qt calls (pyqtgraph's resize and paint
+    handlers, a few hundred in one relayout of the plots), and while a worker computes in Python
+    each of those waits up to a switch interval: at CPython's 5 ms, reopening a 50,000-step run
+    held the event loop up for over a second with the GUI thread itself mostly idle. At 1 ms the
+    worker loses little (a switch costs microseconds) and the window keeps drawing.
+    """
+    if sys.getswitchinterval() > GIL_SWITCH_S:
+        sys.setswitchinterval(GIL_SWITCH_S)
+
+
+class Job:
+    """What ``run_async`` started: one call of a function on Qt's global thread pool."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.is_running = True
+
+
+class _Delivery(QObject):
+    """Made once, in the GUI thread, and kept: a worker emits ``ready`` with a call to make, and
+    Qt queues it to the thread this object lives in (the emitter is another thread)."""
+
+    ready = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready.connect(self._call)
+
+    @Slot(object)
+    def _call(self, call: Callable[[], None]) -> None:
+        call()
+
+
+_DELIVERY: _Delivery | None = None
 
 
 def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
-              on_error: Callable[[BaseException], None] | None = None, **kwargs: Any) -> Any:
+              on_error: Callable[[BaseException], None] | None = None, **kwargs: Any) -> Job:
     """Run ``fn(*args, **kwargs)`` on a worker thread; callbacks run in the GUI thread, and only while
-    ``owner`` (the widget that asked) still exists — a page closed meanwhile gets nothing."""
-    from shiboken6 import isValid
-    from superqt.utils import create_worker
+    ``owner`` (the widget that asked) still exists — a page closed meanwhile gets nothing. An error
+    with no ``on_error`` is raised in the GUI thread (Qt prints it; tests fail on it).
 
-    def guarded(callback: Callable[[Any], None]) -> Callable[[Any], None]:
-        def call(value: Any) -> None:
+    Qt's thread pool takes the Python callable as it is, so there is no QRunnable of ours whose
+    lifetime could go wrong. (superqt's ``create_worker`` did this before; importing superqt, and
+    qtpy under it, cost the GUI thread 0.3 s the first time a page started background work.)
+    """
+    from PySide6.QtCore import QThreadPool
+    from shiboken6 import isValid
+
+    global _DELIVERY
+    if _DELIVERY is None:
+        _DELIVERY = _Delivery()
+    delivery, job = _DELIVERY, Job(fn)
+
+    def deliver(callback: Callable[[Any], None] | None, value: Any, failed: bool) -> None:
+        job.is_running = False
+        if callback is not None:
             if isValid(owner):
                 callback(value)
-        return call
+        elif failed:
+            raise value
 
-    worker = create_worker(fn, *args, **kwargs)
-    if on_result is not None:
-        worker.returned.connect(guarded(on_result))
-    if on_error is not None:
-        worker.errored.connect(guarded(on_error))
-    worker.start()
-    return worker
+    def work() -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # handed to the caller, in the GUI thread
+            delivery.ready.emit(lambda e=exc: deliver(on_error, e, True))
+        else:
+            delivery.ready.emit(lambda: deliver(on_result, result, False))
 
-
-def read_curves(run_dir: Path | str) -> dict[str, Any]:
-    """A run's saved curves as numpy columns (worker thread: this grows with the run's length).
-
-    ``step, loss, lr, grad, speed`` for train records and ``eval_step, eval`` for eval records, in
-    the order written; the plots hand them to pyqtgraph, whose peak downsampling and clip-to-view
-    decimate what is drawn to the pixels on screen.
-    """
-    import numpy as np
-
-    from desktop_ft.core.runs import RunFolder
-
-    train: list[tuple[float, float, float, float, float]] = []
-    evals: list[tuple[float, float]] = []
-    for ev in RunFolder(Path(run_dir)).iter_events():
-        if isinstance(ev, StepLogged):
-            train.append((ev.step, _num(ev.loss), _num(ev.learning_rate), _num(ev.grad_norm),
-                          _num(ev.tokens_per_second)))
-        elif isinstance(ev, EvalLogged):
-            evals.append((ev.step, _num(ev.eval_loss)))
-    t = np.array(train, dtype=float).reshape(-1, 5)
-    e = np.array(evals, dtype=float).reshape(-1, 2)
-    return {"step": t[:, 0], "loss": t[:, 1], "lr": t[:, 2], "grad": t[:, 3], "speed": t[:, 4],
-            "eval_step": e[:, 0], "eval": e[:, 1]}
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+    share_the_gil()
+    QThreadPool.globalInstance().start(work)
+    return job
 
 
 def lower_priority(pid: int) -> None:
@@ -426,6 +452,7 @@ class TrainingProcess(QObject):
 
     def start(self) -> None:
         self.running = True
+        share_the_gil()
         self._thread.start()
 
     def stop(self) -> bool:
