@@ -248,13 +248,13 @@ class ChatView(Page):
             model = self.model
             self.status_label.setText("Switching checkpoint…")
             self._workers.append(run_async(self, _switch, model, key[1],
-                                           on_result=lambda m, k=key: self._on_model(k, m),
+                                           ml=True, on_result=lambda m, k=key: self._on_model(k, m),
                                            on_error=lambda e, k=key: self._on_model_error(k, e)))
             return
         self._release_model()
         self.status_label.setText("Loading the model and the adapter…")
         self._workers.append(run_async(self, ChatModel.from_run, path, checkpoint=key[1],
-                                       on_result=lambda m, k=key: self._on_model(k, m),
+                                       ml=True, on_result=lambda m, k=key: self._on_model(k, m),
                                        on_error=lambda e, k=key: self._on_model_error(k, e)))
 
     def _on_model(self, key: tuple, model: Any) -> None:
@@ -295,7 +295,7 @@ class ChatView(Page):
         settings = dataclasses.replace(settings, system_prompt=system)
         histories = {k: list(v) for k, v in self.history.items()}
         self._workers.append(run_async(self, _generate_both, self.model, histories, settings, self._stop, self._bridge,
-                                       on_result=lambda _r: self._set_busy(False),
+                                       ml=True, on_result=lambda _r: self._set_busy(False),
                                        on_error=self._on_generate_error))
 
     def _on_generate_error(self, exc: BaseException) -> None:
@@ -381,7 +381,7 @@ class ChatView(Page):
         self._workers.append(run_async(self, compare.replay, path, chat=self.model,
                                        settings=self.generation_settings(), stop=self._stop,
                                        on_event=lambda e: self._bridge.status.emit(_replay_status(e)),
-                                       on_result=self._on_replayed, on_error=self._on_generate_error))
+                                       ml=True, on_result=self._on_replayed, on_error=self._on_generate_error))
 
     def _on_replayed(self, _results: Any) -> None:
         self._set_busy(False)

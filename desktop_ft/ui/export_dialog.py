@@ -85,7 +85,7 @@ class ExportDialog(QDialog):
         emit = self._bridge.progress.emit
         self._worker = run_async(self, core_export.export, self.run_dir, fmt, self.out.text(), quantization=quant,
                                  on_event=emit,
-                                 on_result=self._on_done, on_error=self._on_error)
+                                 ml=True, on_result=self._on_done, on_error=self._on_error)
 
     def _on_progress(self, event: Progress) -> None:
         self.log.appendPlainText(event.message)

@@ -55,6 +55,35 @@ def share_the_gil() -> None:
         sys.setswitchinterval(GIL_SWITCH_S)
 
 
+#: the first import of these, made by one worker while another makes it too, can break: each
+#: thread takes module locks in its own order, Python breaks the deadlock by handing one of them a
+#: half-initialised module, and transformers' lazy module then says e.g. "module 'transformers' has
+#: no attribute 'PreTrainedTokenizerBase'" (the Dataset page did, opening while a file was chosen)
+ML_STACK = ("transformers", "datasets")
+#: transformers' lazily loaded names the window's jobs reach first; resolved in the warm-up too
+ML_NAMES = ("AutoConfig", "AutoTokenizer", "PreTrainedTokenizerBase")
+_ML_LOCK = threading.Lock()
+_ml_ready = False
+
+
+def import_ml_stack() -> None:
+    """Import the ML stack once, one thread at a time; jobs that need it call this first (worker
+    thread). A second caller waits for the first, then finds it all in ``sys.modules``."""
+    global _ml_ready
+    if _ml_ready:
+        return
+    import importlib
+
+    with _ML_LOCK:
+        if not _ml_ready:
+            for name in ML_STACK:
+                importlib.import_module(name)
+            transformers = sys.modules["transformers"]
+            for name in ML_NAMES:
+                getattr(transformers, name)
+            _ml_ready = True
+
+
 class Job:
     """What ``run_async`` started: one call of a function on Qt's global thread pool."""
 
@@ -82,10 +111,11 @@ _DELIVERY: _Delivery | None = None
 
 
 def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Callable[[Any], None] | None = None,
-              on_error: Callable[[BaseException], None] | None = None, **kwargs: Any) -> Job:
+              on_error: Callable[[BaseException], None] | None = None, ml: bool = False, **kwargs: Any) -> Job:
     """Run ``fn(*args, **kwargs)`` on a worker thread; callbacks run in the GUI thread, and only while
     ``owner`` (the widget that asked) still exists — a page closed meanwhile gets nothing. An error
-    with no ``on_error`` is raised in the GUI thread (Qt prints it; tests fail on it).
+    with no ``on_error`` is raised in the GUI thread (Qt prints it; tests fail on it). ``ml=True``:
+    ``fn`` uses transformers or datasets, imported first by ``import_ml_stack``.
 
     Qt's thread pool takes the Python callable as it is, so there is no QRunnable of ours whose
     lifetime could go wrong. (superqt's ``create_worker`` did this before; importing superqt, and
@@ -109,6 +139,8 @@ def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Cal
 
     def work() -> None:
         try:
+            if ml:
+                import_ml_stack()
             result = fn(*args, **kwargs)
         except Exception as exc:  # handed to the caller, in the GUI thread
             delivery.ready.emit(lambda e=exc: deliver(on_error, e, True))

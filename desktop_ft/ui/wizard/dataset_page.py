@@ -219,7 +219,7 @@ class DatasetPage(Page):
         req = self._request
         self._workers.append(run_async(self, inspect_file, path, config.model.name, config.training.max_length,
                                        config.data.columns or None, config.method.assistant_only_loss,
-                                       on_result=lambda r, q=req: self._on_result(q, r),
+                                       ml=True, on_result=lambda r, q=req: self._on_result(q, r),
                                        on_error=lambda e, q=req: self._on_error(q, e)))
 
     def _on_error(self, req: int, exc: BaseException) -> None:
