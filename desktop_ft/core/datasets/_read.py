@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from desktop_ft.core.errors import DatasetError
-from desktop_ft.core.scan import open_for_scan
+from desktop_ft.core.scan import SCAN_BUFFER, open_for_scan
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
 JSON_SUFFIXES = (".json",)
@@ -83,6 +83,9 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
         if (suffix in JSONL_SUFFIXES and _is_line_per_row(head)) or (suffix in TEXT_SUFFIXES
                                                                     and _looks_like_jsonl(head)):
             return p, read_jsonl(p)
+        if _starts_a_list(head) and (suffix in JSON_SUFFIXES + JSONL_SUFFIXES
+                                     or suffix not in CSV_SUFFIXES + TSV_SUFFIXES + TEXT_SUFFIXES):
+            return p, read_json_list(p)
     raw = _read_bytes(p)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
         raw = decode_text(p, raw).encode("utf-8")
@@ -267,34 +270,80 @@ def _json_problem(exc: Exception, text: str = "") -> str:
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-class _Scanner:
-    """Walks a JSON text and remembers where each element starts, to name its line."""
+#: characters one element of a streamed JSON list may span before it counts as broken
+MAX_ELEMENT_CHARS = 64 << 20
 
-    def __init__(self, text: str) -> None:
+
+class _Scanner:
+    """Walks a JSON text and remembers where each element starts, to name its line.
+
+    Made on the whole text (``_Scanner(text)``), or on a file read a chunk at a time
+    (``_Scanner.reading(path)``): then the text is a window that grows when an element runs past
+    its end and drops what was read, so a JSON list of any size is read in bounded memory. The
+    walk is the same either way; only ``more`` and ``drop`` differ.
+    """
+
+    def __init__(self, text: str, chunks: Iterator[str] | None = None) -> None:
         self.text = text
         self.decoder = json.JSONDecoder()
         self._pos = 0
         self._line = 1
+        self._chunks = chunks
+        self._first_line, self._first_col = 1, 1  # where text[0] is in the file
+
+    @classmethod
+    def reading(cls, path: Path) -> _Scanner:
+        return cls("", _decoded_chunks(path))
+
+    def more(self) -> bool:
+        """Read the next chunk onto the end of the text; False at the end of the file (or of a whole text)."""
+        if self._chunks is None:
+            return False
+        for chunk in self._chunks:
+            if chunk:
+                self.text += chunk
+                return True
+        self._chunks = None
+        return False
+
+    def drop(self, pos: int) -> int:
+        """Forget the text before ``pos`` (read already, and ``line_at(pos)`` asked); the new ``pos``."""
+        if self._chunks is None or pos < SCAN_KEEP:
+            return pos
+        newline = self.text.rfind("\n", 0, pos)
+        self._first_col = (self._first_col if newline < 0 else 1) + pos - newline - 1
+        self._first_line = self._line
+        self.text = self.text[pos:]
+        self._pos = 0
+        return 0
 
     def line_at(self, pos: int) -> int:
         if pos >= self._pos:
             self._line += self.text.count("\n", self._pos, pos)
         else:
-            self._line = self.text.count("\n", 0, pos) + 1
+            self._line = self._first_line + self.text.count("\n", 0, pos)
         self._pos = pos
         return self._line
 
     def skip(self, pos: int) -> int:
-        return _WS.match(self.text, pos).end()  # type: ignore[union-attr]
+        while True:
+            end = _WS.match(self.text, pos).end()  # type: ignore[union-attr]
+            if end < len(self.text) or not self.more():
+                return end
 
     def decode_at(self, pos: int, line: int) -> tuple[Any, int] | RowError:
         """One JSON value starting at ``pos`` and where it ends, or the RowError that stops reading."""
-        try:
-            return self.decoder.raw_decode(self.text, pos)
-        except json.JSONDecodeError as exc:
-            return RowError(line, _broken_here(exc))
-        except RecursionError:
-            return RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.text, pos)
+                if end < len(self.text) or not self.more():  # a number at the window's end may go on
+                    return value, end
+            except json.JSONDecodeError as exc:
+                if len(self.text) - pos < MAX_ELEMENT_CHARS and self.more():
+                    continue
+                return RowError(line, _broken_here(exc, self._first_line, self._first_col))
+            except RecursionError:
+                return RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
 
     def array(self, pos: int, whole_file: Path | None = None) -> Iterator[tuple[int, Any] | RowError]:
         """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError.
@@ -302,13 +351,13 @@ class _Scanner:
         ``whole_file``: the array is the file's top level, so anything after its ']' is rows that
         would be lost without a word: a ``DatasetError``.
         """
-        text = self.text
         pos = self.skip(pos + 1)
-        if pos < len(text) and text[pos] == "]":
+        if pos < len(self.text) and self.text[pos] == "]":
             return
         while True:
             pos = self.skip(pos)
             line = self.line_at(pos)
+            pos = self.drop(pos)
             decoded = self.decode_at(pos, line)
             if isinstance(decoded, RowError):
                 yield decoded
@@ -316,12 +365,13 @@ class _Scanner:
             value, end = decoded
             yield line, value
             pos = self.skip(end)
+            text = self.text
             if pos < len(text) and text[pos] == ",":
                 pos += 1
                 continue
             if pos < len(text) and text[pos] == "]":
                 after = self.skip(pos + 1)
-                if whole_file is not None and after < len(text):
+                if whole_file is not None and after < len(self.text):
                     raise DatasetError("holds more data after its JSON list ends, which would not be read",
                                        path=whole_file, line=self.line_at(after),
                                        hint="Put every row inside the one list, or save one object per line "
@@ -368,12 +418,61 @@ def _msg(exc: json.JSONDecodeError) -> str:
     return re.sub(r" (starting )?at$", "", exc.msg)
 
 
-def _broken_here(exc: json.JSONDecodeError) -> str:
+def _broken_here(exc: json.JSONDecodeError, first_line: int = 1, first_col: int = 1) -> str:
+    """The RowError text for a JSON value that does not parse; ``exc.doc`` starts at line
+    ``first_line``, column ``first_col`` of the file (not 1, 1 when read as a stream)."""
     found = exc.doc[exc.pos:exc.pos + 1]
     why = {"]": " (JSON allows no comma before ']')", "}": " (JSON allows no comma before '}')",
            "/": " (JSON allows no comments)", "#": " (JSON allows no comments)"}.get(found, "")
-    return (f"the JSON is broken here ({_msg(exc)}{why} at line {exc.lineno}, column {exc.colno}); rows after "
+    line = first_line + exc.lineno - 1
+    col = exc.colno + (first_col - 1 if exc.lineno == 1 else 0)
+    return (f"the JSON is broken here ({_msg(exc)}{why} at line {line}, column {col}); rows after "
             "it were not read. Fix it, or save one object per line as .jsonl so one bad row cannot hide the rest.")
+
+
+#: text kept before the element being read when a streamed list drops what it has read (so the
+#: window is not cut for every small element)
+SCAN_KEEP = 1 << 20
+
+
+def _decoded_chunks(path: Path) -> Iterator[str]:
+    """The UTF-8 text of ``path`` (a BOM dropped), ``SCAN_BUFFER`` bytes at a time; a bad byte
+    raises the DatasetError ``decode_text`` would, naming its line."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    lines, tail = 1, b""
+    try:
+        with open_for_scan(path) as f:
+            while True:
+                raw = f.read(SCAN_BUFFER)
+                try:
+                    yield decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as exc:
+                    before = tail + raw[:exc.start]
+                    line = lines + before.count(b"\n")
+                    col = len(before) - (before.rfind(b"\n") + 1) + 1
+                    raise DatasetError(f"is not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {col} cannot be "
+                                       "decoded", path=path, line=line,
+                                       hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: Save "
+                                            "with encoding UTF-8).") from None
+                if not raw:
+                    return
+                lines += raw.count(b"\n")
+                cut = raw.rfind(b"\n")
+                tail = raw[cut + 1:] if cut >= 0 else tail + raw
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
+def read_json_list(path: Path) -> Source:
+    """A file whose top level is a JSON list, read an element at a time from the disk (any size)."""
+    scan = _Scanner.reading(path)
+    return Source("json", scan.array(scan.skip(0), whole_file=path))
+
+
+def _starts_a_list(head: bytes) -> bool:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
 
 
 def read_json(path: Path, raw: bytes) -> Source:

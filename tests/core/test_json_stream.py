@@ -1,0 +1,102 @@
+"""A file whose top level is a JSON list is read an element at a time from the disk: the rows, the
+lines they are named by and the errors are exactly what reading the whole text gives, however the
+file falls into chunks."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from desktop_ft.core.datasets import _read
+from desktop_ft.core.errors import DatasetError
+
+
+def _rows(source: _read.Source) -> list:
+    return [(item.line, item.message) if isinstance(item, _read.RowError) else item for item in source.records]
+
+
+def _whole(path: Path) -> list:
+    return _rows(_read.read_json(path, path.read_bytes()))
+
+
+def _streamed(path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, keep: int) -> list:
+    monkeypatch.setattr(_read, "SCAN_BUFFER", chunk)
+    monkeypatch.setattr(_read, "SCAN_KEEP", keep)
+    return _rows(_read.read_json_list(path))
+
+
+ROW = {"messages": [{"role": "user", "content": "Wie geht's? 😀 \"quoted\" \\ back"},
+                    {"role": "assistant", "content": "Gut.\nZwei Zeilen."}], "n": 12345, "x": [1.5, -2e-3, None]}
+TEXTS = {
+    "pretty": json.dumps([ROW, {"prompt": "a", "completion": "b"}] * 5, indent=2, ensure_ascii=False),
+    "one line": json.dumps([ROW] * 7, ensure_ascii=False),
+    "bom and blank lines": "\ufeff\n\n  [\n" + ",\n\n".join(json.dumps(ROW) for _ in range(4)) + "\n]\n\n",
+    "numbers at the end of a chunk": "[" + ", ".join(str(10 ** 12 + i) for i in range(50)) + "]",
+    "empty": "[ ]",
+    "broken element": json.dumps([ROW] * 3, indent=1)[:-40] + "oops}, " + json.dumps(ROW) + "]",
+    "trailing comma": "[\n" + json.dumps(ROW) + ",\n" + json.dumps(ROW) + ",\n]",
+    "missing comma": "[\n" + json.dumps(ROW) + "\n" + json.dumps(ROW) + "]",
+    "cut off": json.dumps([ROW] * 4, indent=2)[:-300],
+    "single quotes": "[\n" + json.dumps(ROW) + ",\n{'prompt': 'a'}\n]",
+    "nested lists": json.dumps([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]] * 6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+@pytest.mark.parametrize("chunk,keep", [(7, 0), (64, 16), (1000, 100), (1 << 20, 1 << 20)])
+def test_a_streamed_json_list_reads_as_the_whole_text_does(tmp_path, monkeypatch, name, chunk, keep):
+    path = tmp_path / "data.json"
+    path.write_text(TEXTS[name], encoding="utf-8")
+    assert _streamed(path, monkeypatch, chunk, keep) == _whole(path)
+
+
+def test_random_splits_of_a_long_list(tmp_path, monkeypatch):
+    rng = random.Random(3)
+    rows = [{"prompt": "p" * rng.randint(0, 300), "completion": "ü" * rng.randint(1, 50), "i": i} for i in range(300)]
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(rows, indent=rng.choice([None, 1, 4]), ensure_ascii=False), encoding="utf-8")
+    whole = _whole(path)
+    assert [r["i"] for _, r in whole] == list(range(300))
+    for _ in range(5):
+        assert _streamed(path, monkeypatch, rng.randint(5, 3000), rng.randint(0, 5000)) == whole
+
+
+def test_data_after_the_list_ends_is_refused_with_its_line(tmp_path, monkeypatch):
+    path = tmp_path / "two.json"
+    path.write_text("[\n" + json.dumps(ROW) + "\n]\n[\n" + json.dumps(ROW) + "\n]\n", encoding="utf-8")
+    monkeypatch.setattr(_read, "SCAN_BUFFER", 16)
+    with pytest.raises(DatasetError) as streamed:
+        list(_read.read_json_list(path).records)
+    with pytest.raises(DatasetError) as whole:
+        list(_read.read_json(path, path.read_bytes()).records)
+    assert str(streamed.value) == str(whole.value) and streamed.value.line == 4
+
+
+def test_a_bad_byte_names_its_line_as_a_whole_read_does(tmp_path, monkeypatch):
+    path = tmp_path / "latin1.json"
+    rows = b",\n".join(json.dumps(ROW).encode() for _ in range(5))
+    path.write_bytes(b"[\n" + rows + b",\n{\"prompt\": \"caf\xe9\"}\n]")  # Latin-1, not UTF-8
+    monkeypatch.setattr(_read, "SCAN_BUFFER", 50)
+    with pytest.raises(DatasetError) as streamed:
+        list(_read.read_json_list(path).records)
+    with pytest.raises(DatasetError) as whole:
+        _read.decode_text(path, path.read_bytes())
+    assert str(streamed.value) == str(whole.value) and streamed.value.line == 7
+
+
+def test_open_source_streams_a_top_level_list_and_reads_objects_whole(tmp_path):
+    listed = tmp_path / "alpaca.json"
+    listed.write_text(json.dumps([{"instruction": "a", "output": "b"}] * 3), encoding="utf-8")
+    keyed = tmp_path / "keyed.json"
+    keyed.write_text(json.dumps({"data": [{"instruction": "a", "output": "b"}] * 3}), encoding="utf-8")
+    calls = []
+    original = _read.read_json
+    _read.read_json = lambda path, raw: calls.append(path) or original(path, raw)
+    try:
+        assert len(list(_read.open_source(listed)[1].records)) == 3 and calls == []  # streamed: never read whole
+        assert len(list(_read.open_source(keyed)[1].records)) == 3 and calls == [keyed]
+    finally:
+        _read.read_json = original
