@@ -83,6 +83,8 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
         if (suffix in JSONL_SUFFIXES and _is_line_per_row(head)) or (suffix in TEXT_SUFFIXES
                                                                     and _looks_like_jsonl(head)):
             return p, read_jsonl(p)
+        if suffix in TEXT_SUFFIXES:
+            return p, read_text(p, markdown=suffix in (".md", ".markdown"))
         if _starts_a_list(head) and (suffix in JSON_SUFFIXES + JSONL_SUFFIXES
                                      or suffix not in CSV_SUFFIXES + TSV_SUFFIXES + TEXT_SUFFIXES):
             return p, read_json_list(p)
@@ -441,26 +443,29 @@ def _decoded_chunks(path: Path) -> Iterator[str]:
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    lines, tail = 1, b""
+    fed, lines_fed, last_newline = 0, 0, -1  # bytes given to the decoder so far, their line ends, the last one
     try:
         with open_for_scan(path) as f:
             while True:
                 raw = f.read(SCAN_BUFFER)
                 try:
                     yield decoder.decode(raw, final=not raw)
-                except UnicodeDecodeError as exc:
-                    before = tail + raw[:exc.start]
-                    line = lines + before.count(b"\n")
-                    col = len(before) - (before.rfind(b"\n") + 1) + 1
-                    raise DatasetError(f"is not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {col} cannot be "
-                                       "decoded", path=path, line=line,
+                except UnicodeDecodeError as exc:  # exc.object: bytes held from the last read, then raw
+                    data, start = exc.object, exc.start
+                    where = fed - (len(data) - len(raw)) + start
+                    newline = data.rfind(b"\n", 0, start)
+                    col = start - newline if newline >= 0 else where - last_newline
+                    raise DatasetError(f"is not valid UTF-8: byte 0x{data[start]:02x} at column {col} cannot be "
+                                       "decoded", path=path, line=lines_fed + data.count(b"\n", 0, start) + 1,
                                        hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: Save "
                                             "with encoding UTF-8).") from None
                 if not raw:
                     return
-                lines += raw.count(b"\n")
                 cut = raw.rfind(b"\n")
-                tail = raw[cut + 1:] if cut >= 0 else tail + raw
+                if cut >= 0:
+                    last_newline = fed + cut
+                lines_fed += raw.count(b"\n")
+                fed += len(raw)
     except OSError as exc:
         raise _unreadable(path, exc) from None
 
@@ -680,19 +685,21 @@ def _unique(names: list[str]) -> list[str]:
 
 # -- plain text -------------------------------------------------------------------------------------
 
-def read_text(path: Path, raw: bytes, *, markdown: bool = False) -> Source:
+def read_text(path: Path, raw: bytes | None = None, *, markdown: bool = False) -> Source:
     """Documents for continued pre-training: paragraphs joined into chunks of about 2,000 characters.
 
     A chunk never splits a paragraph unless the paragraph alone is longer than a chunk (then it is cut
     at line ends); in Markdown a heading starts a new chunk. Each chunk's line is its first line.
+    The file is read a line at a time (any size), or from ``raw`` when given (UTF-16, decoded whole).
     """
-    text = decode_text(path, raw).replace("\r\n", "\n").replace("\r", "\n")
+    lines = _text_lines(path) if raw is None else \
+        iter(decode_text(path, raw).replace("\r\n", "\n").replace("\r", "\n").split("\n"))
 
     def records() -> Iterator[tuple[int, Any] | RowError]:
         chunk: list[str] = []
         chunk_line = 0
         size = 0
-        for line, para in _paragraphs(text):
+        for line, para in _paragraphs(lines):
             starts_section = markdown and para.lstrip().startswith("#")
             if chunk and (size + len(para) > TEXT_CHUNK_CHARS or starts_section):
                 yield chunk_line, {"text": "\n\n".join(chunk)}
@@ -711,10 +718,25 @@ def read_text(path: Path, raw: bytes, *, markdown: bool = False) -> Source:
     return Source("text", records(), columns=["text"])
 
 
-def _paragraphs(text: str) -> Iterator[tuple[int, str]]:
+def _text_lines(path: Path) -> Iterator[str]:
+    """The file's lines as ``str.split("\\n")`` gives them after ``\\r\\n`` and ``\\r`` became
+    ``\\n``, read a chunk at a time (a ``\\r\\n`` cut between two chunks is still one line end)."""
+    carry = ""
+    for chunk in _decoded_chunks(path):
+        text = carry + chunk
+        held_cr = bool(chunk) and text.endswith("\r")
+        if held_cr:
+            text = text[:-1]
+        parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        carry = parts.pop() + ("\r" if held_cr else "")
+        yield from parts
+    yield carry
+
+
+def _paragraphs(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     current: list[str] = []
     start = 0
-    for i, line in enumerate(text.split("\n"), start=1):
+    for i, line in enumerate(lines, start=1):
         if line.strip():
             if not current:
                 start = i

@@ -1,6 +1,6 @@
-"""A file whose top level is a JSON list is read an element at a time from the disk: the rows, the
-lines they are named by and the errors are exactly what reading the whole text gives, however the
-file falls into chunks."""
+"""Files read a chunk at a time from the disk (a JSON list an element at a time, a text document a
+line at a time): the rows, the lines they are named by and the errors are exactly what reading the
+whole text gives, however the file falls into chunks."""
 
 from __future__ import annotations
 
@@ -100,3 +100,48 @@ def test_open_source_streams_a_top_level_list_and_reads_objects_whole(tmp_path):
         assert len(list(_read.open_source(keyed)[1].records)) == 3 and calls == [keyed]
     finally:
         _read.read_json = original
+
+
+PARA = "A paragraph of prose, with words.\nIts second line."
+DOCS = {
+    "unix": "\n\n".join([PARA] * 40) + "\n",
+    "windows": "\r\n\r\n".join([PARA.replace("\n", "\r\n")] * 40),
+    "old mac": "\r\r".join([PARA.replace("\n", "\r")] * 40) + "\r",
+    "one huge line": "word " * 3000,
+    "blank lines only": "\n\n\n \n",
+    "markdown": "# Title\n\n" + "\n\n".join(f"## Part {i}\n\n{PARA} ü {i}" for i in range(30)),
+    "bom, mixed ends": "\ufeff" + PARA + "\r\n\n" + PARA + "\r\r\n" + PARA,
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 20])
+def test_a_streamed_text_reads_as_the_whole_text_does(tmp_path, monkeypatch, name, chunk):
+    path = tmp_path / ("doc.md" if name == "markdown" else "doc.txt")
+    path.write_bytes(DOCS[name].encode("utf-8"))
+    markdown = name == "markdown"
+    whole = _rows(_read.read_text(path, path.read_bytes(), markdown=markdown))
+    monkeypatch.setattr(_read, "SCAN_BUFFER", chunk)
+    assert _rows(_read.read_text(path, markdown=markdown)) == whole
+    assert whole or name == "blank lines only"
+
+
+def test_open_source_streams_a_text_document(tmp_path, monkeypatch):
+    path = tmp_path / "book.txt"
+    path.write_text("\n\n".join([PARA] * 10), encoding="utf-8")
+    monkeypatch.setattr(_read, "_read_bytes", lambda p: pytest.fail("read whole"))
+    rows = list(_read.open_source(path)[1].records)
+    assert len(rows) == 1 and rows[0][0] == 1 and rows[0][1]["text"].count(PARA) == 10
+
+
+@pytest.mark.parametrize("data", [b"\xc2", b"ab\ncd\xc3", b"ok\n\xe2\x82", b"[1,\n2,\xff]", b"x\n" * 40 + b"\xe9\n"])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 20])
+def test_a_bad_or_cut_off_byte_is_named_as_a_whole_read_names_it(tmp_path, monkeypatch, data, chunk):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError) as whole:
+        _read.decode_text(path, data)
+    monkeypatch.setattr(_read, "SCAN_BUFFER", chunk)
+    with pytest.raises(DatasetError) as streamed:
+        list(_read.read_text(path).records)
+    assert (str(streamed.value), streamed.value.line) == (str(whole.value), whole.value.line)
