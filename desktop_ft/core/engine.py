@@ -229,7 +229,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     if task.needs_reference and not method.trains_adapter:
         ref_model = _frozen_copy(model, plan)  # full fine-tuning: the reference is the model as it started
 
-    fast = speed.plan(config, task_name, plan.device, model)
+    fast = speed.plan(config, task_name, plan.device, model, rows=len(train_rows))
     for line in fast.log_lines():
         run.log(line)
     if plan.device == "cpu":
@@ -239,6 +239,7 @@ def _train(config: RunConfig, run: RunFolder, emit: EventCallback, stop: threadi
     callback = _EventCallback(emit, stop, run, config)
     args = _trainer_args(config, run, plan, has_eval=bool(val_rows))
     args["use_liger_kernel"] = fast.liger
+    args["dataset_num_proc"] = fast.tokenising_processes if fast.tokenising_processes > 1 else None
     args.update(distributed.trainer_args(config, plan.device))
     parts = trainers.TrainerParts(config=config, model=model, tokenizer=tokenizer, peft_config=peft_config,
                                   train_rows=train_rows, eval_rows=val_rows, args=args, callbacks=[callback],

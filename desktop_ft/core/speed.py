@@ -17,6 +17,7 @@ estimate asks here too, so it counts the activations of what will really run:
   chat's positions), and drops the per-step entropy and token accuracy unless
   ``training.token_metrics`` asks for them. The loss and its gradients are the same.
 - **threads**: the physical cores, for the training process.
+- **tokenising processes**: TRL's dataset map on a big dataset uses the physical cores too.
 
 No torch, transformers or TRL at import time.
 """
@@ -46,11 +47,15 @@ class SpeedPlan:
     threads: int
     loss_head: bool = False       # SFT and pretraining: ``fit_loss_head`` fits TRL's fused head
     token_metrics: bool = False
+    tokenising_processes: int = 1  # TRL's dataset map (``dataset_num_proc``)
 
     def log_lines(self) -> list[str]:
         return [f"padding-free batches: {'on' if self.padding_free else 'off'} ({self.padding_free_reason})",
                 f"Liger kernels: {'on' if self.liger else 'off'} ({self.liger_reason})",
-                f"threads: {self.threads}"] + ([
+                f"threads: {self.threads}",
+                f"tokenising: {self.tokenising_processes} process(es)" + (
+                    "" if self.tokenising_processes > 1 else
+                    f" (one per {ROWS_PER_TOKENISING_PROCESS:,} training rows, up to the physical cores)")] + ([
                 "loss head: labelled positions only, in vocabulary chunks; entropy and token accuracy "
                 + ("logged (training.token_metrics)" if self.token_metrics else
                    "not computed (training.token_metrics is off)")] if self.loss_head else [])
@@ -148,11 +153,25 @@ def physical_cores() -> int:
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
-def plan(config: RunConfig, task: str, device: str, model: Any = None) -> SpeedPlan:
+#: training rows each tokenising process should get at least: for fewer, starting the processes
+#: costs more than they save
+ROWS_PER_TOKENISING_PROCESS = 25_000
+
+
+def tokenising_processes(rows: int) -> int:
+    """Processes TRL tokenises the dataset with, before the first step: one per
+    ``ROWS_PER_TOKENISING_PROCESS`` rows, up to the physical cores. TRL tokenises every row first,
+    so on a big file this is what the user waits for (250,000 chats took most of 40 minutes in
+    one process on a 2-core box); a small file keeps one process."""
+    return max(1, min(physical_cores(), rows // ROWS_PER_TOKENISING_PROCESS))
+
+
+def plan(config: RunConfig, task: str, device: str, model: Any = None, rows: int = 0) -> SpeedPlan:
+    """What this run switches on; ``rows``: how many training rows it reads (0: not known yet)."""
     pf, pf_reason = padding_free(config, task, model)
     lg, lg_reason = liger(device)
     return SpeedPlan(pf, pf_reason, lg, lg_reason, physical_cores(), loss_head=task in ("sft", "pretrain"),
-                     token_metrics=config.training.token_metrics)
+                     token_metrics=config.training.token_metrics, tokenising_processes=tokenising_processes(rows))
 
 
 #: what TRL's SFT trainer logs from the extra outputs of its fused loss head

@@ -192,7 +192,7 @@ def _build_sft(p: TrainerParts) -> Any:
     if recipe.chat_template:
         p.tokenizer.chat_template = recipe.chat_template  # renders the same text; only adds the loss markers
     args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
-                     **recipe.trl_flags, dataset_num_proc=None)
+                     **recipe.trl_flags)
     trainer = SFTTrainer(model=p.model, args=args, train_dataset=_dataset(recipe.examples_of(p.train_rows)),
                          eval_dataset=_dataset(recipe.examples_of(p.eval_rows)), processing_class=p.tokenizer,
                          peft_config=p.peft_config, callbacks=p.callbacks, data_collator=_sft_collator(p))
@@ -204,7 +204,7 @@ def _build_pretrain(p: TrainerParts) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(**p.args, max_length=p.config.training.max_length, packing=p.config.training.packing,
-                     completion_only_loss=False, dataset_text_field="text", dataset_num_proc=None)
+                     completion_only_loss=False, dataset_text_field="text")
     trainer = SFTTrainer(model=p.model, args=args, train_dataset=_dataset(p.train_rows),
                          eval_dataset=_dataset(p.eval_rows), processing_class=p.tokenizer,
                          peft_config=p.peft_config, callbacks=p.callbacks, data_collator=_sft_collator(p))
@@ -217,8 +217,7 @@ def _build_dpo(p: TrainerParts) -> Any:
 
     s = p.config.method.dpo
     chat = bool(p.tokenizer.chat_template)
-    args = DPOConfig(**p.args, max_length=p.config.training.max_length, beta=s.beta, loss_type=[s.loss_type],
-                     dataset_num_proc=None)
+    args = DPOConfig(**p.args, max_length=p.config.training.max_length, beta=s.beta, loss_type=[s.loss_type])
     # With an adapter the reference is the base with the adapter switched off (TRL does this when
     # ref_model is None); for full fine-tuning it is the frozen copy the engine made.
     return DPOTrainer(model=p.model, ref_model=p.ref_model, args=args,
@@ -233,8 +232,7 @@ def _build_kto(p: TrainerParts) -> Any:
     s = p.config.method.kto
     chat = bool(p.tokenizer.chat_template)
     args = KTOConfig(**p.args, max_length=p.config.training.max_length, beta=s.beta,
-                     desirable_weight=s.desirable_weight, undesirable_weight=s.undesirable_weight,
-                     dataset_num_proc=None)
+                     desirable_weight=s.desirable_weight, undesirable_weight=s.undesirable_weight)
     return KTOTrainer(model=p.model, ref_model=p.ref_model, args=args,
                       train_dataset=_dataset(unpaired_rows(preference_rows(p.train_rows, chat=chat))),
                       eval_dataset=_dataset(unpaired_rows(preference_rows(p.eval_rows, chat=chat))),
@@ -250,7 +248,7 @@ def _build_orpo(p: TrainerParts) -> Any:
 
     s = p.config.method.orpo
     chat = bool(p.tokenizer.chat_template)
-    args = ORPOConfig(**p.args, max_length=p.config.training.max_length, beta=s.beta, dataset_num_proc=None)
+    args = ORPOConfig(**p.args, max_length=p.config.training.max_length, beta=s.beta)
     return ORPOTrainer(model=p.model, args=args,
                        train_dataset=_dataset(preference_rows(p.train_rows, chat=chat)),
                        eval_dataset=_dataset(preference_rows(p.eval_rows, chat=chat)),

@@ -240,3 +240,23 @@ def test_loss_head_scores_only_labelled_positions_and_skips_unread_metrics(
     _loss_and_grads(shown)
     shown.log({"loss": 1.0})
     assert {"entropy", "mean_token_accuracy"} <= set(logged[-1])
+
+
+def test_a_big_dataset_is_tokenised_by_several_processes_and_learns_the_same(make_config, tmp_path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRL tokenises every row before the first step; with enough rows the physical cores share that.
+    The rows, their order and so the losses are those of one process."""
+    from desktop_ft.core.engine import train
+
+    assert speed.tokenising_processes(10) == 1
+    assert speed.tokenising_processes(10 ** 9) == speed.physical_cores()
+    losses = {}
+    for procs, per_process in ((1, 10 ** 9), (2, 5)):
+        monkeypatch.setattr(speed, "ROWS_PER_TOKENISING_PROCESS", per_process)
+        monkeypatch.setattr(speed, "physical_cores", lambda: 2)
+        events = []
+        finished = train(make_config(out=tmp_path / f"run-{procs}", max_steps=2), on_event=events.append)
+        log = (Path(finished.run_dir) / "train.log").read_text(encoding="utf-8")
+        assert f"tokenising: {procs} process(es)" in log
+        losses[procs] = [ev.loss for ev in events if type(ev).__name__ == "StepLogged"]
+    assert losses[1] and losses[2] == pytest.approx(losses[1], rel=1e-5)
