@@ -117,6 +117,7 @@ def main() -> None:
                         help="size of the file trained on (default: --gb; TRL tokenises every row before the "
                              "first step, about 10 minutes per 50,000 chats on 2 cores)")
     parser.add_argument("--skip-train", action="store_true", help="only data inspect")
+    parser.add_argument("--skip-inspect", action="store_true", help="only train")
     parser.add_argument("--model", default="default", help="model for inspect's tokenizer and for training")
     args = parser.parse_args()
 
@@ -143,7 +144,8 @@ def main() -> None:
                 print(f"train-big.jsonl: {train_big.stat().st_size / GiB:.2f} GiB, {train_rows} rows; "
                       f"train-small.jsonl: 1% of it")
         cli = [sys.executable, "-c", "import sys; from desktop_ft.cli import main; sys.exit(main())"]
-        jobs = [("data inspect", lambda f: cli + ["data", "inspect", str(f), "--model", args.model, "--json"])]
+        jobs = [] if args.skip_inspect else [
+            ("data inspect", lambda f: cli + ["data", "inspect", str(f), "--model", args.model, "--json"])]
         if not args.skip_train:
             jobs.append(("train", lambda f: cli + ["train", "--model", args.model, "--data", str(f),
                                                    "--max-steps", "2", "--output-dir",
@@ -174,7 +176,7 @@ def main() -> None:
                   f"{'within' if extra_rss <= TARGET_EXTRA else 'OVER'} (RSS), "
                   f"{'within' if extra_anon <= TARGET_EXTRA else 'OVER'} (anonymous)", flush=True)
             results[name] = {k: {m: v for m, v in f.items() if m != "stdout"} for k, f in figures.items()}
-        out = ROOT / "benchmarks" / "results" / "big_dataset_cpu.json"
+        out = ROOT / "benchmarks" / "results" / f"big_dataset_cpu_{'_'.join(n.split()[-1] for n in results)}.json"
         sizes = {name: {label: p.stat().st_size for label, p in zip(("1%", "all"), pair)}
                  for name, pair in files.items()}
         out.write_text(json.dumps({"gb": args.gb, "rows": rows, "file_bytes": sizes, "results": results},
