@@ -177,3 +177,29 @@ def test_window_reopens_a_finished_run_of_50000_steps(qtbot, qsettings, tmp_path
     assert "Finished" in view.state_label.text()
     assert worst < MAX_STALL_S, f"the event loop stalled for {worst * 1000:.0f} ms"
     assert beat.p99() < MAX_STALL_S, beat.summary()  # the worker reading the log must not starve the GUI thread
+
+
+def test_dataset_page_keeps_drawing_while_a_big_file_is_read(qtbot, qsettings, tmp_path):
+    """Reading, checking and measuring 100,000 chats happens in a worker; the GUI thread must get
+    the GIL back between the worker's reads (see ``core.scan`` and ``workers.share_the_gil``)."""
+    data = tmp_path / "big.jsonl"
+    with open(data, "w", encoding="utf-8") as fh:
+        for i in range(100_000):
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"question {i} " + "word " * (i % 40)},
+                                              {"role": "assistant", "content": "answer " * (1 + i % 90)}]}) + "\n")
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.show()
+    page = w.page("dataset")
+    w.go("dataset")
+    with qtbot.waitSignal(page.inspected, timeout=120000):  # the sample dataset first: imports warmed
+        pass
+    beat = Heartbeat()
+    with qtbot.waitSignal(page.inspected, timeout=300000) as done:
+        page.choose(str(data))
+    worst = beat.stop()
+    print(f"dataset: 100,000 chats read and inspected, {beat.summary()}")
+    assert len(done.args[0]["data"].rows) == 100_000
+    assert beat.ticks > 20, beat.summary()
+    assert worst < MAX_STALL_S, f"the event loop stalled for {worst * 1000:.0f} ms"
+    assert beat.p99() < MAX_STALL_S, beat.summary()
