@@ -204,7 +204,7 @@ def main() -> None:
             results[name] = {k: {m: v for m, v in f.items() if m != "stdout"} for k, f in figures.items()}
         out = ROOT / "benchmarks" / "results" / f"big_dataset_cpu_{'_'.join(n.split()[-1] for n in results)}.json"
         sizes = {name: {label: p.stat().st_size for label, p in zip(("1%", "all"), pair)}
-                 for name, pair in files.items()}
+                 for name, pair in files.items() if name in results}
         out.write_text(json.dumps({"gb": args.gb, "rows": rows, "file_bytes": sizes, "results": results},
                                   indent=2) + "\n")
         print(f"written {out.relative_to(ROOT)}")

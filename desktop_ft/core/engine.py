@@ -602,7 +602,12 @@ def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
     dataset = trainer.train_dataset
     kept = len(dataset) if dataset is not None else 0
     if kept and max_len and "prompt_ids" in dataset.column_names:
-        kept = sum(1 for ids in dataset["prompt_ids"] if len(ids) < max_len)
+        import pyarrow.compute as pc
+
+        kept = 0  # counted by Arrow a batch at a time: ``dataset["prompt_ids"]`` would hold every prompt as lists
+        for batch in dataset.select_columns(["prompt_ids"]).with_format("arrow").iter(batch_size=10_000):
+            short = pc.less(pc.list_value_length(batch["prompt_ids"]), max_len)
+            kept += int(pc.sum(short).as_py() or 0)
         rows_before = max(rows_before, len(dataset))
     if kept == 0:
         raise UserError(f"every answer is cut off at max length {max_len}, so the model would learn nothing",

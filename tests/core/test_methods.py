@@ -240,6 +240,16 @@ def test_preference_prompts_all_cut_off_refuse_to_start(tiny_model: Path, tmp_pa
         train(_config(tiny_model, data, tmp_path / "run", "lora", "dpo", **{"training.max_length": 32}))
 
 
+def test_preference_prompts_partly_cut_off_are_counted(tiny_model: Path, tmp_path: Path) -> None:
+    rows = [{"prompt": "word " * (200 if i % 2 else 2) + str(i), "chosen": "yes", "rejected": "no"} for i in range(20)]
+    events: list = []
+    train(_config(tiny_model, _write(tmp_path / "half.jsonl", rows), tmp_path / "run", "lora", "dpo",
+                  **{"training.max_length": 32, "training.max_steps": 1, "data.validation_fraction": 0.0}),
+          on_event=events.append)
+    said = [ev.message for ev in events if type(ev).__name__ == "Progress" and "no answer left" in ev.message]
+    assert said == ["10 of 20 examples have no answer left within max length 32, so they teach nothing."]
+
+
 def test_sft_on_preference_data_learns_the_chosen_answers(tiny_model: Path, toy_preference: Path,
                                                           tmp_path: Path) -> None:
     config = _config(tiny_model, toy_preference, tmp_path / "run", "lora", "sft", **{"training.max_steps": 2})
