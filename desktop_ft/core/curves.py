@@ -92,17 +92,15 @@ def _values(array: Any, dtype: Any, missing: float) -> np.ndarray:
 def _complete_size(path: Path) -> int:
     """Bytes of the log up to and including its last newline."""
     with open(path, "rb") as fh:
-        size = fh.seek(0, 2)
-        start = max(size - _TAIL, 0)
-        while True:
+        end = fh.seek(0, 2)
+        while end > 0:  # back from the end, one piece at a time (a long last line is read once)
+            start = max(end - _TAIL, 0)
             fh.seek(start)
-            tail = fh.read(size - start)
-            cut = tail.rfind(b"\n")
+            cut = fh.read(end - start).rfind(b"\n")
             if cut >= 0:
                 return start + cut + 1
-            if start == 0:
-                return 0
-            start = max(start - _TAIL, 0)
+            end = start
+        return 0
 
 
 def _read_by_event(run: RunFolder) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -577,17 +577,21 @@ def _estimated_memory(config: RunConfig, device: str, lengths: list[int] | None 
 def _tokenised_lengths(trainer: Any) -> list[int] | None:
     """Tokens per tokenised training row (SFT/pretrain shapes); None where the trainer keeps other columns."""
     try:
-        import pyarrow.compute as pc
-
         dataset = trainer.train_dataset
         if "input_ids" not in dataset.column_names:
             return None
-        lengths: list[int] = []  # counted by Arrow a batch at a time: the token ids never become Python lists
-        for batch in dataset.select_columns(["input_ids"]).with_format("arrow").iter(batch_size=10_000):
-            lengths.extend(pc.list_value_length(batch["input_ids"]).to_pylist())
-        return lengths
+        return [n for batch in _list_lengths(dataset, "input_ids") for n in batch.to_pylist()]
     except Exception:
         return None
+
+
+def _list_lengths(dataset: Any, column: str) -> Iterator[Any]:
+    """The lengths of a list column (token ids), an Arrow array per 10,000 rows: counted by Arrow,
+    so a big tokenised dataset never becomes Python lists (``dataset[column]`` would hold them all)."""
+    import pyarrow.compute as pc
+
+    for batch in dataset.select_columns([column]).with_format("arrow").iter(batch_size=10_000):
+        yield pc.list_value_length(batch[column])
 
 
 def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
@@ -604,10 +608,7 @@ def _check_labels(trainer: Any, rows_before: int, emit: EventCallback) -> None:
     if kept and max_len and "prompt_ids" in dataset.column_names:
         import pyarrow.compute as pc
 
-        kept = 0  # counted by Arrow a batch at a time: ``dataset["prompt_ids"]`` would hold every prompt as lists
-        for batch in dataset.select_columns(["prompt_ids"]).with_format("arrow").iter(batch_size=10_000):
-            short = pc.less(pc.list_value_length(batch["prompt_ids"]), max_len)
-            kept += int(pc.sum(short).as_py() or 0)
+        kept = sum(int(pc.sum(pc.less(n, max_len)).as_py() or 0) for n in _list_lengths(dataset, "prompt_ids"))
         rows_before = max(rows_before, len(dataset))
     if kept == 0:
         raise UserError(f"every answer is cut off at max length {max_len}, so the model would learn nothing",

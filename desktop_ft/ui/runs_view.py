@@ -18,7 +18,6 @@ from desktop_ft.core import runs as core_runs
 from desktop_ft.ui import theme
 from desktop_ft.ui.loss_plots import LossPlots
 from desktop_ft.ui.page import Page
-
 from desktop_ft.ui.workers import run_async
 
 COLUMNS = ["Run", "State", "Method", "Model", "Dataset", "Final loss", "Steps", "Duration", "Started"]

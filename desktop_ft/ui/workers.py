@@ -87,8 +87,7 @@ def import_ml_stack() -> None:
 class Job:
     """What ``run_async`` started: one call of a function on Qt's global thread pool."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.name = getattr(fn, "__qualname__", repr(fn))
+    def __init__(self) -> None:
         self.is_running = True
 
 
@@ -127,7 +126,7 @@ def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Cal
     global _DELIVERY
     if _DELIVERY is None:
         _DELIVERY = _Delivery()
-    delivery, job = _DELIVERY, Job(fn)
+    delivery, job = _DELIVERY, Job()
 
     def deliver(callback: Callable[[Any], None] | None, value: Any, failed: bool) -> None:
         job.is_running = False

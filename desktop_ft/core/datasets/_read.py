@@ -85,8 +85,7 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
             return p, read_jsonl(p)
         if suffix in TEXT_SUFFIXES:
             return p, read_text(p, markdown=suffix in (".md", ".markdown"))
-        if _starts_a_list(head) and (suffix in JSON_SUFFIXES + JSONL_SUFFIXES
-                                     or suffix not in CSV_SUFFIXES + TSV_SUFFIXES + TEXT_SUFFIXES):
+        if _starts_a_list(head):  # .json, a .jsonl holding one list, or no known suffix
             return p, read_json_list(p)
     raw = _read_bytes(p)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
@@ -178,10 +177,13 @@ def decode_text(path: Path, raw: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DatasetError(f"is not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {col} cannot be decoded",
-                           path=path, line=line,
-                           hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: Save with "
-                                "encoding UTF-8).") from None
+        raise _not_utf8(path, raw[exc.start], line, col) from None
+
+
+def _not_utf8(path: Path, byte: int, line: int, col: int) -> DatasetError:
+    return DatasetError(f"is not valid UTF-8: byte 0x{byte:02x} at column {col} cannot be decoded", path=path,
+                        line=line, hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: Save with "
+                                        "encoding UTF-8).")
 
 
 def _is_line_per_row(raw: bytes) -> bool:
@@ -455,10 +457,7 @@ def _decoded_chunks(path: Path) -> Iterator[str]:
                     where = fed - (len(data) - len(raw)) + start
                     newline = data.rfind(b"\n", 0, start)
                     col = start - newline if newline >= 0 else where - last_newline
-                    raise DatasetError(f"is not valid UTF-8: byte 0x{data[start]:02x} at column {col} cannot be "
-                                       "decoded", path=path, line=lines_fed + data.count(b"\n", 0, start) + 1,
-                                       hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8'; in an editor: Save "
-                                            "with encoding UTF-8).") from None
+                    raise _not_utf8(path, data[start], lines_fed + data.count(b"\n", 0, start) + 1, col) from None
                 if not raw:
                     return
                 cut = raw.rfind(b"\n")
