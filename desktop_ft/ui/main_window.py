@@ -78,13 +78,17 @@ class MainWindow(QMainWindow):
         self.run_badge = theme.label("", "Muted", wrap=True)
         self.run_badge.setContentsMargins(16, 0, 12, 0)
         side.addWidget(self.run_badge)
-        self.keep_awake_box = QCheckBox("Keep the computer awake\nwhile training")
+        self.keep_awake_box = QCheckBox("Keep the computer\nawake while training")
         self.keep_awake_box.setToolTip("While a run trains, the computer does not go to sleep (the screen may "
                                        "still turn off). Released when the run ends, is stopped or fails.")
-        self.keep_awake_box.setContentsMargins(16, 0, 12, 0)
         self.keep_awake_box.setChecked(keep_awake.enabled(self.settings))
         self.keep_awake_box.toggled.connect(self._on_keep_awake_toggled)
-        side.addWidget(self.keep_awake_box)
+        # a check box draws its indicator at its left edge whatever its contents margins say:
+        # the sidebar's 16 px indent comes from a layout around it
+        awake_row = QHBoxLayout()
+        awake_row.setContentsMargins(16, 8, 12, 0)
+        awake_row.addWidget(self.keep_awake_box)
+        side.addLayout(awake_row)
         root.addWidget(sidebar)
 
         right = QVBoxLayout()
