@@ -40,6 +40,10 @@ READ_CHUNK = 1 << 20  # bytes read per poll at most, so one batch of events stay
 CHILD_NICE = 10  # the training child's CPU priority on POSIX (higher is lower)
 #: the longest a busy worker thread keeps the GIL from a GUI thread that asks for it (CPython: 5 ms)
 GIL_SWITCH_S = 0.001
+#: worker threads beyond one per core: Qt's pool has one per core, so on a 2-core laptop a chat
+#: generation and a dataset inspection took both and a quick job (listing the runs, describing a
+#: model) waited behind them for minutes; threads are made only when needed and end after 30 s idle
+SPARE_WORKERS = 4
 
 
 def share_the_gil() -> None:
@@ -147,7 +151,11 @@ def run_async(owner: QObject, fn: Callable[..., Any], *args: Any, on_result: Cal
             delivery.ready.emit(lambda: deliver(on_result, result, False))
 
     share_the_gil()
-    QThreadPool.globalInstance().start(work)
+    pool = QThreadPool.globalInstance()
+    wanted = QThread.idealThreadCount() + SPARE_WORKERS
+    if pool.maxThreadCount() < wanted:
+        pool.setMaxThreadCount(wanted)
+    pool.start(work)
     return job
 
 

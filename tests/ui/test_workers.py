@@ -47,3 +47,33 @@ def test_two_first_jobs_importing_the_ml_stack_at_once_both_succeed(tmp_path):
                          env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[] 2", out.stdout + out.stderr[-3000:]
+
+
+def test_a_quick_job_is_not_queued_behind_long_ones(qtbot):
+    """One long job per core (chat generations, inspections of big files) must not hold up a quick
+    one, such as the Runs page listing its runs."""
+    import threading
+
+    from PySide6.QtCore import QObject, QThread
+
+    from desktop_ft.ui.workers import run_async
+
+    owner = QObject()
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def long_job() -> None:
+        started.release()
+        release.wait(60)
+
+    long_jobs = [run_async(owner, long_job) for _ in range(QThread.idealThreadCount() + 1)]
+    try:
+        for _ in long_jobs:
+            assert started.acquire(timeout=10), "a long job never started"
+        done: list[str] = []
+        run_async(owner, lambda: "listed", on_result=done.append)
+        qtbot.waitUntil(lambda: done == ["listed"], timeout=5000)
+        assert all(job.is_running for job in long_jobs)
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not any(job.is_running for job in long_jobs), timeout=10000)
