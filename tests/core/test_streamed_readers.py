@@ -87,7 +87,7 @@ def test_a_bad_byte_names_its_line_as_a_whole_read_does(tmp_path, monkeypatch):
     assert str(streamed.value) == str(whole.value) and streamed.value.line == 7
 
 
-def test_open_source_streams_a_top_level_list_and_reads_objects_whole(tmp_path):
+def test_open_source_streams_a_top_level_list_and_reads_small_objects_whole(tmp_path):
     listed = tmp_path / "alpaca.json"
     listed.write_text(json.dumps([{"instruction": "a", "output": "b"}] * 3), encoding="utf-8")
     keyed = tmp_path / "keyed.json"
@@ -145,3 +145,98 @@ def test_a_bad_or_cut_off_byte_is_named_as_a_whole_read_names_it(tmp_path, monke
     with pytest.raises(DatasetError) as streamed:
         list(_read.read_text(path).records)
     assert (str(streamed.value), streamed.value.line) == (str(whole.value), whole.value.line)
+
+
+# -- a big JSON object holding its rows in one list ---------------------------------------------------
+
+def _object_streamed(path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, keep: int) -> tuple[list, list] | None:
+    monkeypatch.setattr(_read, "SCAN_BUFFER", chunk)
+    monkeypatch.setattr(_read, "SCAN_KEEP", keep)
+    source = _read.read_big_json_object(path)
+    return None if source is None else (_rows(source), source.notes)
+
+
+def _object_whole(path: Path) -> tuple[list, list]:
+    source = _read.read_json(path, path.read_bytes())
+    return _rows(source), source.notes
+
+
+CHATS = [ROW, {"prompt": "a", "completion": "b"}] * 6
+KEYED = {
+    "version first": json.dumps({"version": 2, "data": CHATS}, indent=2, ensure_ascii=False),
+    "list first, more after": json.dumps({"data": CHATS, "meta": {"source": "x", "n": [1, 2, {"deep": None}]},
+                                          "note": "done"}, ensure_ascii=False),
+    "train wins over test": json.dumps({"test": CHATS[:3], "train": CHATS}, indent=1),
+    "rows beside a list of numbers": json.dumps({"scores": list(range(40)), "chats": CHATS}),
+    "the longer list, past the first 20": json.dumps({"short": ["x"] * 25, "long": ["y"] * 30, "empty": []}),
+    "bom and blank lines": "\ufeff\n\n { \"rows\" :\n\n" + json.dumps(CHATS, indent=3) + "\n }\n\n",
+    "an empty list beside the rows": json.dumps({"extra": [], "items": CHATS}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEYED))
+@pytest.mark.parametrize("chunk,keep", [(7, 0), (64, 16), (1000, 100), (1 << 20, 1 << 20)])
+def test_a_big_object_holding_its_rows_reads_as_the_whole_text_does(tmp_path, monkeypatch, name, chunk, keep):
+    path = tmp_path / "data.json"
+    path.write_text(KEYED[name], encoding="utf-8")
+    whole = _object_whole(path)
+    assert whole[0] and whole[1][-1].startswith("rows read from the list under")
+    assert _object_streamed(path, monkeypatch, chunk, keep) == whole
+
+
+WHOLE_ONLY = {
+    "columns as lists": json.dumps({"prompt": ["a", "b", "c"], "completion": ["x", "y", "z"]}),
+    "pandas split": json.dumps({"columns": ["prompt", "completion"], "data": [["a", "x"], ["b", "y"]]}),
+    "keyed by id": json.dumps({"r1": {"prompt": "a", "completion": "x"}, "r2": {"prompt": "b", "completion": "y"}}),
+    "one row": json.dumps(ROW),
+    "a broken row": json.dumps({"data": CHATS}, indent=1)[:-60] + "oops}]}",
+    "two objects": json.dumps({"data": CHATS}) + "\n" + json.dumps({"data": CHATS}),
+    "a duplicate key": '{"data": [{"prompt": "a", "completion": "b"}], "data": []}',
+    "not an object inside": '{"data": [{"prompt": "a", "completion": "b"}], 5: 1}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_ONLY))
+def test_other_object_layouts_are_left_to_the_whole_read(tmp_path, monkeypatch, name):
+    """Their rows need the whole object (or the whole read names the syntax error): no rows are
+    given from the disk, so nothing reads differently."""
+    path = tmp_path / "data.json"
+    path.write_text(WHOLE_ONLY[name], encoding="utf-8")
+    assert _object_streamed(path, monkeypatch, 16, 0) is None
+
+
+def test_open_source_reads_a_big_keyed_object_from_the_disk(tmp_path, monkeypatch):
+    path = tmp_path / "squad-like.json"
+    path.write_text(json.dumps({"version": "1.1", "data": [{"instruction": f"q{i}", "output": "a"}
+                                                         for i in range(50)]}, indent=2), encoding="utf-8")
+    columnar = tmp_path / "columns.json"
+    columnar.write_text(json.dumps({"prompt": ["a", "b"], "completion": ["x", "y"]}), encoding="utf-8")
+    whole = _rows(_read.open_source(path)[1])  # small: read whole
+    monkeypatch.setattr(_read, "STREAM_OBJECT_BYTES", 0)
+    read_whole = []
+    original = _read.read_json
+    monkeypatch.setattr(_read, "read_json", lambda p, raw: read_whole.append(p) or original(p, raw))
+    assert _rows(_read.open_source(path)[1]) == whole and read_whole == []
+    assert len(_rows(_read.open_source(columnar)[1])) == 2 and read_whole == [columnar]
+
+
+def test_a_big_keyed_object_is_read_in_bounded_memory(tmp_path, monkeypatch):
+    import tracemalloc
+
+    path = tmp_path / "big.json"
+    row = json.dumps({"instruction": "word " * 60, "output": "answer " * 40})
+    with path.open("w", encoding="utf-8") as f:
+        f.write('{"version": 1, "data": [\n')
+        f.write(",\n".join(row for _ in range(40_000)))
+        f.write('\n], "end": true}\n')
+    size = path.stat().st_size
+    assert size > 20 << 20
+    monkeypatch.setattr(_read, "STREAM_OBJECT_BYTES", 0)
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in _read.open_source(path)[1].records)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 40_000
+    assert peak < size / 3, f"peak {peak / 2**20:.1f} MiB reading a {size / 2**20:.0f} MiB file"

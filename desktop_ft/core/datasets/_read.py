@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 from desktop_ft.core.errors import DatasetError
 from desktop_ft.core.scan import SCAN_BUFFER, open_for_scan
@@ -87,6 +87,11 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
             return p, read_text(p, markdown=suffix in (".md", ".markdown"))
         if _starts_a_list(head):  # .json, a .jsonl holding one list, or no known suffix
             return p, read_json_list(p)
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" and suffix not in TEXT_SUFFIXES \
+                and p.stat().st_size >= STREAM_OBJECT_BYTES:
+            streamed = read_big_json_object(p)
+            if streamed is not None:
+                return p, streamed
     raw = _read_bytes(p)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
         raw = decode_text(p, raw).encode("utf-8")
@@ -349,15 +354,17 @@ class _Scanner:
             except RecursionError:
                 return RowError(line, "is not valid JSON (nested too deeply); rows after it were not read.")
 
-    def array(self, pos: int, whole_file: Path | None = None) -> Iterator[tuple[int, Any] | RowError]:
+    def array(self, pos: int,
+              whole_file: Path | None = None) -> Generator[tuple[int, Any] | RowError, None, int | None]:
         """Elements of the array starting at ``pos`` ('['); a syntax error ends it with a RowError.
+        The generator's return value is where the array ends (after its ']'; None after an error).
 
         ``whole_file``: the array is the file's top level, so anything after its ']' is rows that
         would be lost without a word: a ``DatasetError``.
         """
         pos = self.skip(pos + 1)
         if pos < len(self.text) and self.text[pos] == "]":
-            return
+            return pos + 1
         while True:
             pos = self.skip(pos)
             line = self.line_at(pos)
@@ -365,7 +372,7 @@ class _Scanner:
             decoded = self.decode_at(pos, line)
             if isinstance(decoded, RowError):
                 yield decoded
-                return
+                return None
             value, end = decoded
             yield line, value
             pos = self.skip(end)
@@ -380,12 +387,12 @@ class _Scanner:
                                        path=whole_file, line=self.line_at(after),
                                        hint="Put every row inside the one list, or save one object per line "
                                             "as .jsonl.")
-                return
+                return pos + 1
             where = self.line_at(min(pos, len(text)))
             found = "the end of the file" if pos >= len(text) else repr(text[pos])
             yield RowError(where, f"the JSON list breaks here: expected ',' or ']' but found {found}; rows after "
                                   "this line were not read.")
-            return
+            return None
 
     def stream(self, pos: int) -> Iterator[tuple[int, Any] | RowError]:
         """Values written one after another (pretty-printed objects in a .jsonl file)."""
@@ -416,6 +423,35 @@ class _Scanner:
             if pos < len(text) and text[pos] == ",":
                 pos = self.skip(pos + 1)
         return starts
+
+    def members(self, pos: int) -> Generator[tuple[str, int], int, None]:
+        """Walk the object starting at ``pos`` ('{') member by member, however big: yields each
+        key and where its value starts; whoever reads the value sends back where it ends. Anything
+        but a plain object with nothing after it raises ``_WholeReadNeeded``."""
+        pos = self.skip(pos + 1)
+        if self.text.startswith("}", pos):
+            end = pos + 1
+        else:
+            while True:
+                line = self.line_at(pos)
+                pos = self.drop(pos)
+                decoded = self.decode_at(pos, line)
+                if isinstance(decoded, RowError) or not isinstance(decoded[0], str):
+                    raise _WholeReadNeeded
+                key, pos = decoded
+                pos = self.skip(pos)
+                if not self.text.startswith(":", pos):
+                    raise _WholeReadNeeded
+                pos = self.skip((yield key, self.skip(pos + 1)))
+                if self.text.startswith(",", pos):
+                    pos = self.skip(pos + 1)
+                elif self.text.startswith("}", pos):
+                    end = pos + 1
+                    break
+                else:
+                    raise _WholeReadNeeded
+        if self.skip(end) < len(self.text):  # several objects one after another: read_json's case
+            raise _WholeReadNeeded
 
 
 def _msg(exc: json.JSONDecodeError) -> str:
@@ -467,6 +503,108 @@ def _decoded_chunks(path: Path) -> Iterator[str]:
                 fed += len(raw)
     except OSError as exc:
         raise _unreadable(path, exc) from None
+
+
+class _WholeReadNeeded(Exception):
+    """A big JSON object that is not one list of rows beside small values (or is not valid JSON):
+    read it whole, as ``read_json`` does, which also names any syntax error exactly."""
+
+
+#: a JSON object file from this size on is read from the disk in two passes (``read_big_json_object``)
+#: rather than whole: a whole read holds the text and every row as Python objects, ~6× the file
+STREAM_OBJECT_BYTES = 64 << 20
+#: a big object with more members than this (rows keyed by id) is read whole
+MAX_STREAMED_MEMBERS = 10_000
+#: elements of each list kept from the first pass, to tell rows from other lists (``_list_key``)
+LIST_HEAD = 20
+
+
+def read_big_json_object(path: Path) -> Source | None:
+    """Rows of a file whose top level is an object holding them in one list, such as
+    ``{"version": 2, "data": [...]}``, read from the disk in bounded memory; None when its layout
+    needs the whole object (columns stored as lists, a pandas layout, rows keyed by id).
+
+    A first pass walks the whole file: every list's first elements and length, the other values
+    whole, so the list is chosen by the rule a whole read uses (``_list_key``) and any syntax
+    error is found before a row is given (then None: the whole read names it). The second pass
+    gives the chosen list's rows as ``read_json`` does, with the same lines."""
+    try:
+        top, lengths = _object_outline(path)
+    except _WholeReadNeeded:
+        return None
+    values = list(top.values())
+    if _pandas_layout(top) is not None or (values and all(isinstance(v, dict) for v in values)) \
+            or _is_columnar(top, lengths):
+        return None
+    key = _list_key(top, lengths)
+    if key is None:
+        return None
+
+    def rows() -> Iterator[tuple[int, Any] | RowError]:
+        scan = _Scanner.reading(path)
+        members = scan.members(scan.skip(0))
+        try:
+            name, pos = next(members)
+            while name != key:
+                name, pos = members.send(_skip_value(scan, pos))
+        except (StopIteration, _WholeReadNeeded):
+            raise DatasetError("changed while it was being read", path=path,
+                               hint="Pick the file again once whatever writes it has finished.") from None
+        yield from scan.array(pos)
+
+    source = Source("json", rows())
+    source.notes.append(f"rows read from the list under '{key}'")
+    return source
+
+
+def _object_outline(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The top-level object of ``path`` with each list cut to its first ``LIST_HEAD`` elements, and
+    the lists' lengths; one pass over the file, holding one element at a time."""
+    scan = _Scanner.reading(path)
+    top: dict[str, Any] = {}
+    lengths: dict[str, int] = {}
+    members = scan.members(scan.skip(0))
+    try:
+        key, pos = next(members)
+        while True:
+            if key in top or len(top) >= MAX_STREAMED_MEMBERS:
+                raise _WholeReadNeeded
+            if scan.text.startswith("[", pos):
+                top[key], lengths[key], end = _list_outline(scan, pos)
+            else:
+                top[key], end = _value(scan, pos)
+            key, pos = members.send(end)
+    except StopIteration:
+        return top, lengths
+
+
+def _list_outline(scan: _Scanner, pos: int) -> tuple[list[Any], int, int]:
+    """The list at ``pos``: its first ``LIST_HEAD`` elements, its length and where it ends."""
+    head: list[Any] = []
+    count = 0
+    elements = scan.array(pos)
+    while True:
+        try:
+            item = next(elements)
+        except StopIteration as done:
+            return head, count, done.value
+        if isinstance(item, RowError):
+            raise _WholeReadNeeded
+        if count < LIST_HEAD:
+            head.append(item[1])
+        count += 1
+
+
+def _value(scan: _Scanner, pos: int) -> tuple[Any, int]:
+    decoded = scan.decode_at(pos, scan.line_at(pos))
+    if isinstance(decoded, RowError):
+        raise _WholeReadNeeded
+    return decoded
+
+
+def _skip_value(scan: _Scanner, pos: int) -> int:
+    """Where the value at ``pos`` ends."""
+    return _list_outline(scan, pos)[2] if scan.text.startswith("[", pos) else _value(scan, pos)[1]
 
 
 def read_json_list(path: Path) -> Source:
@@ -549,31 +687,35 @@ def _ok(items: Iterator[tuple[int, Any] | RowError]) -> Iterator[tuple[int, Any]
     return (i for i in items if not isinstance(i, RowError))
 
 
-def _list_key(top: dict[str, Any]) -> str | None:
-    """The key whose value holds the rows, or None when ``top`` is itself one row."""
+def _list_key(top: dict[str, Any], lengths: dict[str, int] | None = None) -> str | None:
+    """The key whose value holds the rows, or None when ``top`` is itself one row.
+
+    ``lengths``: the lists' lengths when ``top`` holds only their first ``LIST_HEAD`` elements
+    (``read_big_json_object``); the rule looks at no more than those."""
     from desktop_ft.core.datasets._formats import looks_like_a_row
 
-    if _is_columnar(top):
+    if _is_columnar(top, lengths):
         return next(iter(top))
     lists = {k: v for k, v in top.items() if isinstance(v, list) and v}
     if not lists or looks_like_a_row(top):
         return None
-    rows_of_records = {k: v for k, v in lists.items() if all(isinstance(x, (dict, str)) for x in v[:20])}
+    rows_of_records = {k: v for k, v in lists.items() if all(isinstance(x, (dict, str)) for x in v[:LIST_HEAD])}
     candidates = rows_of_records or lists
     for name in LIST_KEYS:
         for k in candidates:
             if k.lower() == name:
                 return k
-    return max(candidates, key=lambda k: len(candidates[k]))
+    return max(candidates, key=lambda k: (lengths or {}).get(k, len(candidates[k])))
 
 
-def _is_columnar(top: dict[str, Any]) -> bool:
+def _is_columnar(top: dict[str, Any], lengths: dict[str, int] | None = None) -> bool:
     """{"prompt": [...], "completion": [...]}: every value a list of the same length, of plain values."""
     values = list(top.values())
     if len(values) < 2 or not all(isinstance(v, list) for v in values):
         return False
-    n = len(values[0])
-    return n > 0 and all(len(v) == n for v in values) and any(not isinstance(x, dict) for v in values for x in v[:5])
+    sizes = [len(v) for v in values] if lengths is None else [lengths[k] for k in top]
+    return sizes[0] > 0 and all(n == sizes[0] for n in sizes) and \
+        any(not isinstance(x, dict) for v in values for x in v[:5])
 
 
 def _columnar_rows(top: dict[str, Any]) -> list[dict[str, Any]]:
