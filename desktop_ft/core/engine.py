@@ -59,15 +59,16 @@ def train(config: RunConfig, *, run: RunFolder | None = None, on_event: EventCal
     stop = stop or threading.Event()
     listener = on_event or (lambda _e: None)
     rank = distributed.process_rank()
-    if rank != 0:
-        return _train_other_rank(config, run, listener, stop, resume, rank)
-    if run is None:
-        run = create_run(config)
-    lock = run.lock()
-    try:
-        return _train_locked(config, run, listener, stop, resume)
-    finally:
-        lock.release()
+    with ds.examples_of_this_run():  # the trainer's inputs and TRL's tokenised copies: gone with the run
+        if rank != 0:
+            return _train_other_rank(config, run, listener, stop, resume, rank)
+        if run is None:
+            run = create_run(config)
+        lock = run.lock()
+        try:
+            return _train_locked(config, run, listener, stop, resume)
+        finally:
+            lock.release()
 
 
 def _train_locked(config: RunConfig, run: RunFolder, listener: EventCallback, stop: threading.Event,

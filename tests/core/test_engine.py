@@ -107,3 +107,30 @@ def test_answers_all_cut_off_refuse_to_start(make_config, tmp_path: Path) -> Non
     long_prompt.write_text("\n".join(json.dumps(row) for _ in range(8)) + "\n")
     with pytest.raises(UserError, match="max length"):
         train(make_config(data=long_prompt, max_length=32))
+
+
+def test_a_run_removes_the_tokenised_copies_of_its_data_when_it_ends(make_config, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the trainer is given and TRL's tokenised passes beside it are ~10× the dataset (20 GB for
+    a 2 GB file): there while the run trains, gone when it finishes or fails."""
+    from desktop_ft.core.errors import UserError
+
+    monkeypatch.setenv("DESKTOP_FT_CACHE", str(tmp_path / "cache"))
+    examples = tmp_path / "cache" / "datasets" / "examples"
+    while_training: list[list[list[str]]] = []  # at each step: the files in each examples folder
+
+    def look(event) -> None:
+        if isinstance(event, StepLogged):
+            while_training.append([sorted(f.name for f in folder.iterdir()) for folder in examples.iterdir()])
+
+    assert train(make_config(), on_event=look).state == "finished"
+    assert len(while_training[0]) == 2  # the training and the evaluation examples
+    assert all(any(name.startswith("cache-") for name in files) for files in while_training[0])  # TRL's passes
+    assert list(examples.iterdir()) == []
+
+    long_prompt = tmp_path / "long.jsonl"
+    row = {"messages": [{"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "ok"}]}
+    long_prompt.write_text("\n".join(json.dumps(row) for _ in range(8)) + "\n")
+    with pytest.raises(UserError):
+        train(make_config(data=long_prompt, out=tmp_path / "run2", max_length=32))
+    assert list(examples.iterdir()) == []

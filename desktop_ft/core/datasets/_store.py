@@ -10,7 +10,8 @@ the cache, and ``Dataset.from_file`` maps it, so memory stays bounded by a batch
   source line of each. It is a read-only ``Sequence`` of dicts: ``len``, indexing, slicing (a
   list), iteration in batches, ``select`` (a view through an index list, nothing copied).
 - ``arrow_examples`` writes what a TRL trainer is given (the examples of a recipe, preference
-  rows...) with real columns, so the trainer's own tokenising ``map`` writes its cache to disk too.
+  rows...) with real columns, so the trainer's own tokenising ``map`` writes its cache to disk too;
+  ``examples_of_this_run`` removes them when the run ends.
 
 A store built for a file is kept in the cache under a key of the file's path, size and
 modification time (and the options it was read with), so the window's preview and the training
@@ -19,6 +20,7 @@ process read the file once between them; the oldest stores are pruned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +42,9 @@ KEEP = 12
 KEEP_EXAMPLES = 4
 IN_USE_S = 3600
 
+
+#: example folders this process wrote and has not removed (``examples_of_this_run``)
+_WRITTEN: list[Path] = []
 
 #: stores this process still holds (a row store or a view of one is alive): never pruned by it, as
 #: their scans read the file again
@@ -341,6 +346,7 @@ def arrow_examples(examples: Iterable[dict[str, Any]], *, name: str = "examples"
     root.mkdir(parents=True, exist_ok=True)
     folder = root / f"{name}-{uuid.uuid4().hex[:12]}"
     folder.mkdir()
+    _WRITTEN.append(folder)
     features = _features_of(first)
     keys = list(features)
     path = folder / "data.arrow"
@@ -350,6 +356,23 @@ def arrow_examples(examples: Iterable[dict[str, Any]], *, name: str = "examples"
         writer.finalize()
     prune(root, KEEP_EXAMPLES, in_use_s=IN_USE_S)
     return Dataset.from_file(str(path), in_memory=False)
+
+
+@contextlib.contextmanager
+def examples_of_this_run() -> Iterator[None]:
+    """Remove the example folders written inside this block when it ends, however it ends.
+
+    Each holds what one run's trainer was given and, beside it, TRL's tokenised passes: about ten
+    times the dataset for SFT (20 GB after a run on a 2 GB file), of no use once the run is over
+    (a rerun writes its own). Where an open file cannot be removed (Windows), ``prune`` removes
+    it later."""
+    start = len(_WRITTEN)
+    try:
+        yield
+    finally:
+        for folder in _WRITTEN[start:]:
+            shutil.rmtree(folder, ignore_errors=True)
+        del _WRITTEN[start:]
 
 
 def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
