@@ -240,3 +240,27 @@ def test_a_big_keyed_object_is_read_in_bounded_memory(tmp_path, monkeypatch):
         tracemalloc.stop()
     assert count == 40_000
     assert peak < size / 3, f"peak {peak / 2**20:.1f} MiB reading a {size / 2**20:.0f} MiB file"
+
+
+# -- Excel's 'Unicode text': a UTF-16 CSV/TSV ---------------------------------------------------------
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+@pytest.mark.parametrize("chunk", [3, 64, 1 << 20])
+def test_a_utf16_table_is_read_from_the_disk_with_its_lines(tmp_path, monkeypatch, codec, chunk):
+    text = "prompt\tcompletion\r\n" + "".join(f"Café {i} 😀\t\"two\r\nlines\" {i}\r\n" for i in range(40))
+    path = tmp_path / "excel.tsv"
+    path.write_bytes((b"\xfe\xff" if codec == "utf-16-be" else b"") + text.encode(codec))
+    monkeypatch.setattr(_read, "SCAN_BUFFER", chunk)
+    monkeypatch.setattr(_read, "_read_bytes", lambda p: pytest.fail("read whole"))
+    source = _read.open_source(path)[1]
+    rows = _rows(source)
+    assert source.columns == ["prompt", "completion"]
+    assert rows[0] == (2, {"prompt": "Café 0 😀", "completion": "two\nlines 0"})
+    assert [line for line, _ in rows] == list(range(2, 82, 2)) and rows[-1][1]["prompt"] == "Café 39 😀"
+
+
+def test_a_broken_utf16_table_says_so(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("prompt,completion\r\na,b\r\n".encode("utf-16") + b"\x00\xd8")  # half a surrogate pair
+    with pytest.raises(DatasetError, match="not valid UTF-16"):
+        list(_read.open_source(path)[1].records)

@@ -9,7 +9,6 @@ Nothing here knows about formats.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -77,9 +76,11 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
         raise DatasetError("is a spreadsheet workbook, which Desktop FT does not read directly", path=p,
                            hint="Save it as 'CSV UTF-8 (comma delimited)' and pick the .csv file.")
     head = _read_head(p)
-    if not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-8: rows are read as a stream from the file
-        if suffix in TSV_SUFFIXES + CSV_SUFFIXES:
-            return p, read_csv_file(p, head, delimiter="\t" if suffix in TSV_SUFFIXES else None)
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if suffix in TSV_SUFFIXES + CSV_SUFFIXES:  # a stream from the file, UTF-8 or Excel's UTF-16
+        return p, read_csv_file(p, head, delimiter="\t" if suffix in TSV_SUFFIXES else None,
+                                encoding="utf-16" if utf16 else "utf-8-sig")
+    if not utf16:  # UTF-8: rows are read as a stream from the file
         if (suffix in JSONL_SUFFIXES and _is_line_per_row(head)) or (suffix in TEXT_SUFFIXES
                                                                     and _looks_like_jsonl(head)):
             return p, read_jsonl(p)
@@ -95,10 +96,6 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
     raw = _read_bytes(p)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
         raw = decode_text(p, raw).encode("utf-8")
-    if suffix in TSV_SUFFIXES:
-        return p, read_csv(p, raw, delimiter="\t")
-    if suffix in CSV_SUFFIXES:
-        return p, read_csv(p, raw)
     if suffix in JSON_SUFFIXES:
         return p, read_json(p, raw)
     if suffix in JSONL_SUFFIXES:
@@ -725,37 +722,32 @@ def _columnar_rows(top: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -- CSV / TSV ---------------------------------------------------------------------------------------
 
-def read_csv_file(path: Path, head: bytes, delimiter: str | None = None) -> Source:
-    """A UTF-8 CSV/TSV read from the file as a stream; a byte that is not UTF-8 names its line.
+def read_csv_file(path: Path, head: bytes, delimiter: str | None = None, encoding: str = "utf-8-sig") -> Source:
+    """A CSV/TSV read from the file as a stream, in UTF-8 or (``encoding="utf-16"``, a file that
+    starts with its byte-order mark: Excel's 'Unicode text') UTF-16; a bad byte names its line.
 
     The error is found by reading the file whole, as ``read_csv`` does, which only happens for a
     file that cannot be used as it is.
     """
     if delimiter is None:
-        delimiter = _guess_delimiter(head.decode("utf-8", errors="replace").lstrip("\ufeff"))
+        delimiter = _guess_delimiter(head.decode(encoding, errors="replace").lstrip("\ufeff"))
 
     def broken() -> DatasetError:
         try:
             decode_text(path, _read_bytes(path))
         except DatasetError as exc:
             return exc
-        return DatasetError("is not valid UTF-8", path=path, hint="Save the file as UTF-8.")
+        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        return DatasetError(f"is not valid {name}", path=path, hint="Save the file as UTF-8.")
 
     def text_stream() -> Iterator[str]:
         try:
-            with open_for_scan(path, "r", encoding="utf-8-sig", newline="") as f:
+            with open_for_scan(path, "r", encoding=encoding, newline="") as f:
                 yield from f
         except UnicodeDecodeError:
             raise broken() from None
 
     return _read_csv_lines(path, text_stream(), delimiter)
-
-
-def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> Source:
-    text = decode_text(path, raw)
-    if delimiter is None:
-        delimiter = _guess_delimiter(text)
-    return _read_csv_lines(path, io.StringIO(text, newline=""), delimiter)
 
 
 def _read_csv_lines(path: Path, stream: Iterable[str], delimiter: str) -> Source:
