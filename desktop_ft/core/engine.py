@@ -158,6 +158,10 @@ def describe_error(exc: BaseException) -> str:
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return ("Out of memory: " + text[:200] + ". Lower the batch size or max length, turn on gradient "
                 "checkpointing, or use QLoRA.")
+    if is_disk_full(exc):  # a full disk while training stops the run instead; this is before (tokenising)
+        return (f"The disk is full ({text[:200]}). While a run prepares its data, the cache ({ds.store_root()}) "
+                "holds about ten times the dataset: free space there, or set DESKTOP_FT_CACHE to a folder "
+                "on a bigger disk.")
     return f"{type(exc).__name__}: {text[:300]}"
 
 

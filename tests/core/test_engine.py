@@ -134,3 +134,12 @@ def test_a_run_removes_the_tokenised_copies_of_its_data_when_it_ends(make_config
     with pytest.raises(UserError):
         train(make_config(data=long_prompt, out=tmp_path / "run2", max_length=32))
     assert list(examples.iterdir()) == []
+
+
+def test_a_full_disk_before_training_is_one_sentence_that_says_where_and_what_to_do() -> None:
+    import errno
+
+    from desktop_ft.core.engine import describe_error
+
+    text = describe_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert text.startswith("The disk is full") and "DESKTOP_FT_CACHE" in text and "datasets" in text

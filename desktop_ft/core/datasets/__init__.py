@@ -32,7 +32,7 @@ from desktop_ft.core.datasets._examples import (SftRecipe, per_turn_rows, sft_re
 from desktop_ft.core.datasets._inspect import DatasetReport, inspect_dataset, loss_segments, render_plain
 from desktop_ft.core.datasets import _store
 from desktop_ft.core.datasets._read import SUPPORTED, RowError, line_at, line_offsets, open_source
-from desktop_ft.core.datasets._store import RowStore, arrow_examples, examples_of_this_run
+from desktop_ft.core.datasets._store import RowStore, arrow_examples, examples_of_this_run, store_root
 from desktop_ft.core.errors import DatasetError
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "loss_segments", "split_rows", "SftRecipe", "sft_recipe", "per_turn_rows", "to_prompt_completion",
     "training_chat_template", "validate_messages", "as_messages",
     "parse_columns", "render_plain", "SUPPORTED", "TARGETS", "RowStore", "arrow_examples", "examples_of_this_run",
-    "line_at", "line_offsets",
+    "store_root", "line_at", "line_offsets",
 ]
 
 KINDS = ("conversation", "prompt_completion", "preference", "text")
