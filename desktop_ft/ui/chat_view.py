@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout,
                                QHeaderView, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
@@ -77,7 +77,9 @@ class ChatView(Page):
         top = QHBoxLayout()
         top.addWidget(theme.label("Run", "CardTitle"))
         self.run_combo = QComboBox()
-        self.run_combo.setMinimumWidth(360)
+        self.run_combo.setMinimumWidth(200)
+        # long run names are elided rather than widening the window
+        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.run_combo.currentIndexChanged.connect(self._on_run_changed)
         top.addWidget(self.run_combo, 1)
         top.addWidget(theme.label("Checkpoint", "CardTitle"))
@@ -109,13 +111,13 @@ class ChatView(Page):
         sl.addWidget(panes, 1)
 
         self.settings_widgets: dict[str, QWidget] = {}
-        settings_row = QHBoxLayout()
-        settings_row.setSpacing(10)
         self.system = QLineEdit()
         self.system.setPlaceholderText("System prompt (optional)")
-        settings_row.addWidget(self.system, 2)
-        self._build_settings(settings_row)
-        sl.addLayout(settings_row)
+        sl.addWidget(self.system)
+        settings = QGridLayout()  # two a row: in one row they set the window's width to 1,280 px
+        settings.setHorizontalSpacing(10)
+        self._build_settings(settings)
+        sl.addLayout(settings)
 
         prompt_row = QHBoxLayout()
         self.prompt = QPlainTextEdit()
@@ -164,7 +166,7 @@ class ChatView(Page):
         self.refresh_runs()
 
     # -- settings generated from core.chat.GenerationSettings ------------------------------------
-    def _build_settings(self, row: QHBoxLayout) -> None:
+    def _build_settings(self, grid: QGridLayout, columns: int = 2) -> None:
         for f in dataclasses.fields(GenerationSettings):
             default = f.default if f.default is not dataclasses.MISSING else None
             help_text = f.metadata.get("help", "") if f.metadata else ""
@@ -188,8 +190,9 @@ class ChatView(Page):
             else:
                 continue  # text/list settings (stop strings, system prompt) are not shown here
             w.setToolTip(help_text)
+            index = len(self.settings_widgets)
             self.settings_widgets[f.name] = w
-            row.addWidget(w)
+            grid.addWidget(w, index // columns, index % columns)
 
     def generation_settings(self) -> GenerationSettings:
         values: dict[str, Any] = {}

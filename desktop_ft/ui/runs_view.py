@@ -8,10 +8,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QMessageBox, QPushButton, QSplitter,
-                               QTableWidget, QTableWidgetItem, QTabWidget, QWidget)
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QMessageBox, QSizePolicy,
+                               QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QToolBar, QWidget)
 
 from desktop_ft.core import curves, history
 from desktop_ft.core import runs as core_runs
@@ -91,8 +91,12 @@ class RunsView(Page):
         self._workers: list[Any] = []
         self._req = 0
 
-        bar = QHBoxLayout()
-        self.buttons: dict[str, QPushButton] = {}
+        # a tool bar, not a row of buttons: where the window is too narrow for all of them, the last
+        # ones move into its » menu instead of setting the window's width (a row needed 1,250 px)
+        bar = QToolBar()
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        bar.setIconSize(QSize(18, 18))
+        self.buttons: dict[str, QAction] = {}
         for key, text, icon, slot in [
             ("open", "Open", "mdi6.chart-line", self._on_open),
             ("chat", "Chat", "mdi6.chat-processing-outline", self._on_chat),
@@ -102,18 +106,17 @@ class RunsView(Page):
             ("copy", "Copy CLI command", "mdi6.content-copy", self._on_copy),
             ("delete", "Delete…", "mdi6.delete-outline", self._on_delete),
         ]:
-            b = QPushButton(theme.icon(icon, theme.colors().bad if key == "delete" else None), f"  {text}")
-            b.clicked.connect(slot)
-            if key == "delete":
-                b.setObjectName("Danger")
-            bar.addWidget(b)
-            self.buttons[key] = b
-        bar.addStretch(1)
-        refresh = QPushButton(theme.icon("mdi6.refresh"), "")
+            action = bar.addAction(theme.icon(icon, theme.colors().bad if key == "delete" else None), text)
+            action.triggered.connect(slot)
+            self.buttons[key] = action
+        bar.widgetForAction(self.buttons["delete"]).setObjectName("Danger")
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        refresh = bar.addAction(theme.icon("mdi6.refresh"), "")
         refresh.setToolTip("Look for runs again")
-        refresh.clicked.connect(self.refresh)
-        bar.addWidget(refresh)
-        self.content.addLayout(bar)
+        refresh.triggered.connect(self.refresh)
+        self.content.addWidget(bar)
         self.message = theme.label("", "Muted", wrap=True)
         self.content.addWidget(self.message)
 

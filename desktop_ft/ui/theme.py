@@ -117,7 +117,13 @@ def stylesheet(c: Colors) -> str:
     QPushButton:disabled {{ color: {c.muted}; }}
     QPushButton#Primary {{ background: {c.accent}; color: {c.accent_text}; border: none; font-weight: 600; }}
     QPushButton#Primary:disabled {{ background: {c.border}; color: {c.muted}; }}
-    QPushButton#Danger {{ color: {c.bad}; }}
+    QPushButton#Danger, QToolButton#Danger {{ color: {c.bad}; }}
+    QToolBar {{ border: none; spacing: 6px; background: transparent; }}
+    QToolBar QToolButton {{ padding: 5px 10px; border-radius: 6px; border: 1px solid {c.border};
+        background: {c.panel}; }}
+    QToolBar QToolButton:hover {{ border-color: {c.accent}; }}
+    QToolBar QToolButton:disabled {{ color: {c.muted}; }}
+    QToolBar QToolButton#qt_toolbar_ext_button {{ padding: 0; border: none; background: transparent; }}
     QLineEdit, QPlainTextEdit, QTextEdit {{
         border: 1px solid {c.border}; border-radius: 6px; padding: 4px 6px; background: {c.panel}; }}
     QSpinBox, QDoubleSpinBox, QComboBox {{ min-height: 24px; }}

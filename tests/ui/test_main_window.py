@@ -54,3 +54,17 @@ def test_choices_saved_by_the_yaml_storing_version_come_back(qtbot, qsettings):
     assert (w.session.config.training.max_steps, w.session.config.method.method) == (9, "qlora")
     w.close()
     assert '"max_steps": 9' in qsettings.value("wizard/config")  # written back as JSON
+
+
+def test_every_page_fits_a_window_half_a_full_hd_screen_wide(qtbot, qsettings):
+    """A window tiled to half of a 1920 px screen: no page may force it wider (the Runs page's
+    buttons in one row needed 1,250 px, the chat settings 1,280, the method cards 1,000)."""
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.show()
+    for key, _label, _icon in STEPS:
+        w.go(key)
+        qtbot.wait(50)
+        assert w.minimumSizeHint().width() <= 960, (key, w.minimumSizeHint().width())
+        w.resize(960, 700)
+        qtbot.waitUntil(lambda: w.width() == 960, timeout=2000)

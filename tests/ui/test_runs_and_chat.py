@@ -36,9 +36,9 @@ def test_runs_list_compare_copy_delete(qtbot, tmp_path, monkeypatch):
         view.select([str(b)])
     assert view.buttons["resume"].isEnabled() and not view.buttons["follow"].isEnabled()
     with qtbot.waitSignal(view.resumeRequested) as resume:
-        view.buttons["resume"].click()
+        view.buttons["resume"].trigger()
     assert resume.args[0] == str(b)
-    view.buttons["copy"].click()
+    view.buttons["copy"].trigger()
     assert QGuiApplication.clipboard().text() == f"desktop-ft train --resume {b}"
     with qtbot.waitSignal(view.curvesShown, timeout=20000) as shown:
         view.select([str(a), str(b)])
@@ -51,11 +51,11 @@ def test_runs_list_compare_copy_delete(qtbot, tmp_path, monkeypatch):
     # delete asks first; "No" keeps the folder
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
     view.select([str(a)])
-    view.buttons["delete"].click()
+    view.buttons["delete"].trigger()
     assert a.exists()
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     with qtbot.waitSignal(view.refreshed, timeout=20000) as listed:
-        view.buttons["delete"].click()
+        view.buttons["delete"].trigger()
     assert not a.exists() and listed.args[0] == 1
 
 

@@ -55,7 +55,7 @@ class MethodCard(QFrame):
         lay.addWidget(text)
         self.needs_cuda = spec["needs_cuda"]
         self.available = True
-        self.cuda_note = theme.label("Needs an NVIDIA GPU", "Muted")
+        self.cuda_note = theme.label("Needs an NVIDIA GPU", "Muted", wrap=True)  # else its width sets the column's
         self.cuda_note.setVisible(self.needs_cuda)
         lay.addWidget(self.cuda_note)
         lay.addStretch(1)
