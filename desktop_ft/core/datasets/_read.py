@@ -86,15 +86,15 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
             return p, read_jsonl(p)
         if suffix in TEXT_SUFFIXES:
             return p, read_text(p, markdown=suffix in (".md", ".markdown"))
-        if _starts_a_list(head):  # .json, a .jsonl holding one list, or no known suffix
+        if _first_byte(head) == b"[":  # .json, a .jsonl holding one list, or no known suffix
             return p, read_json_list(p)
-        if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" and suffix not in TEXT_SUFFIXES \
+        if _first_byte(head) == b"{" and suffix not in TEXT_SUFFIXES \
                 and p.stat().st_size >= STREAM_OBJECT_BYTES:
             streamed = read_big_json_object(p)
             if streamed is not None:
                 return p, streamed
     raw = _read_bytes(p)
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
+    if utf16:  # UTF-16 (Excel's 'Unicode text'): read as UTF-8 from here on
         raw = decode_text(p, raw).encode("utf-8")
     if suffix in JSON_SUFFIXES:
         return p, read_json(p, raw)
@@ -104,8 +104,7 @@ def open_source(path: str | Path) -> tuple[Path | str, Source]:
         if _looks_like_jsonl(raw):
             return p, read_jsonl(p, raw)
         return p, read_text(p, raw, markdown=suffix in (".md", ".markdown"))
-    first = raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if first in (b"{", b"["):
+    if _first_byte(raw) in (b"{", b"["):
         return p, read_json(p, raw)
     raise DatasetError(f"has type '{suffix or 'no extension'}', which Desktop FT cannot read", path=p,
                        hint=f"Use one of: {SUPPORTED}.")
@@ -610,8 +609,9 @@ def read_json_list(path: Path) -> Source:
     return Source("json", scan.array(scan.skip(0), whole_file=path))
 
 
-def _starts_a_list(head: bytes) -> bool:
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"["
+def _first_byte(data: bytes) -> bytes:
+    """The first byte after a UTF-8 byte-order mark and white space (b"" if there is none)."""
+    return data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
 
 
 def read_json(path: Path, raw: bytes) -> Source:
