@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=2.0, help="size of the big file (default 2)")
     parser.add_argument("--train-gb", type=float, default=None,
                         help="size of the file trained on, rows of one length (default: --gb; TRL tokenises every "
-                             "row before the first step: about 50 minutes for 2 GB on 2 cores)")
+                             "row before the first step: about 30 minutes for 2 GB on 2 cores)")
     parser.add_argument("--skip-train", action="store_true", help="only data inspect")
     parser.add_argument("--skip-inspect", action="store_true", help="only train")
     parser.add_argument("--model", default="default", help="model for inspect's tokenizer and for training")
@@ -217,12 +217,10 @@ def main() -> None:
                       f"{f['tree_anon'] / GiB:5.2f} GiB, PSS {f['tree_pss'] / GiB:5.2f} GiB", flush=True)
             extra = {k: figures["all"][k] - figures["1%"][k] for k in ("rss", "anon", "tree_anon", "tree_pss")}
 
-            def verdict(key: str, extra: dict[str, float] = extra) -> str:
-                return "within" if extra[key] <= TARGET_EXTRA else "OVER"
-
-            print(f"  => {name}: the whole file costs {extra['rss'] / GiB:+.2f} GiB peak RSS ({verdict('rss')}), "
-                  f"{extra['anon'] / GiB:+.2f} GiB anonymous ({verdict('anon')}), {extra['tree_anon'] / GiB:+.2f} GiB "
-                  f"anonymous with its workers ({verdict('tree_anon')}) over 1% of it (target: at most "
+            verdict = {k: "within" if v <= TARGET_EXTRA else "OVER" for k, v in extra.items()}
+            print(f"  => {name}: the whole file costs {extra['rss'] / GiB:+.2f} GiB peak RSS ({verdict['rss']}), "
+                  f"{extra['anon'] / GiB:+.2f} GiB anonymous ({verdict['anon']}), {extra['tree_anon'] / GiB:+.2f} GiB "
+                  f"anonymous with its workers ({verdict['tree_anon']}) over 1% of it (target: at most "
                   f"+{TARGET_EXTRA / GiB:.1f}); PSS with its workers {extra['tree_pss'] / GiB:+.2f} GiB, "
                   "mostly pages of the tokenised files they map", flush=True)
             results[name] = {k: {m: v for m, v in f.items() if m != "stdout"} for k, f in figures.items()}
