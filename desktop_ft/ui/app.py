@@ -58,14 +58,25 @@ def qt_is_sound(parent=None) -> bool:
     return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def open_window(argv: list[str] | None = None):
+    """What ``desktop-ft`` does before its event loop: the application, the Qt self-check, the main
+    window shown. Returns ``(app, window)``, or ``None`` when the self-check failed (a dialog said why).
+    ``benchmarks/bench_window.py`` times this very function."""
     app = create_app(argv)
     if not qt_is_sound():
-        return 2
+        return None
     from desktop_ft.ui.main_window import MainWindow
 
     window = MainWindow()
     window.show()
+    return app, window
+
+
+def main(argv: list[str] | None = None) -> int:
+    opened = open_window(argv)
+    if opened is None:
+        return 2
+    app, _window = opened
     code = app.exec()
     from PySide6.QtCore import QThreadPool
 
