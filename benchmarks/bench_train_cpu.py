@@ -31,6 +31,7 @@ mean causal context, (l+1)/2 for an example of l tokens).
 
 Run:  python benchmarks/bench_train_cpu.py                    # SmolLM2-135M, 64 rows
       python benchmarks/bench_train_cpu.py --model tiny --rows 32   # a quick check (tiny Llama)
+      python benchmarks/bench_train_cpu.py --datasets '' --data my_chats.jsonl  # on your own data
       python benchmarks/bench_train_cpu.py --device cuda --rows 512  # the GPU variant
 """
 
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +80,40 @@ def make_rows(n: int, *, mixed: bool, seed: int) -> list[dict[str, Any]]:
             q, ans = "Reverse these words: " + " ".join(ws), " ".join(reversed(ws))
         rows.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ans}]})
     return rows
+
+
+def _bad(sentence: str) -> NoReturn:
+    """Bad input: the sentence on stderr, exit 2."""
+    print(sentence, file=sys.stderr)
+    sys.exit(2)
+
+
+def rows_from_file(path: str, n: int, heldout: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``n`` training chats and ``heldout`` others from a file of one's own: any file and format the app
+    reads (``load_dataset``), chats or prompt/completion pairs (written as a user and an assistant
+    message, which is what both sides then train on), drawn at random with ``seed``."""
+    from desktop_ft.core.datasets import load_dataset
+    from desktop_ft.core.errors import UserError
+
+    try:
+        loaded = load_dataset(path)
+    except UserError as exc:
+        _bad(f"--data: {exc}")
+    if loaded.kind not in ("conversation", "prompt_completion"):
+        _bad(f"--data: {path} holds {loaded.kind} rows; this benchmark compares SFT, so give it chats or "
+                 "prompt/completion pairs.")
+    if len(loaded.rows) < n + heldout:
+        _bad(f"--data: {path} has {len(loaded.rows)} valid rows; --rows {n} and --heldout {heldout} need "
+                 f"{n + heldout} (lower them, or give a bigger file).")
+    picked = random.Random(seed).sample(range(len(loaded.rows)), n + heldout)
+    rows = []
+    for i in picked:
+        row = loaded.rows[i]
+        messages = row["messages"] if loaded.kind == "conversation" else [
+            {"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+        last = max(k for k, m in enumerate(messages) if m["role"] == "assistant")  # the reply scored for NLL
+        rows.append({"messages": [{"role": m["role"], "content": m["content"]} for m in messages[:last + 1]]})
+    return rows[:n], rows[n:]
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -146,7 +181,10 @@ def child_plain_trl(spec: dict[str, Any]) -> dict[str, Any]:
                      use_cpu=spec["device"] == "cpu", seed=spec["seed"], disable_tqdm=True,
                      # the same number format on both sides: TRL's SFTConfig turns bf16 on by default, which on
                      # the CPU is autocast to bf16 (far slower here than fp32, and not what desktop-ft trains in)
-                     bf16=spec["device"] != "cpu")
+                     bf16=spec["device"] != "cpu",
+                     # SFTConfig's default is True (recompute activations: less memory, ~1/3 more arithmetic);
+                     # desktop-ft's default is off, so --trl-no-checkpointing shows the gain without it
+                     gradient_checkpointing=spec["trl_checkpointing"])
     peft_config = LoraConfig(r=spec["rank"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
                              target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -276,11 +314,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=64, help="training rows per dataset (one epoch)")
     parser.add_argument("--heldout", type=int, default=24, help="held-out rows for the answer NLL")
     parser.add_argument("--repeats", type=int, default=1, help="ABBA pairs per dataset")
-    parser.add_argument("--datasets", default="even,mixed")
+    parser.add_argument("--datasets", default="even,mixed",
+                        help="the generated datasets to run, comma-separated (even, mixed); '' for none")
+    parser.add_argument("--data", action="append", default=[],
+                        help="also run on rows drawn from this file (any format the app reads: chats or "
+                             "prompt/completion pairs); may be given more than once")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--trl-no-checkpointing", action="store_true",
+                        help="turn TRL's gradient checkpointing off (SFTConfig's default is on, desktop-ft's "
+                             "is off): the same memory trade-off on both sides")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -288,16 +333,24 @@ def main() -> None:
     os.environ["DESKTOP_FT_RUNS"] = str(work / "runs")
     model = resolve_model_path(args.model, work)
     base = {"model": model, "batch": args.batch, "max_length": args.max_length, "lr": args.lr, "warmup": 0.03,
-            "scheduler": "cosine", "seed": 42, "rank": 16, "alpha": 32, "dropout": 0.05, "device": args.device}
+            "scheduler": "cosine", "seed": 42, "rank": 16, "alpha": 32, "dropout": 0.05, "device": args.device,
+            "trl_checkpointing": not args.trl_no_checkpointing}
     peak = matmul_peak(args.device)
     print(f"model {model}; {args.rows} rows/epoch, batch {args.batch}, max length {args.max_length}, LoRA r=16 "
           f"all-linear, fp32, {args.device}; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; "
-          f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}", flush=True)
+          f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; plain TRL's gradient checkpointing "
+          f"{'on (SFTConfig default)' if base['trl_checkpointing'] else 'off (--trl-no-checkpointing)'}, "
+          "desktop-ft's off (its default)", flush=True)
     report: dict[str, Any] = {"model": model, "rows": args.rows, "peak_flops": peak, "datasets": {}}
-    for d_i, name in enumerate(args.datasets.split(",")):
-        mixed = name == "mixed"
-        rows = make_rows(args.rows, mixed=mixed, seed=1 + d_i)
-        heldout = make_rows(args.heldout, mixed=mixed, seed=100 + d_i)
+    datasets = [n for n in args.datasets.split(",") if n] + [f"file:{p}" for p in args.data]
+    for d_i, name in enumerate(datasets):
+        if name.startswith("file:"):
+            rows, heldout = rows_from_file(name[5:], args.rows, args.heldout, seed=1 + d_i)
+            name = Path(name[5:]).stem
+        else:
+            mixed = name == "mixed"
+            rows = make_rows(args.rows, mixed=mixed, seed=1 + d_i)
+            heldout = make_rows(args.heldout, mixed=mixed, seed=100 + d_i)
         train_path = write_jsonl(rows, work / f"{name}.jsonl")
         lengths = token_lengths(model, rows, args.max_length)
         tokens = sum(lengths)
